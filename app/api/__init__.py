@@ -1,0 +1,77 @@
+"""The API: one Blueprint at /api, one Api with the token scheme, one Namespace per module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cached_property
+from typing import Any
+
+from flask import Blueprint, Flask
+from flask_restx import Api, Namespace
+from flask_restx.swagger import Swagger
+
+from app import __version__
+from app.api.envelope import ERROR_DESCRIPTIONS, error_model
+from app.api.health import ns as health_ns
+from app.errors import error_response
+
+# Add a namespace: write app/api/<name>.py with `ns = Namespace(...)`, then list it here.
+NAMESPACES: tuple[tuple[Namespace, str], ...] = (
+    (health_ns, "/health"),
+)
+
+AUTHORIZATIONS = {
+    "token": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "token",
+        "description": "The access token from POST /api/auth/login (Authorization: Bearer <token> works too).",
+    }
+}
+
+
+class _Swagger(Swagger):
+    """Documents 500 on every operation: any of them can meet a bug."""
+
+    def responses_for(self, doc: dict, method: str) -> dict:
+        responses: dict[str, Any] = super().responses_for(doc, method)
+        responses.setdefault("500", {
+            "description": ERROR_DESCRIPTIONS[500],
+            "schema": self.serialize_schema(error_model),
+        })
+        return responses
+
+
+class EnvelopeApi(Api):
+    """An Api whose every error, the framework's included, is the contract's error envelope."""
+
+    def handle_error(self, e: Exception) -> Any:
+        return error_response(e)
+
+    @cached_property
+    def __schema__(self) -> dict:  # type: ignore[override]
+        return _Swagger(self).as_dict()
+
+
+def create_api(app: Flask, extra_namespaces: Iterable[tuple[Namespace, str]] = ()) -> EnvelopeApi:
+    """Build the blueprint and the Api, add every namespace, and register them on ``app``."""
+    settings = app.extensions["configs"]
+    blueprint = Blueprint("api", __name__, url_prefix="/api")
+    api = EnvelopeApi(
+        blueprint,
+        version=__version__,
+        title=settings.api.title,
+        description=settings.api.description,
+        doc="/" if settings.api.docs else False,
+        authorizations=AUTHORIZATIONS,
+        security="token",
+        catch_all_404s=True,
+        add_specs=settings.api.docs,
+    )
+    api.models[error_model.name] = error_model
+    for namespace, path in (*NAMESPACES, *extra_namespaces):
+        api.add_namespace(namespace, path=path)
+    app.register_blueprint(blueprint)
+    app.extensions["restx_api"] = api
+    return api
+

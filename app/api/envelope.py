@@ -1,0 +1,138 @@
+"""The success envelope, the error envelope in the spec, and one-line helpers that document both.
+
+A resource method returns its payload; ``@returns(ns, model)`` wraps it as
+``{"code", "status": "SUCCESS", "message", "data"}`` and documents exactly that in the spec.
+``@accepts(ns, model)`` validates a JSON body and documents its 400/413/415 answers, and
+``@fails(ns, 404, 409)`` documents further error statuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask_restx import Model, Namespace, fields, marshal
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ERROR_DESCRIPTIONS = {
+    400: "INVALID_FIELD (field names it) or BAD_REQUEST",
+    401: "NOT_AUTHORIZED: no token, or an unknown, expired or revoked one",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    409: "CONFLICT: a unique value is taken",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "TOO_MANY_REQUESTS: see Retry-After",
+    500: "SERVER_ERROR",
+    501: "STORAGE_NOT_CONFIGURED",
+    502: "SMS_FAILED",
+    503: "SERVICE_UNAVAILABLE: the database or Redis cannot be reached",
+}
+
+
+class _Nullable:
+    """Marks a field ``x-nullable`` in the spec (Swagger 2.0 has no null type)."""
+
+    def schema(self) -> dict:
+        schema = super().schema()  # type: ignore[misc]
+        schema["x-nullable"] = True
+        return schema
+
+
+class NullableString(_Nullable, fields.String):
+    """A string that may be null."""
+
+
+class NullableRaw(_Nullable, fields.Raw):
+    """Any JSON value, null included."""
+
+
+ERROR_FIELDS = {
+    "code": fields.Integer(required=True, description="the HTTP status", example=404),
+    "status": fields.String(required=True, description="the status name", example="NOT_FOUND"),
+    "message": fields.String(required=True, description="what went wrong, for people"),
+    "field": NullableString(required=True, description="the offending field, when there is one"),
+    "request_id": fields.String(required=True, description="X-Request-ID of this request"),
+}
+error_model = Model("Error", ERROR_FIELDS)
+
+
+@dataclass
+class Reply:
+    """A payload with its own message, for when "OK" will not do."""
+
+    data: Any
+    message: str = "OK"
+
+
+def envelope_of(ns: Namespace, model: Model | None, *, as_list: bool = False, code: int = 200) -> Model:
+    """The success envelope around ``model``, registered on ``ns`` once."""
+    if model is None:
+        name, data = "EmptyEnvelope", NullableRaw(description="always null")
+    else:
+        name = f"{model.name}{'List' if as_list else ''}Envelope"
+        data = fields.Nested(model, as_list=as_list, required=True)
+    if name in ns.models:
+        return ns.models[name]
+    return ns.model(name, {
+        "code": fields.Integer(required=True, example=code),
+        "status": fields.String(required=True, example="SUCCESS"),
+        "message": fields.String(required=True, example="OK"),
+        "data": data,
+    })
+
+
+def returns(
+    ns: Namespace,
+    model: Model | None = None,
+    *,
+    code: int = 200,
+    description: str = "Success",
+    as_list: bool = False,
+) -> Callable[[F], F]:
+    """Document ``code`` with the enveloped ``model`` and wrap what the method returns in it."""
+    wrapped = envelope_of(ns, model, as_list=as_list, code=code)
+
+    def decorate(func: F) -> F:
+        @wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> tuple[dict, int]:
+            result = func(*args, **kwargs)
+            reply = result if isinstance(result, Reply) else Reply(result)
+            data = reply.data
+            if model is not None and data is not None:
+                data = marshal(data, model)
+            return {"code": code, "status": "SUCCESS", "message": reply.message, "data": data}, code
+
+        return ns.response(code, description, wrapped)(wrapper)  # type: ignore[no-any-return]
+
+    return decorate
+
+
+def fails(ns: Namespace, *codes: int) -> Callable[[F], F]:
+    """Document error statuses the operation can answer, each with the error envelope."""
+
+    def decorate(func: F) -> F:
+        for code in codes:
+            func = ns.response(code, ERROR_DESCRIPTIONS[code], error_model)(func)
+        return func
+
+    return decorate
+
+
+def accepts(ns: Namespace, model: Model) -> Callable[[F], F]:
+    """Validate the JSON body against ``model`` and document what a bad body gets."""
+
+    def decorate(func: F) -> F:
+        return fails(ns, 400, 413, 415)(ns.expect(model, validate=True)(func))
+
+    return decorate
+
+
+def public(func: F) -> F:
+    """Mark an operation as needing no token (no lock in Swagger UI)."""
+    doc = getattr(func, "__apidoc__", {})
+    func.__apidoc__ = {**doc, "security": []}  # type: ignore[attr-defined]
+    return func

@@ -1,0 +1,184 @@
+"""Every error the API answers, and the one function that turns any exception into the error envelope.
+
+Raise these anywhere in a request (``raise NotFound("no such file")``); framework errors (unknown
+route, bad JSON, validation, request too large), outages of the database or Redis and unhandled
+exceptions come out in the same shape:
+``{"code", "status", "message", "field", "request_id"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from flask import Response, jsonify
+from sqlalchemy import exc as sa_exc
+from werkzeug import exceptions as http
+from werkzeug.routing import RoutingException
+
+from app.request_id import current_request_id
+
+log = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    """Base of every API error: an HTTP status, a status name, a message and maybe a field."""
+
+    code = 500
+    status = "SERVER_ERROR"
+    message = "Internal server error."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        data: Any = None,
+    ) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.field = field
+        self.headers = dict(headers or {})
+        self.data = data
+
+    def body(self) -> dict[str, Any]:
+        body = {
+            "code": self.code,
+            "status": self.status,
+            "message": self.message,
+            "field": self.field,
+            "request_id": current_request_id(),
+        }
+        if self.data is not None:
+            body["data"] = self.data
+        return body
+
+
+class InvalidField(APIError):
+    code, status, message = 400, "INVALID_FIELD", "A field is missing or invalid."
+
+
+class BadRequest(APIError):
+    code, status, message = 400, "BAD_REQUEST", "The request is malformed."
+
+
+class NotAuthorized(APIError):
+    code, status, message = 401, "NOT_AUTHORIZED", "Authentication is required."
+
+
+class Forbidden(APIError):
+    code, status, message = 403, "FORBIDDEN", "You are not allowed to do this."
+
+
+class NotFound(APIError):
+    code, status, message = 404, "NOT_FOUND", "Not found."
+
+
+class MethodNotAllowed(APIError):
+    code, status, message = 405, "METHOD_NOT_ALLOWED", "This method is not allowed here."
+
+
+class Conflict(APIError):
+    code, status, message = 409, "CONFLICT", "This value is already taken."
+
+
+class PayloadTooLarge(APIError):
+    code, status, message = 413, "PAYLOAD_TOO_LARGE", "The request body is too large."
+
+
+class UnsupportedMediaType(APIError):
+    code, status, message = 415, "UNSUPPORTED_MEDIA_TYPE", "This media type is not supported here."
+
+
+class TooManyRequests(APIError):
+    code, status, message = 429, "TOO_MANY_REQUESTS", "Too many requests; try again later."
+
+    def __init__(self, message: str | None = None, *, retry_after: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.headers["Retry-After"] = str(max(1, int(retry_after)))
+
+
+class ServerError(APIError):
+    code, status, message = 500, "SERVER_ERROR", "Internal server error."
+
+
+class StorageNotConfigured(APIError):
+    code, status, message = 501, "STORAGE_NOT_CONFIGURED", "Cloud storage keys are not configured."
+
+
+class SmsFailed(APIError):
+    code, status, message = 502, "SMS_FAILED", "The SMS gateway failed."
+
+
+class ServiceUnavailable(APIError):
+    code, status, message = 503, "SERVICE_UNAVAILABLE", "A service this request needs is unavailable."
+
+
+ERRORS_BY_CODE: dict[int, type[APIError]] = {
+    cls.code: cls
+    for cls in (
+        BadRequest, NotAuthorized, Forbidden, NotFound, MethodNotAllowed, Conflict, PayloadTooLarge,
+        UnsupportedMediaType, TooManyRequests, ServerError, StorageNotConfigured, SmsFailed,
+        ServiceUnavailable,
+    )
+}
+
+# Outages: the server is down, unreachable or too slow. Anything else from these libraries is a bug.
+OUTAGES: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+)
+
+
+def _from_http_exception(exc: http.HTTPException) -> APIError:
+    """A werkzeug/Flask/RESTX HTTP error as an APIError, keeping the field of a validation error."""
+    code = exc.code or 500
+    data = getattr(exc, "data", None) or {}
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if code == 400 and errors:
+        field = next(iter(errors))
+        return InvalidField(f"{field}: {errors[field]}", field=field)
+    if code == 429:
+        retry_after = (exc.response.headers.get("Retry-After") if exc.response else None) or 1
+        return TooManyRequests(exc.description, retry_after=int(retry_after))
+    cls = ERRORS_BY_CODE.get(code)
+    if cls is None:
+        cls = BadRequest if code < 500 else ServerError
+        error = cls(exc.description)
+        error.code, error.status = code, cls.status
+        return error
+    message = cls.message if code >= 500 else (exc.description or cls.message)
+    error = cls(message)
+    if isinstance(exc, http.MethodNotAllowed) and exc.valid_methods:
+        error.headers["Allow"] = ", ".join(exc.valid_methods)
+    return error
+
+
+def as_api_error(exc: BaseException) -> APIError:
+    """Classify any exception raised while serving a request."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, http.HTTPException):
+        return _from_http_exception(exc)
+    if isinstance(exc, OUTAGES):
+        log.error("dependency unavailable: %s: %s", type(exc).__name__, exc)
+        return ServiceUnavailable()
+    log.error("unhandled exception", exc_info=exc)
+    return ServerError()
+
+
+def error_response(exc: BaseException) -> Response:
+    """The error envelope for ``exc``; redirects from routing pass through untouched."""
+    if isinstance(exc, RoutingException) and isinstance(exc, http.HTTPException):
+        return exc.get_response()
+    error = as_api_error(exc)
+    response = jsonify(error.body())
+    response.status_code = error.code
+    for name, value in error.headers.items():
+        response.headers[name] = value
+    return response

@@ -1,0 +1,74 @@
+"""Extension objects, created once and uninitialised; create_app() initialises them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from flask import Flask, current_app
+from flask_mail import Mail
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+# Named constraints, so migrations can drop and alter them on every backend (SQLite batch mode too).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every model."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class RedisStore:
+    """The app's Redis client: ``memory://`` gives an in-process fakeredis, other URLs a real server.
+
+    Real servers get short timeouts and at most ``redis.retries`` immediate reconnects, so an outage
+    becomes a 503 within about two seconds instead of a long retry loop.
+    """
+
+    def init_app(self, app: Flask) -> None:
+        settings = app.extensions["configs"].redis
+        app.extensions["redis"] = self.connect(settings)
+
+    @staticmethod
+    def connect(settings: Any) -> redis.Redis:
+        url = settings.url
+        if url.startswith("memory://"):
+            import fakeredis
+
+            return fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+        return redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=settings.connect_timeout,
+            socket_timeout=settings.socket_timeout,
+            retry=Retry(NoBackoff(), settings.retries, supported_errors=(redis.ConnectionError,)),
+        )
+
+    @property
+    def client(self) -> redis.Redis:
+        return current_app.extensions["redis"]
+
+    def key(self, *parts: str) -> str:
+        """A key name under the configured prefix: ``key("sms", phone)`` → ``app:sms:+86…``."""
+        return current_app.extensions["configs"].redis.prefix + ":".join(parts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+mail = Mail()
+redis_store = RedisStore()

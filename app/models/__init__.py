@@ -1,0 +1,5 @@
+"""SQLAlchemy models. Import every model here so Flask-Migrate's autogenerate sees it."""
+
+from app.models.user import User
+
+__all__ = ["User"]

@@ -1,0 +1,30 @@
+"""The request id: echoed from a well-formed ``X-Request-ID`` header, or made here."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from flask import Flask, Response, g, has_request_context, request
+
+HEADER = "X-Request-ID"
+_WELL_FORMED = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+
+
+def current_request_id() -> str | None:
+    """This request's id (made on first use), or None outside a request."""
+    if not has_request_context():
+        return None
+    if "request_id" not in g:
+        incoming = request.headers.get(HEADER, "")
+        g.request_id = incoming if _WELL_FORMED.match(incoming) else uuid.uuid4().hex
+    return g.request_id
+
+
+def init_app(app: Flask) -> None:
+    """Give every response the X-Request-ID header."""
+
+    @app.after_request
+    def add_request_id(response: Response) -> Response:
+        response.headers[HEADER] = current_request_id() or ""
+        return response

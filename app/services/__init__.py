@@ -1,0 +1,1 @@
+"""The logic: plain functions that take values, return values or models, and raise APIError."""

@@ -1,0 +1,44 @@
+"""Readiness: can this process reach its database and its Redis?"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import text
+
+from app import __version__
+from app.errors import OUTAGES, ServiceUnavailable
+from app.extensions import db, redis_store
+
+log = logging.getLogger(__name__)
+
+
+def _database_ok() -> bool:
+    try:
+        db.session.execute(text("SELECT 1"))
+        return True
+    except OUTAGES as exc:
+        log.warning("health: database unreachable: %s", exc)
+        db.session.rollback()
+        return False
+
+
+def _redis_ok() -> bool:
+    try:
+        return bool(redis_store.ping())
+    except OUTAGES as exc:
+        log.warning("health: redis unreachable: %s", exc)
+        return False
+
+
+def check_readiness() -> dict[str, str]:
+    """``{"database", "redis", "version"}``; raise ServiceUnavailable naming what is down."""
+    report = {
+        "database": "ok" if _database_ok() else "down",
+        "redis": "ok" if _redis_ok() else "down",
+        "version": __version__,
+    }
+    down = [name for name in ("database", "redis") if report[name] != "ok"]
+    if down:
+        raise ServiceUnavailable(f"unavailable: {', '.join(down)}", data=report)
+    return report
