@@ -110,7 +110,8 @@ def parse_value(raw: str, default: Any, name: str) -> Any:
                 raise ValueError("expected a JSON object")
             return value
     except ValueError as exc:
-        raise ConfigError(f"environment variable {name}={raw!r} is not a valid {type(default).__name__}: {exc}")
+        kind = type(default).__name__
+        raise ConfigError(f"environment variable {name}={raw!r} is not a valid {kind}: {exc}") from None
     return raw
 
 

@@ -16,6 +16,7 @@ from flask import Response, jsonify
 from sqlalchemy import exc as sa_exc
 from werkzeug import exceptions as http
 from werkzeug.routing import RoutingException
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from app.request_id import current_request_id
 
@@ -147,10 +148,9 @@ def _from_http_exception(exc: http.HTTPException) -> APIError:
         retry_after = (exc.response.headers.get("Retry-After") if exc.response else None) or 1
         return TooManyRequests(exc.description, retry_after=int(retry_after))
     cls = ERRORS_BY_CODE.get(code)
-    if cls is None:
-        cls = BadRequest if code < 500 else ServerError
-        error = cls(exc.description)
-        error.code, error.status = code, cls.status
+    if cls is None:  # a status the contract does not name: keep it, with the generic status name
+        error: APIError = BadRequest(exc.description) if code < 500 else ServerError()
+        error.code = code
         return error
     message = cls.message if code >= 500 else (exc.description or cls.message)
     error = cls(message)
@@ -172,7 +172,7 @@ def as_api_error(exc: BaseException) -> APIError:
     return ServerError()
 
 
-def error_response(exc: BaseException) -> Response:
+def error_response(exc: BaseException) -> Response | WerkzeugResponse:
     """The error envelope for ``exc``; redirects from routing pass through untouched."""
     if isinstance(exc, RoutingException) and isinstance(exc, http.HTTPException):
         return exc.get_response()

@@ -49,7 +49,7 @@ class EnvelopeApi(Api):
         return error_response(e)
 
     @cached_property
-    def __schema__(self) -> dict:  # type: ignore[override]
+    def __schema__(self) -> dict:
         return _Swagger(self).as_dict()
 
 

@@ -106,7 +106,7 @@ def returns(
                 data = marshal(data, model)
             return {"code": code, "status": "SUCCESS", "message": reply.message, "data": data}, code
 
-        return ns.response(code, description, wrapped)(wrapper)  # type: ignore[no-any-return]
+        return ns.response(code, description, wrapped)(wrapper)
 
     return decorate
 

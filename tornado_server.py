@@ -1,0 +1,242 @@
+"""Serve the app with Tornado: `python tornado_server.py [--address A] [--port 5000] [--processes N]`.
+
+Requests run on a small thread pool per process, so the IOLoop keeps accepting and writing while a
+request waits on the database or hashes a password. With ``--processes N`` (0 = one per core) the
+parent forks N children and each binds its own ``SO_REUSEPORT`` socket, which the kernel balances
+evenly. HTTPS when ``cert.certfile`` and ``cert.keyfile`` are set. SIGTERM or SIGINT: stop accepting,
+let in-flight requests finish (at most ``server.shutdown_timeout`` seconds), exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tornado.httpserver import HTTPServer
+from tornado.httputil import HTTPServerRequest
+from tornado.netutil import bind_sockets
+from tornado.wsgi import WSGIContainer
+
+log = logging.getLogger("tornado_server")
+
+
+EXIT_STARTUP = 2  # a setting or option that makes serving impossible; restarting cannot help
+
+
+class StartupError(Exception):
+    """Serving is impossible as configured; the message says why."""
+
+
+class CountingWSGIContainer(WSGIContainer):
+    """A WSGIContainer that knows how many requests are in flight, for a graceful stop."""
+
+    def __init__(self, wsgi_application: Any, executor: ThreadPoolExecutor) -> None:
+        super().__init__(wsgi_application, executor=executor)
+        self.in_flight = 0
+
+    async def handle_request(self, request: HTTPServerRequest) -> None:
+        self.in_flight += 1
+        try:
+            await super().handle_request(request)
+        finally:
+            self.in_flight -= 1
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Serve the API with Tornado.")
+    parser.add_argument("--address", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    parser.add_argument("--processes", type=int, default=1, help="processes to fork; 0 = one per core (default 1)")
+    parser.add_argument("--app", default="app:create_app", help="application factory, module:function")
+    return parser.parse_args(argv)
+
+
+def load_factory(spec: str) -> Callable[[], Any]:
+    module_name, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module_name), attr or "create_app")  # type: ignore[no-any-return]
+
+
+def make_app(factory: Callable[[], Any]) -> Any:
+    from app.config import ConfigError
+
+    try:
+        return factory()
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def listen(args: argparse.Namespace, reuse_port: bool) -> list:
+    try:
+        return bind_sockets(args.port, args.address, reuse_port=reuse_port)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {args.address}:{args.port}: {exc.strerror}") from None
+
+
+def ssl_context(settings: Any) -> ssl.SSLContext | None:
+    certfile, keyfile = settings.cert.certfile, settings.cert.keyfile
+    if not certfile and not keyfile:
+        return None
+    if not (certfile and keyfile):
+        raise StartupError("set both cert.certfile and cert.keyfile to serve HTTPS, or neither")
+    from app.config import project_path
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile=project_path(certfile), keyfile=project_path(keyfile))
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"cannot load the certificate {certfile} / key {keyfile}: {exc}") from None
+    return context
+
+
+def prepare(app: Any, processes: int) -> None:
+    """Checks and one-off work done once, before any fork."""
+    settings = app.extensions["configs"]
+    if processes != 1 and settings.redis.url.startswith("memory://"):
+        raise StartupError("memory:// Redis is one process only; set REDIS_URL to a real server for --processes")
+    if settings.database.auto_migrate:
+        import flask_migrate
+
+        with app.app_context():
+            flask_migrate.upgrade()
+    with app.app_context():
+        from app.extensions import db
+
+        db.engine.dispose()  # no pooled connection may cross a fork
+
+
+async def serve(app: Any, sockets: list, tls: ssl.SSLContext | None) -> None:
+    """Serve on ``sockets`` until SIGTERM/SIGINT, then drain in-flight requests and return."""
+    settings = app.extensions["configs"]
+    executor = ThreadPoolExecutor(max_workers=settings.server.threads, thread_name_prefix="request")
+    container = CountingWSGIContainer(app, executor)
+    server = HTTPServer(container, ssl_options=tls, xheaders=False)
+    server.add_sockets(sockets)
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+
+    server.stop()  # no new connections
+    deadline = time.monotonic() + settings.server.shutdown_timeout
+    while time.monotonic() < deadline and (container.in_flight or _writing(server)):
+        await asyncio.sleep(0.02)
+    if container.in_flight:
+        log.warning("shutdown: %d request(s) still running after %ss", container.in_flight,
+                    settings.server.shutdown_timeout)
+    await asyncio.wait_for(server.close_all_connections(), timeout=2)
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _writing(server: HTTPServer) -> bool:
+    """Whether any connection still has response bytes to flush."""
+    return any(conn.stream.writing() for conn in getattr(server, "_connections", ()))
+
+
+def run_child(factory: Callable[[], Any], args: argparse.Namespace, tls: ssl.SSLContext | None,
+              reuse_port: bool) -> None:
+    app = make_app(factory)
+    asyncio.run(serve(app, listen(args, reuse_port), tls))
+
+
+def fork_children(count: int, start: Callable[[], None]) -> int:
+    """Fork ``count`` children running ``start``; forward SIGTERM/SIGINT; respawn crashed ones.
+
+    Returns the exit status for the parent: 0 when every child stopped cleanly on request.
+    """
+    children: dict[int, int] = {}
+    stopping = False
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 0
+            try:
+                start()
+            except StartupError as exc:
+                print(f"tornado_server.py: {exc}", file=sys.stderr, flush=True)
+                code = EXIT_STARTUP
+            except BaseException:
+                log.exception("server process failed")
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        children[pid] = slot
+
+    def forward(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    for slot in range(count):
+        spawn(slot)
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+
+    status = 0
+    while children:
+        try:
+            pid, wait_status = os.wait()
+        except ChildProcessError:
+            break
+        slot = children.pop(pid, None)
+        if slot is None:
+            continue
+        code = os.waitstatus_to_exitcode(wait_status)
+        if stopping:
+            status = status or (1 if code else 0)
+        elif code == EXIT_STARTUP:
+            forward(signal.SIGTERM, None)
+            status = EXIT_STARTUP
+        else:
+            log.error("server process %d exited with %s; starting another", pid, code)
+            time.sleep(0.5)
+            spawn(slot)
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    factory = load_factory(args.app)
+    try:
+        app = make_app(factory)
+        tls = ssl_context(app.extensions["configs"])
+        processes = args.processes if args.processes > 0 else (os.cpu_count() or 1)
+        prepare(app, processes)
+        sockets = listen(args, reuse_port=processes > 1)
+    except StartupError as exc:
+        print(f"tornado_server.py: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+
+    host = "localhost" if args.address in ("0.0.0.0", "::", "") else args.address  # noqa: S104
+    scheme = "https" if tls else "http"
+    print(f"Serving on {scheme}://{args.address}:{args.port} with {processes} process(es); "
+          f"Swagger UI: {scheme}://{host}:{args.port}/api/", flush=True)
+    if processes == 1:
+        asyncio.run(serve(app, sockets, tls))
+        return 0
+    for sock in sockets:  # held only to check the port and fail early; each child binds its own
+        sock.close()
+    del app
+    return fork_children(processes, lambda: run_child(factory, args, tls, reuse_port=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
