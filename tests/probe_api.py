@@ -1,0 +1,101 @@
+"""A namespace that exists only in tests: it raises each kind of error and sleeps on request.
+
+It is also how a project adds a namespace: a module with `ns`, models, resources that call services.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import request
+from flask_restx import Namespace, Resource, fields
+
+from app import create_app
+from app.api.envelope import accepts, fails, public, returns
+from app.errors import Conflict, TooManyRequests
+from app.extensions import db, redis_store
+from app.models import User
+
+ns = Namespace("probe", description="Test-only operations")
+
+echo_model = ns.model("Echo", {
+    "name": fields.String(required=True, min_length=1, max_length=20),
+    "age": fields.Integer(required=True, min=0, max=150),
+})
+
+
+@ns.route("/echo")
+class Echo(Resource):
+    @public
+    @accepts(ns, echo_model)
+    @returns(ns, echo_model)
+    def post(self) -> dict:
+        """Echo a validated body."""
+        return ns.payload
+
+
+@ns.route("/boom")
+class Boom(Resource):
+    @public
+    @returns(ns)
+    def get(self) -> None:
+        """Fail with an unhandled exception carrying a secret-looking message."""
+        raise RuntimeError("SELECT password_hash FROM users -- internal detail")
+
+
+@ns.route("/conflict")
+class ConflictProbe(Resource):
+    @public
+    @returns(ns)
+    @fails(ns, 409)
+    def get(self) -> None:
+        """Raise an API error from the app."""
+        raise Conflict("phone is taken", field="phone")
+
+
+@ns.route("/limited")
+class Limited(Resource):
+    @public
+    @returns(ns)
+    @fails(ns, 429)
+    def get(self) -> None:
+        """Raise a 429 with Retry-After."""
+        raise TooManyRequests("slow down", retry_after=42)
+
+
+@ns.route("/slow")
+class Slow(Resource):
+    @public
+    @returns(ns)
+    def get(self) -> str:
+        """Sleep ?seconds= then answer."""
+        time.sleep(float(request.args.get("seconds", "1")))
+        return "done"
+
+
+@ns.route("/redis")
+class RedisProbe(Resource):
+    @public
+    @returns(ns)
+    @fails(ns, 503)
+    def get(self) -> int:
+        """Touch Redis."""
+        return int(redis_store.incr(redis_store.key("probe")))
+
+
+@ns.route("/database")
+class DatabaseProbe(Resource):
+    @public
+    @returns(ns)
+    @fails(ns, 503)
+    def get(self) -> int:
+        """Touch the database."""
+        return int(db.session.query(User).count())
+
+
+PROBE = (ns, "/probe")
+
+
+def create_probe_app() -> object:
+    """The app plus the probe namespace, for `tornado_server.py --app probe_api:create_probe_app`."""
+    return create_app(extra_namespaces=[PROBE])
