@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from probe_api import PROBE
-
 from conftest import free_port
+from probe_api import PROBE
 
 
 @pytest.fixture
