@@ -58,8 +58,8 @@ def project_path(path: str) -> Path:
     return candidate if candidate.is_absolute() else PROJECT_DIR / candidate
 
 
-def _load_module(name: str) -> ModuleType | None:
-    path = PROJECT_DIR / f"{name}.py"
+def _load_module(name: str, directory: Path = PROJECT_DIR) -> ModuleType | None:
+    path = directory / f"{name}.py"
     if not path.exists():
         return None
     spec = importlib.util.spec_from_file_location(f"_settings_{name}", path)
@@ -140,10 +140,8 @@ def _environment_updates(defaults: dict, environ: Mapping[str, str]) -> dict:
     return updates
 
 
-def production_problems(settings: Mapping) -> list[str]:
+def production_problems(settings: Mapping, default_secret: str) -> list[str]:
     """Why these settings are unsafe to serve in production (empty when they are fine)."""
-    defaults = _load_module("config_default")
-    default_secret = defaults.configs["app"]["secret_key"] if defaults else None
     problems = []
     secret = settings["app"]["secret_key"]
     if not secret or secret == default_secret:
@@ -157,14 +155,21 @@ def production_problems(settings: Mapping) -> list[str]:
     return problems
 
 
-def load_configs(overrides: Mapping | None = None, environ: Mapping[str, str] | None = None) -> Configs:
-    """Build the settings from every layer; raise ConfigError when they are unusable."""
+def load_configs(
+    overrides: Mapping | None = None,
+    environ: Mapping[str, str] | None = None,
+    directory: Path = PROJECT_DIR,
+) -> Configs:
+    """Build the settings from every layer; raise ConfigError when they are unusable.
+
+    ``directory`` holds config_default.py and config_override.py; ``environ`` defaults to os.environ.
+    """
     environ = os.environ if environ is None else environ
-    default_module = _load_module("config_default")
+    default_module = _load_module("config_default", directory)
     if default_module is None:
-        raise ConfigError(f"config_default.py is missing from {PROJECT_DIR}")
+        raise ConfigError(f"config_default.py is missing from {directory}")
     settings: dict = copy.deepcopy(default_module.configs)
-    override_module = _load_module("config_override")
+    override_module = _load_module("config_override", directory)
     file_settings: Mapping = getattr(override_module, "configs", {}) or {}
     env_settings = _environment_updates(settings, environ)
     explicit: Mapping = overrides or {}
@@ -182,7 +187,7 @@ def load_configs(overrides: Mapping | None = None, environ: Mapping[str, str] | 
     settings["app"]["env"] = env_name
 
     if env_name == "production":
-        problems = production_problems(settings)
+        problems = production_problems(settings, default_module.configs["app"]["secret_key"])
         if problems:
             raise ConfigError("refusing to start in production: " + "; ".join(problems))
     return Configs.wrap(settings)

@@ -1,0 +1,153 @@
+"""Settings: defaults ⊕ per-environment defaults ⊕ config_override.py ⊕ environment ⊕ explicit overrides."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+
+import pytest
+
+from app.config import PROJECT_DIR, ConfigError, configs, load_configs
+
+GOOD_SECRET = "s" * 40
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A directory with the real config_default.py and a config_override.py the test writes."""
+    shutil.copy(PROJECT_DIR / "config_default.py", tmp_path / "config_default.py")
+
+    def write_override(source: str) -> None:
+        (tmp_path / "config_override.py").write_text(textwrap.dedent(source))
+
+    write_override("configs = {}\n")
+    return tmp_path, write_override
+
+
+def load(project_dir, environ=None, overrides=None):
+    return load_configs(overrides, environ=environ or {}, directory=project_dir)
+
+
+def test_defaults_read_as_items_and_attributes(project):
+    settings = load(project[0])
+    assert settings["qiniu"]["access_key"] == settings.qiniu.access_key == ""
+    assert settings.auth.token_ttl == 7200
+    assert settings.sms.http.timeout == 3.0
+    assert settings.redis.url == "memory://"
+
+
+def test_missing_attribute_is_an_attribute_error(project):
+    with pytest.raises(AttributeError, match="no setting named 'nope'"):
+        _ = load(project[0]).sms.nope
+
+
+def test_override_file_is_deep_merged(project):
+    directory, write_override = project
+    write_override("""
+        configs = {"sms": {"gateway": "file", "http": {"url": "https://sms.example"}}}
+    """)
+    settings = load(directory)
+    assert settings.sms.gateway == "file"
+    assert settings.sms.http.url == "https://sms.example"
+    assert settings.sms.http.timeout == 3.0  # sibling kept
+    assert settings.sms.code_ttl == 300
+
+
+def test_environment_beats_override_file(project):
+    directory, write_override = project
+    write_override('configs = {"sms": {"gateway": "file"}}\n')
+    assert load(directory, {"APP_SMS__GATEWAY": "http"}).sms.gateway == "http"
+
+
+def test_explicit_overrides_beat_environment(project):
+    settings = load(project[0], {"APP_SMS__GATEWAY": "http"}, {"sms": {"gateway": "console"}})
+    assert settings.sms.gateway == "console"
+
+
+def test_short_environment_names(project):
+    settings = load(project[0], {
+        "DATABASE_URL": "postgresql://db/app",
+        "REDIS_URL": "redis://cache:6379/1",
+        "SECRET_KEY": GOOD_SECRET,
+        "APP_ENV": "testing",
+    })
+    assert settings.database.url == "postgresql://db/app"
+    assert settings.redis.url == "redis://cache:6379/1"
+    assert settings.app.secret_key == GOOD_SECRET
+    assert settings.app.env == "testing"
+
+
+@pytest.mark.parametrize(("name", "raw", "path", "expected"), [
+    ("APP_SMS__CODE_TTL", "120", ("sms", "code_ttl"), 120),
+    ("APP_QINIU__PRIVATE", "yes", ("qiniu", "private"), True),
+    ("APP_MAIL__USE_TLS", "off", ("mail", "use_tls"), False),
+    ("APP_SMS__HTTP__TIMEOUT", "1.5", ("sms", "http", "timeout"), 1.5),
+    ("APP_MAIL__ADMINS", "a@example.com, b@example.com", ("mail", "admins"), ["a@example.com", "b@example.com"]),
+    ("APP_MAIL__ADMINS", '["a@example.com"]', ("mail", "admins"), ["a@example.com"]),
+    ("APP_QINIU__DOMAIN", "https://cdn.example.com", ("qiniu", "domain"), "https://cdn.example.com"),
+])
+def test_environment_values_are_parsed_to_the_default_type(project, name, raw, path, expected):
+    node = load(project[0], {name: raw})
+    for part in path:
+        node = node[part]
+    assert node == expected
+    assert type(node) is type(expected)
+
+
+def test_unparsable_environment_value_names_the_variable(project):
+    with pytest.raises(ConfigError, match="APP_SMS__CODE_TTL='soon' is not a valid int"):
+        load(project[0], {"APP_SMS__CODE_TTL": "soon"})
+
+
+def test_environment_variable_naming_no_setting_is_refused(project):
+    with pytest.raises(ConfigError, match="APP_SMS__GATWAY names no setting"):
+        load(project[0], {"APP_SMS__GATWAY": "file"})
+
+
+def test_override_file_key_missing_from_defaults_is_refused(project):
+    directory, write_override = project
+    write_override('configs = {"sms": {"gatway": "file"}}\n')
+    with pytest.raises(ConfigError, match=r"unknown setting 'sms\.gatway' in config_override\.py"):
+        load(directory)
+
+
+def test_unknown_environment_name_is_refused(project):
+    with pytest.raises(ConfigError, match="APP_ENV must be one of"):
+        load(project[0], {"APP_ENV": "staging"})
+
+
+def test_production_turns_debug_and_auto_migrate_off(project):
+    settings = load(project[0], {"APP_ENV": "production", "SECRET_KEY": GOOD_SECRET, "REDIS_URL": "redis://r"})
+    assert settings.app.debug is False
+    assert settings.database.auto_migrate is False
+
+
+@pytest.mark.parametrize(("environ", "reason"), [
+    ({"REDIS_URL": "redis://r"}, "SECRET_KEY is the development default"),
+    ({"REDIS_URL": "redis://r", "SECRET_KEY": "short"}, "shorter than 32 characters"),
+    ({"REDIS_URL": "redis://r", "SECRET_KEY": GOOD_SECRET, "APP_APP__DEBUG": "1"}, "debug is on"),
+    ({"SECRET_KEY": GOOD_SECRET}, "memory://"),
+])
+def test_production_refuses_unsafe_settings(project, environ, reason):
+    with pytest.raises(ConfigError, match="refusing to start in production") as error:
+        load(project[0], {"APP_ENV": "production", **environ})
+    assert reason in str(error.value)
+
+
+def test_create_app_refuses_unsafe_production_settings():
+    from app import create_app
+
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        create_app({"app": {"env": "production"}, "redis": {"url": "redis://127.0.0.1:1/0"}})
+
+
+def test_configs_reads_the_current_apps_settings(make_app):
+    first = make_app({"sms": {"code_ttl": 11}})
+    second = make_app({"sms": {"code_ttl": 22}})
+    with first.app_context():
+        assert configs.sms.code_ttl == 11
+        assert configs["sms"]["code_ttl"] == 11
+    with second.app_context():
+        assert configs.sms.code_ttl == 22
+    assert "sms" in configs  # outside an app: the process-wide settings
+    assert "secret" not in repr(configs)
