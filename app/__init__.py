@@ -104,7 +104,6 @@ def flask_settings(settings: Any) -> dict[str, Any]:
         "MAIL_DEFAULT_SENDER": mail.default_sender,
         "RESTX_JSON": {"ensure_ascii": False},
         "RESTX_MASK_SWAGGER": False,
-        "RESTX_MASK_HEADER": "X-Fields-Disabled",
         "ERROR_INCLUDE_MESSAGE": False,
         "PROPAGATE_EXCEPTIONS": False,
     }

@@ -58,7 +58,6 @@ def create_api(app: Flask, extra_namespaces: Iterable[tuple[Namespace, str]] = (
     settings = app.extensions["configs"]
     blueprint = Blueprint("api", __name__, url_prefix="/api")
     api = EnvelopeApi(
-        blueprint,
         version=__version__,
         title=settings.api.title,
         description=settings.api.description,
@@ -66,8 +65,9 @@ def create_api(app: Flask, extra_namespaces: Iterable[tuple[Namespace, str]] = (
         authorizations=AUTHORIZATIONS,
         security="token",
         catch_all_404s=True,
-        add_specs=settings.api.docs,
     )
+    # add_specs only takes effect through init_app (flask-restx ignores it in the constructor).
+    api.init_app(blueprint, add_specs=settings.api.docs)
     api.models[error_model.name] = error_model
     for namespace, path in (*NAMESPACES, *extra_namespaces):
         api.add_namespace(namespace, path=path)
