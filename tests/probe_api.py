@@ -5,6 +5,7 @@ It is also how a project adds a namespace: a module with `ns`, models, resources
 
 from __future__ import annotations
 
+import logging
 import time
 
 from flask import request
@@ -69,6 +70,7 @@ class Slow(Resource):
     @returns(ns)
     def get(self) -> str:
         """Sleep ?seconds= then answer."""
+        logging.getLogger("probe").info("slow request started")
         time.sleep(float(request.args.get("seconds", "1")))
         return "done"
 
