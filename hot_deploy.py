@@ -1,0 +1,120 @@
+"""Development server that restarts itself: `python hot_deploy.py [--watch DIR] [tornado_server.py options]`.
+
+Runs tornado_server.py as a child and restarts it once per burst of saved changes to a .py file or logging.ini
+under the project (virtual environments, caches, instance/ and editor temp files are ignored). A child that
+died, say on a syntax error, starts again on the next save. Ctrl-C or SIGTERM stops both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import threading
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+PROJECT_DIR = Path(__file__).resolve().parent
+IGNORED_DIRS = {".venv", "venv", "__pycache__", "instance", ".git", ".mypy_cache", ".ruff_cache",
+                ".pytest_cache", ".hypothesis", ".schemathesis", "dist", "node_modules"}
+WATCHED = ("*.py", "logging.ini")
+TEMPORARY = ("*.swp", "*.swx", "*~", ".#*", "#*#", "*.tmp", "4913")
+QUIET_PERIOD = 0.3  # seconds without changes before restarting
+
+
+def is_watched(path: str, root: Path) -> bool:
+    try:
+        parts = Path(path).resolve().relative_to(root).parts
+    except ValueError:
+        return False
+    if not parts or any(part in IGNORED_DIRS for part in parts[:-1]):
+        return False
+    name = parts[-1]
+    return any(fnmatch(name, p) for p in WATCHED) and not any(fnmatch(name, p) for p in TEMPORARY)
+
+
+class Reloader(FileSystemEventHandler):
+    """Keeps one server child running; restarts it after a quiet period following changes."""
+
+    def __init__(self, command: list[str], root: Path) -> None:
+        self.command = command
+        self.root = root
+        self.child: subprocess.Popen | None = None
+        self.changed: set[str] = set()
+        self.lock = threading.Lock()
+        self.timer: threading.Timer | None = None
+
+    def start(self) -> None:
+        self.child = subprocess.Popen(self.command, cwd=PROJECT_DIR)
+        print(f"hot_deploy: started server pid {self.child.pid}", flush=True)
+
+    def stop(self) -> None:
+        if self.child and self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)
+            try:
+                self.child.wait(15)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+                self.child.wait()
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory or event.event_type in ("opened", "closed_no_write"):
+            return
+        paths = [str(event.src_path), str(getattr(event, "dest_path", "") or "")]
+        relevant = [p for p in paths if p and is_watched(p, self.root)]
+        if not relevant:
+            return
+        with self.lock:
+            self.changed.update(relevant)
+            if self.timer:
+                self.timer.cancel()
+            self.timer = threading.Timer(QUIET_PERIOD, self.restart)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def restart(self) -> None:
+        with self.lock:
+            changed, self.changed = sorted(self.changed), set()
+            names = ", ".join(str(Path(p).resolve().relative_to(self.root)) for p in changed)
+            print(f"hot_deploy: changed {names}; restarting", flush=True)
+            self.stop()
+            self.start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=True)
+    parser.add_argument("--watch", default=str(PROJECT_DIR), help="directory to watch (default: the project)")
+    args, server_args = parser.parse_known_args(argv)
+    root = Path(args.watch).resolve()
+
+    reloader = Reloader([sys.executable, str(PROJECT_DIR / "tornado_server.py"), *server_args], root)
+    observer = Observer()
+    observer.schedule(reloader, str(root), recursive=True)
+    observer.start()
+    reloader.start()
+    print(f"hot_deploy: watching {root} for changes to *.py and logging.ini", flush=True)
+
+    stopped = threading.Event()
+
+    def stop(_signum: int, _frame: Any) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    stopped.wait()
+    observer.stop()
+    with reloader.lock:
+        if reloader.timer:
+            reloader.timer.cancel()
+        reloader.stop()
+    observer.join(5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
