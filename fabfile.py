@@ -100,12 +100,14 @@ def _switch(c: Any, release: str) -> None:
 
 
 def _restart(c: Any) -> None:
-    current = f"{deploy_root()}/current"
-    running = c.run(f"cd {current} && .venv/bin/supervisorctl -c supervisord.ini pid", hide=True, warn=True)
-    if running.ok:
-        c.run(f"cd {current} && .venv/bin/supervisorctl -c supervisord.ini restart 'api:*'")
+    """Restart the processes, or start supervisord. The config is named through the `current` link so that
+    supervisor's %(here)s stays `current` and a restart runs whatever `current` points at now."""
+    ini = f"{deploy_root()}/current/supervisord.ini"
+    python = f"{deploy_root()}/current/.venv/bin"
+    if c.run(f"{python}/supervisorctl -c {ini} pid", hide=True, warn=True).ok:
+        c.run(f"{python}/supervisorctl -c {ini} restart 'api:*'")
     else:
-        c.run(f"cd {current} && .venv/bin/supervisord -c supervisord.ini")
+        c.run(f"{python}/supervisord -c {ini}")
 
 
 @task(hosts=deploy_hosts())
@@ -124,8 +126,9 @@ def deploy(c: Any) -> None:
     requirements = hashlib.sha256((PROJECT_DIR / "requirements.txt").read_bytes()).hexdigest()[:16]
     venv = f"{root}/venvs/{requirements}"
     python = os.environ.get("DEPLOY_PYTHON", "python3")
-    c.run(f"test -x {venv}/bin/python || ({python} -m venv {venv}.tmp && {venv}.tmp/bin/pip install -q "
-          f"-r {target}/requirements.txt supervisor && mv {venv}.tmp {venv})")
+    # Built in place (a venv cannot be moved: its scripts name its path); .complete marks a finished one.
+    c.run(f"test -f {venv}/.complete || (rm -rf {venv} && {python} -m venv {venv} && {venv}/bin/pip install -q "
+          f"-r {target}/requirements.txt supervisor && touch {venv}/.complete)")
     c.run(f"ln -sfn {venv} {target}/.venv")
     c.run(f"cd {target} && .venv/bin/python manage.py db upgrade")
     _switch(c, release)

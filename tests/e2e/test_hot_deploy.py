@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -36,8 +38,16 @@ def hot_deploy(server_env, tmp_path):
     process.output = lambda: output.read_text()
     yield process, watched, pids, serving
     if process.poll() is None:
-        process.kill()
-        process.wait()
+        process.send_signal(signal.SIGTERM)  # hot_deploy stops its server before exiting
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for pid in pids():  # never leave a server behind, whatever happened above
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            if b"tornado_server.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_saved_python_file_restarts_the_server_once(hot_deploy):
