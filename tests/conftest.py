@@ -140,6 +140,19 @@ def redis_namespace() -> Iterator[tuple[str, str]]:
         client.close()
 
 
+@pytest.fixture
+def real_redis_url() -> str:
+    """A real Redis server, for what memory:// cannot do (several processes): REDIS_URL's, or the local one."""
+    import redis
+
+    url = TEST_REDIS_URL if not TEST_REDIS_URL.startswith("memory://") else "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        service_missing(f"Redis at {url}", exc)
+    return url
+
+
 # --- apps --------------------------------------------------------------------------------------
 
 

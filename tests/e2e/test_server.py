@@ -13,7 +13,7 @@ import threading
 
 import pytest
 import requests
-from conftest import PROJECT_DIR, TEST_REDIS_URL, free_port, service_missing, wait_until
+from conftest import PROJECT_DIR, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -35,16 +35,8 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def real_redis_env():
-    """A real Redis for several processes (memory:// is one process only)."""
-    import redis
-
-    url = TEST_REDIS_URL if not TEST_REDIS_URL.startswith("memory://") else "redis://127.0.0.1:6379/0"
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        service_missing(f"Redis at {url}", exc)
-    return {"REDIS_URL": url}
+def real_redis_env(real_redis_url):
+    return {"REDIS_URL": real_redis_url}
 
 
 def test_http_server_serves_the_api_and_swagger_ui(live_server):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import PROJECT_DIR, TEST_REDIS_URL, service_missing, wait_until
+from conftest import PROJECT_DIR, wait_until
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -33,15 +33,8 @@ def free_port_prefix() -> str:
 
 
 @pytest.fixture
-def supervisor(server_env, tmp_path):
+def supervisor(server_env, real_redis_url, tmp_path):
     """The real supervisord.ini with only its instance directory, interpreter and base port changed."""
-    import redis
-
-    redis_url = TEST_REDIS_URL if not TEST_REDIS_URL.startswith("memory://") else "redis://127.0.0.1:6379/0"
-    try:
-        redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        service_missing(f"Redis at {redis_url}", exc)
     instance = tmp_path / "instance"
     (instance / "logs").mkdir(parents=True)
     prefix = free_port_prefix()
@@ -52,7 +45,7 @@ def supervisor(server_env, tmp_path):
               .replace("--port 50%(process_num)02d", f"--port {prefix}%(process_num)02d"))
     path = tmp_path / "supervisord.ini"
     path.write_text(config)
-    env = {**server_env, "REDIS_URL": redis_url}
+    env = {**server_env, "REDIS_URL": real_redis_url}
 
     def ctl(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(BIN / "supervisorctl"), "-c", str(path), *args], env=env,
