@@ -45,7 +45,12 @@ configs = {
     "sms": {
         "gateway": "console",  # console (writes to the log) | file (JSON lines to sms.outbox) | http
         "code_ttl": 300,  # seconds a code stays valid
-        "resend_after": 60,  # seconds before the same phone and purpose may get another code
+        "resend_after": 60,  # seconds before the same phone and purpose may get another code (0 = no wait)
+        "max_attempts": 5,  # wrong codes that void the current one
+        "ticket_ttl": 600,  # seconds an sms_ticket from /common/sms/verify stays valid
+        "daily_cap_per_phone": 10,  # messages to one phone per 24 hours (from its first message)
+        "daily_cap_per_ip": 50,  # messages requested by one client address per 24 hours
+        "template": "Your verification code is {code}. It expires in {minutes} minutes.",  # message text
         "outbox": "instance/sms_outbox.jsonl",  # the file gateway's output
         "http": {
             "url": "",  # the http gateway's endpoint

@@ -153,6 +153,20 @@ def real_redis_url() -> str:
     return url
 
 
+@pytest.fixture
+def real_redis_settings(real_redis_url: str, redis_namespace: tuple[str, str]) -> Iterator[dict]:
+    """App settings on a real Redis under this test's prefix, whose keys are deleted afterwards."""
+    import redis
+
+    prefix = redis_namespace[1]
+    yield {"redis": {"url": real_redis_url, "prefix": prefix}}
+    client = redis.Redis.from_url(real_redis_url)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
 # --- apps --------------------------------------------------------------------------------------
 
 

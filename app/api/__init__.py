@@ -11,6 +11,7 @@ from flask_restx import Api, Namespace
 from flask_restx.swagger import Swagger
 
 from app import __version__
+from app.api.common import ns as common_ns
 from app.api.envelope import ERROR_DESCRIPTIONS, error_model
 from app.api.health import ns as health_ns
 from app.errors import error_response
@@ -18,6 +19,7 @@ from app.errors import error_response
 # Add a namespace: write app/api/<name>.py with `ns = Namespace(...)`, then list it here.
 NAMESPACES: tuple[tuple[Namespace, str], ...] = (
     (health_ns, "/health"),
+    (common_ns, "/common"),
 )
 
 AUTHORIZATIONS = {

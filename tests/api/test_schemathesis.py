@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+# The spec's "phone" format: numbers that exist (random digits of the right length mostly do not).
+schemathesis.openapi.format("phone", st.one_of(
+    st.from_regex(r"\A1(3\d|5[0-35-9]|8\d)\d{8}\Z"),
+    st.sampled_from(["+8613800138000", "+14155552671", "+442079460958"]),
+))
+
+# Operations where schema-valid input is still refused by design: the right code is known only to the server.
+SERVER_KNOWS_THE_ANSWER = {"POST /common/sms/verify"}
 
 
 def fuzz(operation) -> None:
+    excluded = [positive_data_acceptance] if operation.label in SERVER_KNOWS_THE_ANSWER else []
+
     @given(case=operation.as_strategy())
     @settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     def run(case) -> None:
-        case.call_and_validate()
+        case.call_and_validate(excluded_checks=excluded)
 
     run()
 

@@ -1,0 +1,187 @@
+"""SMS verification codes: send, verify, and consume a code or a ticket as proof of a phone.
+
+Redis keys (all under the configured prefix, each written with its TTL):
+  sms:code:<purpose>:<phone>      hash {hash, tries}: the current code, HMAC'd; TTL sms.code_ttl
+  sms:wait:<purpose>:<phone>      resend cooldown; TTL sms.resend_after
+  sms:day:phone:<phone>           messages to the phone in the 24 h window that its first message opened
+  sms:day:ip:<address>            messages requested by a client address, likewise
+  sms:ticket:<hmac of ticket>     "<purpose>:<phone>"; TTL sms.ticket_ttl; deleted when used
+Every check-and-update is one Lua script, so concurrent requests cannot both pass a check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from app.config import configs
+from app.errors import Conflict, InvalidField, NotFound, SmsFailed, TooManyRequests
+from app.extensions import redis_store
+from app.services.sms_gateways import SmsMessage, current_gateway
+from app.services.users import phone_registered
+
+log = logging.getLogger(__name__)
+
+PURPOSES = ("register", "login", "reset_password")
+DAY = 24 * 3600
+
+# KEYS: cooldown, phone counter, ip counter. ARGV: resend_after, phone cap, ip cap, window.
+# Returns {0, 0} when the send may go ahead (cooldown set, counters counted), else {reason, wait in ms}.
+_RESERVE_SEND = """
+local wait = redis.call('PTTL', KEYS[1])
+if wait > 0 then return {1, wait} end
+if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[2]) then
+  return {2, redis.call('PTTL', KEYS[2])}
+end
+if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[3]) then
+  return {3, redis.call('PTTL', KEYS[3])}
+end
+if tonumber(ARGV[1]) > 0 then redis.call('SET', KEYS[1], '1', 'EX', ARGV[1]) end
+for i = 2, 3 do
+  if redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+end
+return {0, 0}
+"""
+
+# KEYS: code, ticket. ARGV: code hash, max attempts, ticket value, ticket ttl (0 = issue no ticket).
+# Returns 0 no code, 1 right (code deleted, ticket stored), 2 wrong and now void, 3 wrong.
+_CHECK_CODE = """
+local stored = redis.call('HGET', KEYS[1], 'hash')
+if not stored then return 0 end
+if stored == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
+  return 1
+end
+if redis.call('HINCRBY', KEYS[1], 'tries', 1) >= tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+  return 2
+end
+return 3
+"""
+
+# KEYS: ticket. ARGV: expected "<purpose>:<phone>". Deletes and returns 1 only when it matches.
+_TAKE_TICKET = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
+return 0
+"""
+
+
+def _digest(*parts: str) -> str:
+    """HMAC-SHA256 under the app secret: what Redis holds instead of a code or a ticket."""
+    key = configs.app.secret_key.encode()
+    return hmac.new(key, "|".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
+def code_key(phone: str, purpose: str) -> str:
+    return redis_store.key("sms", "code", purpose, phone)
+
+
+def _ticket_key(ticket: str) -> str:
+    return redis_store.key("sms", "ticket", _digest("ticket", ticket))
+
+
+def _check_purpose(purpose: str) -> None:
+    if purpose not in PURPOSES:
+        raise InvalidField(f"purpose must be one of {', '.join(PURPOSES)}", field="purpose")
+
+
+def _check_account(phone: str, purpose: str) -> None:
+    registered = phone_registered(phone)
+    if purpose == "register" and registered:
+        raise Conflict("This phone number is already registered.", field="phone")
+    if purpose != "register" and not registered:
+        raise NotFound("No account uses this phone number.", field="phone")
+
+
+def send_code(phone: str, purpose: str, client_ip: str) -> dict[str, int]:
+    """Send a new code to ``phone`` for ``purpose``; 429 inside the cooldown or over a daily cap."""
+    _check_purpose(purpose)
+    _check_account(phone, purpose)
+    settings = configs.sms
+    wait_key = redis_store.key("sms", "wait", purpose, phone)
+    phone_key = redis_store.key("sms", "day", "phone", phone)
+    ip_key = redis_store.key("sms", "day", "ip", client_ip or "unknown")
+    reserve = redis_store.register_script(_RESERVE_SEND)
+    caps = [settings.daily_cap_per_phone, settings.daily_cap_per_ip]
+    reason, wait_ms = reserve(keys=[wait_key, phone_key, ip_key], args=[settings.resend_after, *caps, DAY])
+    if reason:
+        refusal = {
+            1: "A code was just sent; wait before asking for another.",
+            2: "This phone number has had its codes for today.",
+            3: "Too many codes were requested from your address today.",
+        }[reason]
+        raise TooManyRequests(refusal, retry_after=math.ceil(wait_ms / 1000))
+
+    code = f"{secrets.randbelow(10**6):06d}"
+    with redis_store.pipeline(transaction=True) as pipe:
+        pipe.hset(code_key(phone, purpose), mapping={"hash": _digest("code", purpose, phone, code), "tries": 0})
+        pipe.expire(code_key(phone, purpose), settings.code_ttl)
+        pipe.execute()
+    message = SmsMessage(
+        to=phone, code=code, purpose=purpose, sent_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        text=settings.template.format(code=code, minutes=max(1, settings.code_ttl // 60), purpose=purpose),
+    )
+    try:
+        current_gateway().send(message)
+    except SmsFailed:
+        _undo_send(phone, purpose, wait_key, phone_key, ip_key)
+        raise
+    return {"expires_in": settings.code_ttl, "resend_after": settings.resend_after}
+
+
+def _undo_send(phone: str, purpose: str, *reserved: str) -> None:
+    """A message that was not sent leaves no code and costs no cooldown or cap."""
+    wait_key, phone_key, ip_key = reserved
+    with redis_store.pipeline(transaction=True) as pipe:
+        pipe.delete(code_key(phone, purpose), wait_key)
+        pipe.decr(phone_key)
+        pipe.decr(ip_key)
+        pipe.execute()
+
+
+def _check_code(phone: str, purpose: str, code: str, field: str, ticket: str | None = None) -> None:
+    """Use up the code, storing ``ticket`` in the same step when given; 400 on ``field`` otherwise."""
+    check = redis_store.register_script(_CHECK_CODE)
+    ticket_ttl = configs.sms.ticket_ttl if ticket else 0
+    outcome = check(keys=[code_key(phone, purpose), _ticket_key(ticket or "-")],
+                    args=[_digest("code", purpose, phone, str(code)), configs.sms.max_attempts,
+                          f"{purpose}:{phone}", ticket_ttl])
+    if outcome == 1:
+        return
+    message: Any = {
+        0: "No valid code for this phone number; request a new one.",
+        2: "Too many wrong codes; request a new one.",
+        3: "The code is wrong.",
+    }[outcome]
+    raise InvalidField(message, field=field)
+
+
+def verify_code(phone: str, purpose: str, code: str) -> dict[str, Any]:
+    """Trade a right code for a single-use ``sms_ticket``; the code is used up."""
+    _check_purpose(purpose)
+    ticket = secrets.token_urlsafe(32)
+    _check_code(phone, purpose, code, field="code", ticket=ticket)
+    return {"sms_ticket": ticket, "expires_in": configs.sms.ticket_ttl}
+
+
+def consume_sms_proof(phone: str, purpose: str, *, code: str | None = None, ticket: str | None = None) -> None:
+    """Accept either an SMS code (field ``sms_code``) or a ticket (``sms_ticket``) as proof of ``phone``.
+
+    Either is used up by this call. This is what registration, SMS login and reset call.
+    """
+    _check_purpose(purpose)
+    if ticket:
+        take = redis_store.register_script(_TAKE_TICKET)
+        if not take(keys=[_ticket_key(ticket)], args=[f"{purpose}:{phone}"]):
+            raise InvalidField("The SMS ticket is unknown, expired, used, or for another number.",
+                               field="sms_ticket")
+        return
+    if not code:
+        raise InvalidField("Give sms_code or sms_ticket.", field="sms_code")
+    _check_code(phone, purpose, code, field="sms_code")
