@@ -40,7 +40,13 @@ configs = {
     },
     "auth": {
         "token_ttl": 7200,  # access token lifetime, seconds
-        "refresh_ttl": 2592000,  # refresh token lifetime, seconds (30 days)
+        "refresh_ttl": 2592000,  # refresh token lifetime, seconds (30 days); a session lives as long
+        "argon2_time_cost": 3,  # Argon2id iterations; raising these rehashes each password at its next login
+        "argon2_memory_cost": 65536,  # Argon2id memory, KiB
+        "argon2_parallelism": 2,  # Argon2id lanes
+        "failure_window": 900,  # seconds over which failed logins are counted
+        "max_failures_per_account": 5,  # failed logins for one account in the window before 429
+        "max_failures_per_ip": 20,  # failed logins from one client address in the window before 429
     },
     "sms": {
         "gateway": "console",  # console (writes to the log) | file (JSON lines to sms.outbox) | http
@@ -101,5 +107,6 @@ env_defaults = {
     "testing": {
         "app": {"debug": False},
         "database": {"auto_migrate": False},
+        "auth": {"argon2_time_cost": 1, "argon2_memory_cost": 8192, "argon2_parallelism": 1},
     },
 }

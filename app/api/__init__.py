@@ -11,15 +11,19 @@ from flask_restx import Api, Namespace
 from flask_restx.swagger import Swagger
 
 from app import __version__
+from app.api.auth import ns as auth_ns
 from app.api.common import ns as common_ns
 from app.api.envelope import ERROR_DESCRIPTIONS, error_model
 from app.api.health import ns as health_ns
+from app.api.users import ns as users_ns
 from app.errors import error_response
 
 # Add a namespace: write app/api/<name>.py with `ns = Namespace(...)`, then list it here.
 NAMESPACES: tuple[tuple[Namespace, str], ...] = (
     (health_ns, "/health"),
     (common_ns, "/common"),
+    (auth_ns, "/auth"),
+    (users_ns, "/users"),
 )
 
 AUTHORIZATIONS = {

@@ -3,17 +3,11 @@
 from flask import request
 from flask_restx import Namespace, Resource, fields
 
-from app.api.envelope import accepts, fails, public, returns
+from app.api.envelope import Phone, accepts, fails, public, returns
 from app.services import sms
 from app.services.phones import normalize_phone
 
 ns = Namespace("common", description="SMS verification codes")
-
-
-class Phone(fields.String):
-    """A phone number: 11-digit mainland mobile number or E.164; validated and normalised by the service."""
-
-    __schema_format__ = "phone"
 
 
 PHONE = Phone(required=True, example="13800138000",

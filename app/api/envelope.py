@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar
 
+from flask import Response
 from flask_restx import Model, Namespace, fields, marshal
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,6 +52,33 @@ class NullableRaw(_Nullable, fields.Raw):
     """Any JSON value, null included."""
 
 
+class Timestamp(fields.DateTime):
+    """An ISO 8601 UTC time from a datetime (naive ones are UTC, as MySQL returns them) or epoch seconds."""
+
+    def format(self, value: Any) -> str:
+        if isinstance(value, int | float | str):
+            value = datetime.fromtimestamp(float(value), UTC)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return str(value.astimezone(UTC).isoformat(timespec="seconds"))
+
+
+class NullableTimestamp(_Nullable, Timestamp):
+    """A Timestamp that may be null."""
+
+
+class Email(fields.String):
+    """An email address (format ``email``); the service validates it, and "" means none."""
+
+    __schema_format__ = "email"
+
+
+class Phone(fields.String):
+    """A phone number (format ``phone``): 11-digit mainland mobile number or E.164; the service validates it."""
+
+    __schema_format__ = "phone"
+
+
 ERROR_FIELDS = {
     "code": fields.Integer(required=True, description="the HTTP status", example=404),
     "status": fields.String(required=True, description="the status name", example="NOT_FOUND"),
@@ -85,6 +114,20 @@ def envelope_of(ns: Namespace, model: Model | None, *, as_list: bool = False, co
     })
 
 
+def page_of(ns: Namespace, model: Model) -> Model:
+    """``{"items", "page", "per_page", "total", "pages"}`` of ``model``, registered on ``ns`` once."""
+    name = f"{model.name}Page"
+    if name in ns.models:
+        return ns.models[name]
+    return ns.model(name, {
+        "items": fields.List(fields.Nested(model), required=True),
+        "page": fields.Integer(required=True, example=1),
+        "per_page": fields.Integer(required=True, example=20),
+        "total": fields.Integer(required=True, example=57),
+        "pages": fields.Integer(required=True, example=3),
+    })
+
+
 def returns(
     ns: Namespace,
     model: Model | None = None,
@@ -107,6 +150,20 @@ def returns(
             return {"code": code, "status": "SUCCESS", "message": reply.message, "data": data}, code
 
         return ns.response(code, description, wrapped)(wrapper)
+
+    return decorate
+
+
+def returns_nothing(ns: Namespace, description: str = "Done; no body") -> Callable[[F], F]:
+    """Document and answer ``204 No Content`` (no body at all)."""
+
+    def decorate(func: F) -> F:
+        @wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Response:
+            func(*args, **kwargs)
+            return Response(status=204, mimetype="application/json")  # the spec's one media type; no body
+
+        return ns.response(204, description)(wrapper)
 
     return decorate
 

@@ -8,8 +8,8 @@ import phonenumbers
 
 from app.errors import InvalidField
 
-_MAINLAND_MOBILE = re.compile(r"^1\d{10}$")
-_E164 = re.compile(r"^\+\d{8,15}$")
+_MAINLAND_MOBILE = re.compile(r"^1[0-9]{10}$")
+_E164 = re.compile(r"^\+[0-9]{8,15}$")
 _SEPARATORS = re.compile(r"[\s\-().]")
 
 

@@ -1,13 +1,122 @@
-"""Looking up accounts (the accounts feature adds the rest here)."""
+"""Users: lookups, the admin's operations and a user's own profile."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import re
+from typing import Any
 
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+
+from app.errors import Conflict, InvalidField, NotFound
 from app.extensions import db
 from app.models import User
+from app.services import sessions
+from app.services.passwords import hash_password
+from app.services.phones import normalize_phone
+
+ROLES = ("user", "admin")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+
+
+def normalize_email(email: str | None) -> str | None:
+    """Lower-cased and trimmed; None for none; 400 on ``email`` when malformed."""
+    if email is None or not str(email).strip():
+        return None
+    value = str(email).strip().lower()
+    if len(value) > 254 or not _EMAIL.match(value):
+        raise InvalidField("email is not a valid address", field="email")
+    return value
+
+
+def check_password_rules(password: str, field: str = "password") -> None:
+    if not isinstance(password, str) or not 8 <= len(password) <= 128:
+        raise InvalidField(f"{field} must be 8 to 128 characters", field=field)
+
+
+def check_unique(phone: str | None = None, email: str | None = None, exclude: int | None = None) -> None:
+    """409 on the field whose value another account uses."""
+    for field, user in (("phone", phone and find_by_phone(phone)), ("email", email and find_by_email(email))):
+        if user and user.id != exclude:
+            raise Conflict(f"This {field} is already registered.", field=field)
+
+
+def save_user(user: User) -> User:
+    """Commit ``user``; a unique value taken meanwhile (a race past check_unique) is 409 on its field."""
+    db.session.add(user)
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        field = "email" if "email" in str(exc.orig).lower() else "phone"
+        raise Conflict(f"This {field} is already registered.", field=field) from None
+    return user
 
 
 def phone_registered(phone: str) -> bool:
     """Whether an account uses this E.164 phone number."""
     return db.session.scalar(select(User.id).where(User.phone == phone)) is not None
+
+
+def find_by_phone(phone: str) -> User | None:
+    return db.session.scalar(select(User).where(User.phone == phone))
+
+
+def find_by_email(email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.email == email))
+
+
+def get_user(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    return user
+
+
+def list_users(page: int, per_page: int, q: str | None = None) -> dict[str, Any]:
+    """A page of users, newest first; ``q`` matches part of the phone, email or nickname."""
+    query = select(User).order_by(User.id.desc())
+    if q:
+        pattern = f"%{q.strip().lower()}%"
+        query = query.where(or_(User.phone.like(pattern), User.email.like(pattern),
+                                db.func.lower(User.nickname).like(pattern)))
+    result = db.paginate(query, page=page, per_page=per_page, max_per_page=100, error_out=False)
+    return {"items": list(result.items), "page": page, "per_page": per_page, "total": result.total or 0,
+            "pages": result.pages}
+
+
+def create_user(phone: str, password: str, nickname: str, email: str | None = None, role: str = "user") -> User:
+    """An account made by an admin (or `manage.py create-admin`): no SMS proof needed."""
+    phone, email = normalize_phone(phone), normalize_email(email)
+    check_password_rules(password)
+    _check_role(role)
+    check_unique(phone, email)
+    return save_user(User(phone=phone, email=email, nickname=nickname, role=role,
+                          password_hash=hash_password(password)))
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise InvalidField(f"role must be one of {', '.join(ROLES)}", field="role")
+
+
+def update_user(user: User, changes: dict[str, Any]) -> User:
+    """Apply nickname, email, role and is_active; deactivating ends every session of the user."""
+    if "email" in changes:
+        changes["email"] = normalize_email(changes["email"])
+        check_unique(email=changes["email"], exclude=user.id)
+    if "role" in changes:
+        _check_role(changes["role"])
+    for field in ("nickname", "email", "role", "is_active"):
+        if field in changes:
+            setattr(user, field, changes[field])
+    save_user(user)
+    if changes.get("is_active") is False:
+        sessions.end_all_sessions(user.id)
+    return user
+
+
+def delete_user(user: User) -> None:
+    sessions.end_all_sessions(user.id)
+    db.session.delete(user)
+    db.session.commit()

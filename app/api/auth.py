@@ -1,0 +1,181 @@
+"""Authentication: register, log in, refresh, log out, sessions and passwords."""
+
+from flask import g, request
+from flask_restx import Namespace, Resource, fields
+
+from app.api.envelope import (
+    Email,
+    Phone,
+    Timestamp,
+    accepts,
+    fails,
+    public,
+    returns,
+    returns_nothing,
+)
+from app.api.users import user_model
+from app.config import configs
+from app.decorators import login_check
+from app.errors import InvalidField, NotFound
+from app.services import accounts, sessions
+
+ns = Namespace("auth", description="Register, log in and manage sessions")
+ns.add_model(user_model.name, user_model)
+
+PASSWORD = fields.String(required=True, min_length=8, max_length=128, example="correct horse battery")
+SMS_CODE = fields.String(example="123456", pattern=r"^\d{6}$")
+register_request = ns.model("Register", {
+    "phone": Phone(required=True, example="13800138000"),
+    "password": PASSWORD,
+    "nickname": fields.String(required=True, min_length=1, max_length=64, example="小明"),
+    "sms_code": SMS_CODE,
+    "sms_ticket": fields.String(description="from POST /common/sms/verify, instead of sms_code"),
+    "email": Email(max_length=254, example="me@example.com"),
+})
+login_request = ns.model("Login", {
+    "account": fields.String(description="phone or email, with password", example="13800138000"),
+    "password": fields.String(max_length=128),
+    "phone": Phone(description="with sms_code (purpose login), instead of account and password"),
+    "sms_code": SMS_CODE,
+})
+tokens = ns.model("Tokens", {
+    "token": fields.String(required=True, description="access token: header `token` or `Authorization: Bearer`"),
+    "expires_in": fields.Integer(required=True, example=7200),
+    "refresh_token": fields.String(required=True),
+    "refresh_expires_in": fields.Integer(required=True, example=2592000),
+    "user": fields.Nested(user_model, required=True),
+})
+refresh_request = ns.model("Refresh", {"refresh_token": fields.String(required=True)})
+session_model = ns.model("Session", {
+    "id": fields.String(required=True),
+    "created_at": Timestamp(required=True),
+    "last_seen_at": Timestamp(required=True),
+    "ip": fields.String(required=True),
+    "user_agent": fields.String(required=True),
+    "current": fields.Boolean(required=True),
+})
+password_change = ns.model("PasswordChange", {
+    "old_password": fields.String(required=True, max_length=128), "new_password": PASSWORD,
+})
+password_reset = ns.model("PasswordReset", {
+    "phone": Phone(required=True, example="13800138000"),
+    "sms_code": SMS_CODE,
+    "sms_ticket": fields.String(description="from POST /common/sms/verify, instead of sms_code"),
+    "new_password": PASSWORD,
+})
+
+
+def client() -> tuple[str, str]:
+    return request.remote_addr or "", request.headers.get("User-Agent", "")
+
+
+def issued(pair: sessions.TokenPair, user: object) -> dict:
+    return {"token": pair.token, "expires_in": configs.auth.token_ttl, "refresh_token": pair.refresh_token,
+            "refresh_expires_in": configs.auth.refresh_ttl, "user": user}
+
+
+@ns.route("/register")
+class Register(Resource):
+    @public
+    @accepts(ns, register_request)
+    @returns(ns, user_model, code=201, description="Registered")
+    @fails(ns, 409, 503)
+    def post(self):
+        """Register with a phone proven by sms_code or sms_ticket (purpose register)."""
+        body = ns.payload
+        return accounts.register(body["phone"], body["password"], body["nickname"], body.get("email"),
+                                 sms_code=body.get("sms_code"), sms_ticket=body.get("sms_ticket"))
+
+
+@ns.route("/login")
+class Login(Resource):
+    @public
+    @accepts(ns, login_request)
+    @returns(ns, tokens, description="Logged in")
+    @fails(ns, 401, 403, 429, 503)
+    def post(self):
+        """Log in with {account, password} or {phone, sms_code}. Repeated failures answer 429."""
+        body = ns.payload
+        if body.get("phone") and body.get("sms_code"):
+            return issued(*accounts.login_with_sms(body["phone"], body["sms_code"], *client()))
+        if body.get("account") and body.get("password") is not None:
+            return issued(*accounts.login_with_password(body["account"], body["password"], *client()))
+        raise InvalidField("Give account and password, or phone and sms_code.", field="account")
+
+
+@ns.route("/refresh")
+class Refresh(Resource):
+    @public
+    @accepts(ns, refresh_request)
+    @returns(ns, tokens, description="A new pair; the old refresh token is retired")
+    @fails(ns, 401, 403, 503)
+    def post(self):
+        """Trade a refresh token for a new pair. Presenting a retired one ends that whole session."""
+        return issued(*accounts.refresh(ns.payload["refresh_token"]))
+
+
+@ns.route("/logout")
+class Logout(Resource):
+    @login_check
+    @returns(ns, description="The session ended")
+    @fails(ns, 503)
+    def post(self):
+        """End the current session."""
+        sessions.end_session(g.session_id, g.current_user.id)
+
+
+@ns.route("/logout-all")
+class LogoutAll(Resource):
+    @login_check
+    @returns(ns, description="Every session ended")
+    @fails(ns, 503)
+    def post(self):
+        """End every session of the user, on every process and host."""
+        sessions.end_all_sessions(g.current_user.id)
+
+
+@ns.route("/sessions")
+class Sessions(Resource):
+    @login_check
+    @returns(ns, session_model, as_list=True)
+    @fails(ns, 503)
+    def get(self):
+        """Your open sessions, oldest first."""
+        return [{**s, "current": s["id"] == g.session_id} for s in sessions.list_sessions(g.current_user.id)]
+
+
+@ns.route("/sessions/<string:session_id>")
+@ns.param("session_id", "a session id from GET /auth/sessions")
+class SessionItem(Resource):
+    @login_check
+    @returns_nothing(ns, "The session ended")
+    @fails(ns, 404, 503)
+    def delete(self, session_id: str):
+        """End one of your sessions."""
+        if not sessions.end_session(session_id, g.current_user.id):
+            raise NotFound("No such session.")
+
+
+@ns.route("/password")
+class Password(Resource):
+    @login_check
+    @accepts(ns, password_change)
+    @returns(ns, description="Changed; every other session ended")
+    @fails(ns, 503)
+    def put(self):
+        """Change your password; your other sessions end."""
+        body = ns.payload
+        accounts.change_password(g.current_user, g.session_id, body["old_password"], body["new_password"])
+
+
+@ns.route("/password/reset")
+class PasswordReset(Resource):
+    @public
+    @accepts(ns, password_reset)
+    @returns(ns, description="Reset; every session of the user ended")
+    @fails(ns, 503)
+    def post(self):
+        """Reset a forgotten password with an SMS code or ticket (purpose reset_password)."""
+        body = ns.payload
+        accounts.reset_password_by_sms(body["phone"], body["new_password"], sms_code=body.get("sms_code"),
+                                       sms_ticket=body.get("sms_ticket"))

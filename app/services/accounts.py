@@ -1,0 +1,126 @@
+"""Accounts: register, log in (password or SMS code), refresh, passwords, and the token check."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from app.errors import Forbidden, InvalidField, NotAuthorized
+from app.extensions import db
+from app.models import User
+from app.services import sessions
+from app.services.login_limits import check_login_allowed, clear_login_failures, record_login_failure
+from app.services.passwords import hash_password, needs_rehash, verify_password
+from app.services.phones import normalize_phone
+from app.services.sms import consume_sms_proof
+from app.services.users import (
+    check_password_rules,
+    check_unique,
+    find_by_email,
+    find_by_phone,
+    normalize_email,
+    save_user,
+)
+
+WRONG_CREDENTIALS = "Wrong account or password."
+
+
+def register(phone: str, password: str, nickname: str, email: str | None = None, *,
+             sms_code: str | None = None, sms_ticket: str | None = None) -> User:
+    """A new account for a phone proven by an SMS code or ticket (purpose ``register``)."""
+    phone = normalize_phone(phone)
+    email = normalize_email(email)
+    check_password_rules(password)
+    check_unique(phone, email)
+    consume_sms_proof(phone, "register", code=sms_code, ticket=sms_ticket)
+    return save_user(User(phone=phone, email=email, nickname=nickname, password_hash=hash_password(password)))
+
+
+def _account_user(account: str) -> User | None:
+    if "@" in account:
+        return find_by_email(normalize_email(account) or "")
+    try:
+        return find_by_phone(normalize_phone(account, field="account"))
+    except InvalidField:
+        return None
+
+
+def _open(user: User, ip: str, user_agent: str) -> sessions.TokenPair:
+    if not user.is_active:
+        raise Forbidden("This account is deactivated.")
+    user.last_login_at = datetime.now(UTC)
+    db.session.commit()
+    return sessions.open_session(user.id, ip, user_agent)
+
+
+def login_with_password(account: str, password: str, ip: str, user_agent: str) -> tuple[sessions.TokenPair, User]:
+    """Unknown account and wrong password answer the same 401 in the same time."""
+    account_key = account.strip().lower()
+    check_login_allowed(account_key, ip)
+    user = _account_user(account_key)
+    if not verify_password(user.password_hash if user else None, password) or user is None:
+        record_login_failure(account_key, ip)
+        raise NotAuthorized(WRONG_CREDENTIALS)
+    clear_login_failures(account_key)
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return _open(user, ip, user_agent), user
+
+
+def login_with_sms(phone: str, sms_code: str, ip: str, user_agent: str) -> tuple[sessions.TokenPair, User]:
+    phone = normalize_phone(phone)
+    consume_sms_proof(phone, "login", code=sms_code)
+    user = find_by_phone(phone)
+    if user is None:
+        raise NotAuthorized(WRONG_CREDENTIALS)
+    return _open(user, ip, user_agent), user
+
+
+def refresh(refresh_token: str) -> tuple[sessions.TokenPair, User]:
+    """A new pair for a live refresh token; a retired one ends its session (401 either way)."""
+    pair = sessions.rotate(refresh_token)
+    if pair is None:
+        raise NotAuthorized("The refresh token is unknown, expired or already used.")
+    user = db.session.get(User, pair.user_id)
+    if user is None or not user.is_active:
+        sessions.end_all_sessions(pair.user_id)
+        raise (NotAuthorized() if user is None else Forbidden("This account is deactivated."))
+    return pair, user
+
+
+def user_for_token(token: str) -> tuple[User, str]:
+    """(user, session id) for an access token: one Redis round trip and one SQL query."""
+    found = sessions.authenticate(token)
+    if found is None:
+        raise NotAuthorized("The token is missing, unknown, expired or revoked.")
+    session_id, user_id = found
+    user = db.session.get(User, user_id)
+    if user is None:
+        sessions.end_session(session_id)
+        raise NotAuthorized("The token is missing, unknown, expired or revoked.")
+    if not user.is_active:
+        raise Forbidden("This account is deactivated.")
+    return user, session_id
+
+
+def change_password(user: User, session_id: str, old_password: str, new_password: str) -> None:
+    """Every other session of the user ends."""
+    if not verify_password(user.password_hash, old_password):
+        raise InvalidField("The old password is wrong.", field="old_password")
+    check_password_rules(new_password, "new_password")
+    user.password_hash = hash_password(new_password)
+    db.session.commit()
+    sessions.end_all_sessions(user.id, keep=session_id)
+
+
+def reset_password_by_sms(phone: str, new_password: str, *, sms_code: str | None = None,
+                          sms_ticket: str | None = None) -> None:
+    """Every session of the user ends."""
+    phone = normalize_phone(phone)
+    check_password_rules(new_password, "new_password")
+    consume_sms_proof(phone, "reset_password", code=sms_code, ticket=sms_ticket)
+    user = find_by_phone(phone)
+    if user is None:
+        raise InvalidField("No account uses this phone number.", field="phone")
+    user.password_hash = hash_password(new_password)
+    db.session.commit()
+    sessions.end_all_sessions(user.id)
