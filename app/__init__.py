@@ -1,4 +1,4 @@
-"""The application factory: config → logging → extensions → API → error handlers."""
+"""The application factory: config → logging → extensions → API → error handlers → CLI commands."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def create_app(
     """Build an app from the settings (``overrides`` merged last) plus any extra namespaces."""
     from app import request_id
     from app.api import create_api
+    from app.cli import register_commands
     from app.config import PROJECT_DIR, load_configs
     from app.errors import error_response
     from app.extensions import db, mail, migrate, redis_store
@@ -43,6 +44,7 @@ def create_app(
 
     create_api(app, extra_namespaces)
     app.register_error_handler(Exception, error_response)
+    register_commands(app)
 
     proxies = settings.app.trusted_proxies
     if proxies:

@@ -294,3 +294,38 @@ def live_server(server_env: dict[str, str]) -> Iterator[Callable[..., LiveServer
     yield start
     for server in servers:
         server.stop()
+
+
+# --- accounts ----------------------------------------------------------------------------------
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def accounts_settings(real_redis_settings: dict) -> dict:
+    """Settings for account tests: a real Redis and the file SMS gateway (codes readable from the outbox)."""
+    return {**real_redis_settings, "sms": {"gateway": "file"}}
+
+
+@pytest.fixture
+def make_user(app: Any) -> Callable[..., Any]:
+    """``make_user(phone, role="user", password=PASSWORD, email=None)``: an account made through the service."""
+    from app.services.users import create_user
+
+    def factory(phone: str, role: str = "user", password: str = PASSWORD, email: str | None = None) -> Any:
+        with app.app_context():
+            user = create_user(phone, password, f"user {phone[-4:]}", email, role=role)
+            return user.id
+
+    return factory
+
+
+def login(client: Any, account: str, password: str = PASSWORD, **kwargs: Any) -> dict:
+    """Log in through the API; the tokens payload."""
+    response = client.post("/api/auth/login", json={"account": account, "password": password}, **kwargs)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["data"]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"token": token}

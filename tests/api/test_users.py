@@ -1,0 +1,146 @@
+"""/api/users: the permission matrix for anonymous, user, other user and admin; pagination and search."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import bearer, login
+
+SELF, OTHER, ADMIN = "+8613800138000", "+8613900139000", "+8613700137000"
+
+
+@pytest.fixture
+def app(make_app, accounts_settings):
+    return make_app(accounts_settings)
+
+
+@pytest.fixture
+def people(app, client, make_user):
+    """Ids and tokens of a user, another user and an admin."""
+    ids = {"self": make_user(SELF), "other": make_user(OTHER), "admin": make_user(ADMIN, role="admin")}
+    tokens = {name: login(client, phone)["token"] for name, phone in (("self", SELF), ("other", OTHER),
+                                                                        ("admin", ADMIN))}
+    return ids, tokens
+
+
+NEW_USER = {"phone": "13600136000", "password": "a good password", "nickname": "new"}
+
+# (method, path template, body, expected status for: anonymous, self, other, admin)
+MATRIX = [
+    ("get", "/api/users/me", None, (401, 200, 200, 200)),
+    ("patch", "/api/users/me", {"nickname": "renamed"}, (401, 200, 200, 200)),
+    ("get", "/api/users/", None, (401, 403, 403, 200)),
+    ("post", "/api/users/", NEW_USER, (401, 403, 403, 201)),
+    ("get", "/api/users/{self}", None, (401, 200, 403, 200)),
+    ("patch", "/api/users/{self}", {"nickname": "by admin"}, (401, 403, 403, 200)),
+    ("delete", "/api/users/{self}", None, (401, 403, 403, 204)),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "expected"), MATRIX, ids=[f"{m} {p}" for m, p, *_ in MATRIX])
+def test_permission_matrix(client, people, method, path, body, expected):
+    ids, tokens = people
+    url = path.format(self=ids["self"])
+    answers = []
+    for who in ("anonymous", "self", "other", "admin"):
+        headers = bearer(tokens[who]) if who != "anonymous" else {}
+        answers.append(getattr(client, method)(url, json=body, headers=headers).status_code)
+    assert tuple(answers) == expected
+
+
+def test_unknown_user_is_404_for_an_admin(client, people):
+    _, tokens = people
+    for method in ("get", "patch", "delete"):
+        response = getattr(client, method)("/api/users/999999", json={"nickname": "x"}, headers=bearer(tokens["admin"]))
+        assert response.status_code == 404, method
+
+
+def test_deactivating_a_user_ends_their_sessions_at_once(client, people):
+    ids, tokens = people
+    response = client.patch(f"/api/users/{ids['self']}", json={"is_active": False}, headers=bearer(tokens["admin"]))
+    assert response.get_json()["data"]["is_active"] is False
+    assert client.get("/api/users/me", headers=bearer(tokens["self"])).status_code == 401
+    assert client.post("/api/auth/login", json={"account": SELF, "password": "correct horse battery"}).status_code == 403
+
+
+def test_deleting_a_user_ends_their_sessions(client, people):
+    ids, tokens = people
+    assert client.delete(f"/api/users/{ids['self']}", headers=bearer(tokens["admin"])).status_code == 204
+    assert client.get("/api/users/me", headers=bearer(tokens["self"])).status_code == 401
+    assert client.get(f"/api/users/{ids['self']}", headers=bearer(tokens["admin"])).status_code == 404
+
+
+def test_admin_can_change_role_and_email(client, people):
+    ids, tokens = people
+    response = client.patch(f"/api/users/{ids['other']}", json={"role": "admin", "email": "Other@Example.com"},
+                            headers=bearer(tokens["admin"]))
+    assert (response.get_json()["data"]["role"], response.get_json()["data"]["email"]) == ("admin", "other@example.com")
+
+
+def test_email_taken_by_another_user_is_409(client, people):
+    _, tokens = people
+    client.patch("/api/users/me", json={"email": "mine@example.com"}, headers=bearer(tokens["other"]))
+    response = client.patch("/api/users/me", json={"email": "mine@example.com"}, headers=bearer(tokens["self"]))
+    assert (response.status_code, response.get_json()["field"]) == (409, "email")
+
+
+def test_empty_email_removes_it(client, people):
+    _, tokens = people
+    client.patch("/api/users/me", json={"email": "mine@example.com"}, headers=bearer(tokens["self"]))
+    response = client.patch("/api/users/me", json={"email": ""}, headers=bearer(tokens["self"]))
+    assert response.get_json()["data"]["email"] is None
+
+
+def test_admin_created_user_can_log_in(client, people):
+    _, tokens = people
+    assert client.post("/api/users/", json=NEW_USER, headers=bearer(tokens["admin"])).status_code == 201
+    login(client, "13600136000", "a good password")
+    again = client.post("/api/users/", json=NEW_USER, headers=bearer(tokens["admin"]))
+    assert (again.status_code, again.get_json()["field"]) == (409, "phone")
+
+
+# --- pagination and search -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_client(client, people, make_user):
+    for i in range(22):
+        make_user(f"+86135001350{i:02d}", email=f"bulk{i}@example.com")
+    return client, bearer(people[1]["admin"])
+
+
+def page(client, headers, query=""):
+    response = client.get(f"/api/users/{query}", headers=headers)
+    return response.status_code, response.get_json()
+
+
+def test_first_page_has_the_defaults(admin_client):
+    status, body = page(*admin_client)
+    data = body["data"]
+    assert status == 200
+    assert (data["page"], data["per_page"], data["total"], data["pages"]) == (1, 20, 25, 2)
+    assert len(data["items"]) == 20
+
+
+def test_last_page_and_past_the_end(admin_client):
+    _, body = page(*admin_client, "?page=2&per_page=20")
+    assert len(body["data"]["items"]) == 5
+    _, body = page(*admin_client, "?page=9")
+    assert body["data"]["items"] == [] and body["data"]["total"] == 25
+
+
+@pytest.mark.parametrize("query", ["?per_page=0", "?per_page=101", "?page=0", "?page=x"])
+def test_out_of_range_paging_is_400(admin_client, query):
+    status, body = page(*admin_client, query)
+    assert status == 400
+    assert body["field"] in ("page", "per_page")
+
+
+def test_per_page_of_100_is_allowed(admin_client):
+    status, body = page(*admin_client, "?per_page=100")
+    assert status == 200 and len(body["data"]["items"]) == 25
+
+
+def test_q_matches_phone_email_or_nickname(admin_client):
+    assert page(*admin_client, "?q=bulk1")[1]["data"]["total"] == 11  # bulk1, bulk10..19
+    assert page(*admin_client, "?q=1350013501")[1]["data"]["total"] == 10  # +86135001350(10..19)
+    assert page(*admin_client, "?q=USER%207000")[1]["data"]["total"] == 1  # nickname, case-insensitive
