@@ -6,6 +6,7 @@ import shutil
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 from conftest import service_missing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -28,8 +29,22 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, live_server):
+def server(live_server, test_settings):
+    """A live server with one account in its database."""
+    from app import create_app
+    from app.extensions import db
+    from app.services.users import create_user
+
     server = live_server()
+    app = create_app(test_settings)
+    with app.app_context():
+        create_user("+8613800138000", "correct horse battery", "n")
+        db.engine.dispose()
+    return server
+
+
+@pytest.fixture
+def page(browser, server):
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(5000)
@@ -54,6 +69,9 @@ def test_swagger_ui_shows_every_operation(page):
     summaries = page.locator(".opblock-summary-path").all_inner_texts()
     assert {"/health", "/health/live", "/common/sms/send", "/common/sms/verify"} <= {s.strip() for s in summaries}
     assert hosts == {"127.0.0.1"}, f"the page fetched from other hosts: {hosts}"
+    locked = page.locator(".opblock").filter(has_text="/users/me").first.locator(".authorization__btn")
+    public = page.locator(".opblock").filter(has_text="/health/live").first.locator(".authorization__btn")
+    assert (locked.count(), public.count()) == (1, 0)
 
 
 def test_authorize_offers_the_token_field(page):
@@ -75,3 +93,24 @@ def test_try_it_out_runs_an_operation(page):
     status = operation.locator("tr.response .response-col_status").first
     status.wait_for()
     assert status.inner_text().strip().startswith("200")
+
+
+def test_authorize_with_a_token_then_get_users_me(page, server):
+    page, _ = page
+    login = requests.post(f"{server.url}/api/auth/login", timeout=10,
+                          json={"account": "13800138000", "password": "correct horse battery"})
+    token = login.json()["data"]["token"]
+    page.locator("button.authorize").first.click()
+    modal = page.locator(".modal-ux")
+    modal.locator("input").first.fill(token)
+    modal.locator("button.authorize").first.click()
+    modal.locator("button.btn-done").click()
+    expand_all(page)
+    operation = page.locator(".opblock-get").filter(has_text="/users/me").first
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    operation.locator("button.execute").click()
+    status = operation.locator("tr.response .response-col_status").first
+    status.wait_for()
+    assert status.inner_text().strip().startswith("200")
+    assert "+8613800138000" in operation.locator(".response-col_description .microlight").first.inner_text()
