@@ -66,8 +66,11 @@ def find_by_email(email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == email))
 
 
+MAX_ID = 2**31 - 1  # users.id is a 32-bit INTEGER on PostgreSQL and MySQL
+
+
 def get_user(user_id: int) -> User:
-    user = db.session.get(User, user_id)
+    user = db.session.get(User, user_id) if 0 < user_id <= MAX_ID else None
     if user is None:
         raise NotFound("No such user.")
     return user

@@ -47,10 +47,11 @@ def test_permission_matrix(client, people, method, path, body, expected):
     assert tuple(answers) == expected
 
 
-def test_unknown_user_is_404_for_an_admin(client, people):
+@pytest.mark.parametrize("user_id", ["999999", "0", "84205762923628969984"])
+def test_unknown_user_is_404_for_an_admin(client, people, user_id):
     _, tokens = people
     for method in ("get", "patch", "delete"):
-        response = getattr(client, method)("/api/users/999999", json={"nickname": "x"}, headers=bearer(tokens["admin"]))
+        response = getattr(client, method)(f"/api/users/{user_id}", json={"nickname": "x"}, headers=bearer(tokens["admin"]))
         assert response.status_code == 404, method
 
 
