@@ -84,3 +84,14 @@ def test_docs_off_hides_swagger_ui_and_spec(make_app):
         assert response.status_code == 404
         assert response.get_json()["status"] == "NOT_FOUND"
     assert client.get("/api/health/live").status_code == 200
+
+
+def test_every_secured_operation_answers_401_without_a_token(spec, client):
+    """The lock in Swagger UI is true: an operation documented as secured checks the token."""
+    secured = [(path, method) for path, method, operation in operations(spec)
+               if operation.get("security", spec.get("security"))]
+    assert secured
+    for path, method in secured:
+        url = "/api" + path.replace("{user_id}", "1").replace("{session_id}", "x")
+        response = getattr(client, method)(url, json={})
+        assert response.status_code == 401, f"{method.upper()} {path} answered {response.status_code}"
