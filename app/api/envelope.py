@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Response
+from flask import Response, current_app
 from flask_restx import Model, Namespace, fields, marshal
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -180,10 +180,19 @@ def fails(ns: Namespace, *codes: int) -> Callable[[F], F]:
 
 
 def accepts(ns: Namespace, model: Model) -> Callable[[F], F]:
-    """Validate the JSON body against ``model`` and document what a bad body gets."""
+    """Validate the JSON body against ``model`` and document what a bad body gets.
+
+    The check runs when the method is called, so decorators above it (``@login_check``) come first:
+    an anonymous request gets 401, not a list of missing fields.
+    """
 
     def decorate(func: F) -> F:
-        return fails(ns, 400, 413, 415)(ns.expect(model, validate=True)(func))
+        @wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            model.validate(ns.payload, current_app.extensions["restx_api"].refresolver)
+            return func(*args, **kwargs)
+
+        return fails(ns, 400, 413, 415)(ns.expect(model, validate=False)(wrapper))
 
     return decorate
 
