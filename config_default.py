@@ -66,7 +66,8 @@ configs = {
     },
     "files": {
         "backend": "local",  # local | qiniu
-        "max_size": 16 * 1024 * 1024,  # bytes per upload
+        "max_size": 16 * 1024 * 1024,  # bytes per upload; nginx's client_max_body_size must be a little more
+        "allowed_types": ["image/jpeg", "image/png", "image/gif", "image/webp", "application/pdf", "text/plain"],
         "local_dir": "instance/uploads",  # where the local backend keeps bytes
     },
     "qiniu": {
@@ -75,6 +76,10 @@ configs = {
         "bucket_name": "",  # bucket for uploads
         "domain": "",  # public or private download domain, e.g. https://cdn.example.com
         "private": False,  # private bucket: signed download URLs with an expiry
+        "upload_host": "https://up.qiniup.com",  # upload endpoint of the bucket's region
+        "callback_url": "",  # public URL of POST /api/files/qiniu/callback, for direct uploads
+        "token_ttl": 3600,  # seconds a direct-upload token stays valid
+        "download_ttl": 3600,  # seconds a private download URL stays valid
     },
     "mail": {
         "server": "localhost",  # SMTP host

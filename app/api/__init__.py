@@ -14,6 +14,7 @@ from app import __version__
 from app.api.auth import ns as auth_ns
 from app.api.common import ns as common_ns
 from app.api.envelope import ERROR_DESCRIPTIONS, error_model
+from app.api.files import ns as files_ns
 from app.api.health import ns as health_ns
 from app.api.users import ns as users_ns
 from app.errors import error_response
@@ -24,6 +25,7 @@ NAMESPACES: tuple[tuple[Namespace, str], ...] = (
     (common_ns, "/common"),
     (auth_ns, "/auth"),
     (users_ns, "/users"),
+    (files_ns, "/files"),
 )
 
 AUTHORIZATIONS = {

@@ -1,5 +1,6 @@
 """SQLAlchemy models. Import every model here so Flask-Migrate's autogenerate sees it."""
 
+from app.models.file import File
 from app.models.user import User
 
-__all__ = ["User"]
+__all__ = ["File", "User"]

@@ -120,6 +120,10 @@ def update_user(user: User, changes: dict[str, Any]) -> User:
 
 
 def delete_user(user: User) -> None:
+    """End the user's sessions, delete their files (bytes included), then the account."""
+    from app.services.files import delete_files_of
+
     sessions.end_all_sessions(user.id)
+    delete_files_of(user.id)
     db.session.delete(user)
     db.session.commit()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from openapi_spec_validator import validate
 
@@ -64,6 +66,9 @@ def test_every_response_is_an_envelope(spec):
             if code == "204":
                 assert "schema" not in response, f"{method.upper()} {path}: 204 has no body"
                 continue
+            if "schema" not in response:  # a download's bytes, a redirect, or not-modified
+                assert operation.get("produces") != ["application/json"] and code in ("200", "206", "302", "304", "416")
+                continue
             properties = resolve(spec, response["schema"])["properties"]
             assert {"code", "status", "message"} <= properties.keys(), f"{method.upper()} {path} {code}"
             if code.startswith("2"):
@@ -92,6 +97,6 @@ def test_every_secured_operation_answers_401_without_a_token(spec, client):
                if operation.get("security", spec.get("security"))]
     assert secured
     for path, method in secured:
-        url = "/api" + path.replace("{user_id}", "1").replace("{session_id}", "x")
+        url = "/api" + re.sub(r"\{[^}]+\}", "1", path)
         response = getattr(client, method)(url, json={})
         assert response.status_code == 401, f"{method.upper()} {path} answered {response.status_code}"

@@ -1,0 +1,125 @@
+"""Files: uploads to the configured storage, downloads, and Qiniu direct uploads."""
+
+from flask import g, redirect, request, send_file, url_for
+from flask_restx import Namespace, Resource, fields, reqparse
+from werkzeug.datastructures import FileStorage
+
+from app.api.envelope import NullableString, Timestamp, fails, page_of, public, returns, returns_nothing
+from app.api.users import page_args
+from app.decorators import login_check
+from app.services import files
+
+ns = Namespace("files", description="Uploads to local disk or Qiniu")
+
+
+class FileUrl(NullableString):
+    """Where to download the file: the storage's URL, or our content endpoint."""
+
+    def output(self, key, obj, ordered=False, **kwargs):
+        return files.file_url(obj) or url_for("api.files_file_content", file_id=obj.id, _external=True)
+
+
+file_model = ns.model("File", {
+    "id": fields.Integer(required=True),
+    "filename": fields.String(required=True, description="the uploaded name, cleaned; for display only"),
+    "size": fields.Integer(required=True),
+    "content_type": fields.String(required=True, example="image/png"),
+    "sha256": fields.String(required=True, description="empty for Qiniu direct uploads"),
+    "backend": fields.String(required=True, enum=["local", "qiniu"]),
+    "url": FileUrl(required=True),
+    "created_at": Timestamp(required=True),
+})
+upload_token_model = ns.model("UploadToken", {
+    "key": fields.String(required=True),
+    "token": fields.String(required=True),
+    "upload_url": fields.String(required=True),
+    "expires_at": fields.Integer(required=True, description="Unix time"),
+})
+
+upload_args = reqparse.RequestParser()
+upload_args.add_argument("file", type=FileStorage, location="files", required=True, help="the file")
+token_args = reqparse.RequestParser()
+token_args.add_argument("filename", type=str, location="args", required=True)
+token_args.add_argument("content_type", type=str, location="args")
+
+
+@ns.route("/")
+class Files(Resource):
+    @login_check
+    @ns.expect(upload_args)
+    @returns(ns, file_model, code=201, description="Stored")
+    @fails(ns, 400, 413, 415, 503)
+    def post(self):
+        """Upload a file (multipart field `file`): 413 over files.max_size, 415 for a type not allowed."""
+        upload = upload_args.parse_args()["file"]
+        return files.store_upload(g.current_user, upload.stream, upload.filename)
+
+    @login_check
+    @ns.expect(page_args)
+    @returns(ns, page_of(ns, file_model))
+    @fails(ns, 400, 503)
+    def get(self):
+        """Your files, newest first."""
+        args = page_args.parse_args()
+        return files.list_files(g.current_user, args["page"], args["per_page"])
+
+
+@ns.route("/<int:file_id>")
+@ns.param("file_id", "the file's id")
+class FileItem(Resource):
+    @login_check
+    @returns(ns, file_model)
+    @fails(ns, 404, 503)
+    def get(self, file_id: int):
+        """A file's metadata; owner or admin."""
+        return files.get_file(file_id, g.current_user)
+
+    @login_check
+    @returns_nothing(ns, "Deleted, bytes included")
+    @fails(ns, 404, 503)
+    def delete(self, file_id: int):
+        """Delete a file and its bytes; owner or admin."""
+        files.delete_file(files.get_file(file_id, g.current_user))
+
+
+@ns.route("/<int:file_id>/content")
+@ns.param("file_id", "the file's id")
+class FileContent(Resource):
+    @login_check
+    @ns.produces(["*/*"])  # the file's own type; errors are JSON
+    @ns.response(200, "The bytes, with Content-Type, Content-Length, Content-Disposition, ETag; Range works")
+    @ns.response(206, "Part of the bytes, for a Range request")
+    @ns.response(302, "Stored in Qiniu: redirected to its (signed) URL")
+    @ns.response(304, "Not modified (If-None-Match)")
+    @ns.response(416, "The range is not satisfiable")
+    @fails(ns, 404, 503)
+    def get(self, file_id: int):
+        """Download the bytes; owner or admin."""
+        record = files.get_file(file_id, g.current_user)
+        if record.backend != "local":
+            return redirect(files.file_url(record) or "", code=302)
+        return send_file(files.local_path(record), mimetype=record.content_type, as_attachment=True,
+                         download_name=record.filename, conditional=True, etag=record.sha256, max_age=0)
+
+
+@ns.route("/upload-token")
+class UploadToken(Resource):
+    @login_check
+    @ns.expect(token_args)
+    @returns(ns, upload_token_model)
+    @fails(ns, 400, 415, 501, 503)
+    def get(self):
+        """A Qiniu direct-upload token for one file; 501 while Qiniu keys are not configured."""
+        args = token_args.parse_args()
+        return files.qiniu_upload_token(g.current_user, args["filename"], args["content_type"])
+
+
+@ns.route("/qiniu/callback")
+class QiniuCallback(Resource):
+    @public
+    @returns(ns, file_model, description="Recorded; Qiniu relays this answer to the uploader")
+    @fails(ns, 401, 404, 501, 503)
+    def post(self):
+        """Called by Qiniu after a direct upload; its signature is checked (401 when wrong)."""
+        return files.record_qiniu_callback(request.headers.get("Authorization", ""), request.url,
+                                           request.get_data(), request.content_type or "")

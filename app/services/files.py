@@ -1,0 +1,186 @@
+"""Files: upload with type and size checks, metadata, access rules, deletion, Qiniu direct uploads."""
+
+from __future__ import annotations
+
+import codecs
+import mimetypes
+import re
+import secrets
+import time
+import unicodedata
+from typing import IO, Any
+from urllib.parse import parse_qs
+
+from sqlalchemy import select
+
+from app.config import configs
+from app.errors import Forbidden, NotAuthorized, NotFound, UnsupportedMediaType
+from app.extensions import db
+from app.models import File, User
+from app.services.storage import QiniuStorage, read_limited, storage_for
+
+HEAD = 512  # bytes read to recognise the type
+MAX_ID = 2**31 - 1
+SIGNATURES = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"%PDF-", "application/pdf"),
+)
+EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/webp": ".webp",
+              "application/pdf": ".pdf", "text/plain": ".txt"}
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+def sniff(head: bytes) -> str | None:
+    """The type the first bytes show, or None."""
+    for signature, content_type in SIGNATURES:
+        if head.startswith(signature):
+            return content_type
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if b"\x00" not in head:
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+            return "text/plain"
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def clean_filename(raw: str | None) -> str:
+    """The client's name for display: last path part, no control characters, at most 255 characters."""
+    name = unicodedata.normalize("NFC", raw or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE.sub("", name).strip().lstrip(".") or "file"
+    if len(name) > 255:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: 254 - len(ext)] + dot + ext) if dot and len(ext) < 16 else name[:255]
+    return name
+
+
+def check_type(head: bytes, filename: str) -> str:
+    """The content type, when the bytes and the name agree on an allowed one; 415 otherwise."""
+    found = sniff(head)
+    allowed = configs.files.allowed_types
+    if found is None or found not in allowed:
+        raise UnsupportedMediaType(f"Allowed types: {', '.join(allowed)}.")
+    named = mimetypes.guess_type(filename)[0]
+    if named is not None and named != found:
+        raise UnsupportedMediaType(f"The name says {named} but the content is {found}.")
+    return found
+
+
+def new_key(content_type: str) -> str:
+    return secrets.token_hex(16) + EXTENSIONS.get(content_type, "")
+
+
+def store_upload(owner: User, stream: IO[bytes], filename: str | None) -> File:
+    """Check, store and record an upload. On any failure nothing stays: no bytes, no row."""
+    name = clean_filename(filename)
+    head = stream.read(HEAD)
+    content_type = check_type(head, name)
+    storage = storage_for()
+    key = new_key(content_type)
+    written = storage.save(key, read_limited(stream, head, configs.files.max_size), content_type)
+    record = File(owner_id=owner.id, key=key, filename=name, size=written.size, content_type=content_type,
+                  sha256=written.sha256, backend=storage.name)
+    try:
+        db.session.add(record)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        storage.delete(key)
+        raise
+    return record
+
+
+def list_files(owner: User, page: int, per_page: int) -> dict[str, Any]:
+    query = select(File).where(File.owner_id == owner.id).order_by(File.id.desc())
+    result = db.paginate(query, page=page, per_page=per_page, max_per_page=100, error_out=False)
+    return {"items": list(result.items), "page": page, "per_page": per_page, "total": result.total or 0,
+            "pages": result.pages}
+
+
+def get_file(file_id: int, user: User) -> File:
+    """The file, for its owner or an admin."""
+    record = db.session.get(File, file_id) if 0 < file_id <= MAX_ID else None
+    if record is None:
+        raise NotFound("No such file.")
+    if record.owner_id != user.id and not user.is_admin:
+        raise Forbidden("This file is not yours.")
+    return record
+
+
+def delete_file(record: File) -> None:
+    """The row goes first; then the bytes (an orphan byte file is harmless, a row without bytes is not)."""
+    key, backend = record.key, record.backend
+    db.session.delete(record)
+    db.session.commit()
+    storage_for(backend).delete(key)
+
+
+def delete_files_of(owner_id: int) -> None:
+    for record in db.session.scalars(select(File).where(File.owner_id == owner_id)).all():
+        delete_file(record)
+
+
+def file_url(record: File) -> str | None:
+    return storage_for(record.backend).url(record.key)
+
+
+def local_path(record: File) -> Any:
+    return storage_for("local").path(record.key)  # type: ignore[union-attr]
+
+
+# --- Qiniu direct upload ---------------------------------------------------------------------------------
+
+# Form-encoded, so that both of Qiniu's signature schemes (QBox and Qiniu) cover the body.
+CALLBACK_BODY = "key=$(key)&size=$(fsize)&content_type=$(mimeType)&filename=$(fname)&user_id={user_id}"
+CALLBACK_TYPE = "application/x-www-form-urlencoded"
+
+
+def qiniu_upload_token(user: User, filename: str, content_type: str | None) -> dict[str, Any]:
+    """A token for the client to upload one file straight to Qiniu; Qiniu then calls our callback."""
+    storage = QiniuStorage()
+    auth = storage.auth()
+    settings, files = configs.qiniu, configs.files
+    name = clean_filename(filename)
+    wanted = content_type or mimetypes.guess_type(name)[0] or ""
+    if wanted not in files.allowed_types:
+        raise UnsupportedMediaType(f"Allowed types: {', '.join(files.allowed_types)}.")
+    key = new_key(wanted)
+    policy = {
+        "fsizeLimit": files.max_size,
+        "mimeLimit": ";".join(files.allowed_types),
+        "callbackUrl": settings.callback_url,
+        "callbackBody": CALLBACK_BODY.format(user_id=user.id),
+        "callbackBodyType": CALLBACK_TYPE,
+    }
+    token = auth.upload_token(settings.bucket_name, key, settings.token_ttl, policy)
+    return {"key": key, "token": token, "upload_url": settings.upload_host,
+            "expires_at": int(time.time()) + settings.token_ttl}
+
+
+def record_qiniu_callback(authorization: str, url: str, body: bytes, content_type: str) -> File:
+    """Check Qiniu's signature on the callback and record the file for the user its token named."""
+    auth = QiniuStorage().auth()
+    if not authorization or not auth.verify_callback(authorization, url, body.decode("utf-8", "replace"),
+                                                     content_type, method="POST"):
+        raise NotAuthorized("The callback signature is wrong.")
+    data = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+    try:
+        key, user_id = data["key"], int(data["user_id"])
+        size, mime, name = int(data["size"]), data["content_type"], clean_filename(data.get("filename"))
+    except (ValueError, KeyError):
+        raise NotAuthorized("The callback body is not ours.") from None
+    existing = db.session.scalar(select(File).where(File.key == key))
+    if existing:
+        return existing
+    if db.session.get(User, user_id) is None:
+        raise NotFound("The uploading user no longer exists.")
+    record = File(owner_id=user_id, key=key, filename=name, size=size, content_type=mime, sha256="",
+                  backend="qiniu")
+    db.session.add(record)
+    db.session.commit()
+    return record

@@ -1,0 +1,41 @@
+"""Files over real HTTP against a real server process: upload, download, range, delete."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.e2e
+PHONE, PASSWORD = "+8613800138000", "correct horse battery"
+
+
+def test_upload_download_range_delete_over_http(live_server, test_settings, tmp_path):
+    from app import create_app
+    from app.extensions import db
+    from app.services.users import create_user
+
+    uploads = tmp_path / "served-uploads"
+    server = live_server(env={"APP_FILES__LOCAL_DIR": str(uploads)})
+    app = create_app(test_settings)
+    with app.app_context():
+        create_user(PHONE, PASSWORD, "n")
+        db.engine.dispose()
+    token = requests.post(f"{server.url}/api/auth/login", json={"account": PHONE, "password": PASSWORD},
+                          timeout=10).json()["data"]["token"]
+    headers = {"token": token}
+    data = b"%PDF-1.7\n" + os.urandom(300_000)
+    created = requests.post(f"{server.url}/api/files/", files={"file": ("report.pdf", data)}, headers=headers,
+                            timeout=10)
+    assert created.status_code == 201, created.text
+    meta = created.json()["data"]
+    assert meta["sha256"] == hashlib.sha256(data).hexdigest()
+    whole = requests.get(meta["url"], headers=headers, timeout=10)
+    assert whole.content == data and whole.headers["Content-Type"] == "application/pdf"
+    part = requests.get(meta["url"], headers={**headers, "Range": "bytes=100-199"}, timeout=10)
+    assert part.status_code == 206 and part.content == data[100:200]
+    assert len([p for p in uploads.rglob("*") if p.is_file()]) == 1
+    assert requests.delete(f"{server.url}/api/files/{meta['id']}", headers=headers, timeout=10).status_code == 204
+    assert [p for p in uploads.rglob("*") if p.is_file()] == []
