@@ -47,6 +47,10 @@ configs = {
         "failure_window": 900,  # seconds over which failed logins are counted
         "max_failures_per_account": 5,  # failed logins for one account in the window before 429
         "max_failures_per_ip": 20,  # failed logins from one client address in the window before 429
+        "email_code_ttl": 900,  # seconds a password-reset code sent by email stays valid
+    },
+    "async": {
+        "workers": 4,  # threads per process that run @async_task work (emails and the like)
     },
     "sms": {
         "gateway": "console",  # console (writes to the log) | file (JSON lines to sms.outbox) | http
@@ -90,6 +94,7 @@ configs = {
         "password": "",  # SMTP password
         "default_sender": "noreply@localhost",  # From: of outgoing mail
         "admins": [],  # who receives ERROR log mails
+        "suppress": False,  # build mails but do not send them (on while testing)
     },
     "cert": {
         "certfile": "",  # PEM certificate chain; with keyfile, tornado_server.py serves HTTPS
@@ -99,7 +104,11 @@ configs = {
         "ini": "logging.ini",  # logging configuration file
         "file": "instance/logs/app.log",  # the rotating file handler's path; its directory is made
         "level": "INFO",  # root log level
+        "format": "plain",  # plain | json (one JSON object per line, for log shippers)
         "mail_errors": False,  # mail ERROR records to mail.admins
+        "body_limit": 2048,  # characters of a request body that @log_record keeps
+        "redact": ["password", "old_password", "new_password", "token", "refresh_token", "sms_ticket", "code",
+                   "sms_code", "email_code", "secret", "authorization", "cookie"],  # keys hidden at any depth
     },
 }
 
@@ -113,5 +122,6 @@ env_defaults = {
         "app": {"debug": False},
         "database": {"auto_migrate": False},
         "auth": {"argon2_time_cost": 1, "argon2_memory_cost": 8192, "argon2_parallelism": 1},
+        "mail": {"suppress": True},
     },
 }

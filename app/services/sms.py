@@ -6,13 +6,12 @@ Redis keys (all under the configured prefix, each written with its TTL):
   sms:day:phone:<phone>           messages to the phone in the 24 h window that its first message opened
   sms:day:ip:<address>            messages requested by a client address, likewise
   sms:ticket:<hmac of ticket>     "<purpose>:<phone>"; TTL sms.ticket_ttl; deleted when used
-Every check-and-update is one Lua script, so concurrent requests cannot both pass a check.
+Every check-and-update is one Lua script, so concurrent requests cannot both pass a check; the codes
+themselves live in app.services.codes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import math
 import secrets
@@ -22,6 +21,7 @@ from typing import Any
 from app.config import configs
 from app.errors import Conflict, InvalidField, NotFound, SmsFailed, TooManyRequests
 from app.extensions import redis_store
+from app.services.codes import digest, issue_code, use_code
 from app.services.sms_gateways import SmsMessage, current_gateway
 from app.services.users import phone_registered
 
@@ -48,23 +48,6 @@ end
 return {0, 0}
 """
 
-# KEYS: code, ticket. ARGV: code hash, max attempts, ticket value, ticket ttl (0 = issue no ticket).
-# Returns 0 no code, 1 right (code deleted, ticket stored), 2 wrong and now void, 3 wrong.
-_CHECK_CODE = """
-local stored = redis.call('HGET', KEYS[1], 'hash')
-if not stored then return 0 end
-if stored == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
-  return 1
-end
-if redis.call('HINCRBY', KEYS[1], 'tries', 1) >= tonumber(ARGV[2]) then
-  redis.call('DEL', KEYS[1])
-  return 2
-end
-return 3
-"""
-
 # KEYS: ticket. ARGV: expected "<purpose>:<phone>". Deletes and returns 1 only when it matches.
 _TAKE_TICKET = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
@@ -72,18 +55,12 @@ return 0
 """
 
 
-def _digest(*parts: str) -> str:
-    """HMAC-SHA256 under the app secret: what Redis holds instead of a code or a ticket."""
-    key = configs.app.secret_key.encode()
-    return hmac.new(key, "|".join(parts).encode(), hashlib.sha256).hexdigest()
-
-
 def code_key(phone: str, purpose: str) -> str:
     return redis_store.key("sms", "code", purpose, phone)
 
 
 def _ticket_key(ticket: str) -> str:
-    return redis_store.key("sms", "ticket", _digest("ticket", ticket))
+    return redis_store.key("sms", "ticket", digest("ticket", ticket))
 
 
 def _check_purpose(purpose: str) -> None:
@@ -118,11 +95,7 @@ def send_code(phone: str, purpose: str, client_ip: str) -> dict[str, int]:
         }[reason]
         raise TooManyRequests(refusal, retry_after=math.ceil(wait_ms / 1000))
 
-    code = f"{secrets.randbelow(10**6):06d}"
-    with redis_store.pipeline(transaction=True) as pipe:
-        pipe.hset(code_key(phone, purpose), mapping={"hash": _digest("code", purpose, phone, code), "tries": 0})
-        pipe.expire(code_key(phone, purpose), settings.code_ttl)
-        pipe.execute()
+    code = issue_code(code_key(phone, purpose), settings.code_ttl, purpose, phone)
     message = SmsMessage(
         to=phone, code=code, purpose=purpose, sent_at=datetime.now(UTC).isoformat(timespec="seconds"),
         text=settings.template.format(code=code, minutes=max(1, settings.code_ttl // 60), purpose=purpose),
@@ -145,28 +118,12 @@ def _undo_send(phone: str, purpose: str, *reserved: str) -> None:
         pipe.execute()
 
 
-def _check_code(phone: str, purpose: str, code: str, field: str, ticket: str | None = None) -> None:
-    """Use up the code, storing ``ticket`` in the same step when given; 400 on ``field`` otherwise."""
-    check = redis_store.register_script(_CHECK_CODE)
-    ticket_ttl = configs.sms.ticket_ttl if ticket else 0
-    outcome = check(keys=[code_key(phone, purpose), _ticket_key(ticket or "-")],
-                    args=[_digest("code", purpose, phone, str(code)), configs.sms.max_attempts,
-                          f"{purpose}:{phone}", ticket_ttl])
-    if outcome == 1:
-        return
-    message: Any = {
-        0: "No valid code for this phone number; request a new one.",
-        2: "Too many wrong codes; request a new one.",
-        3: "The code is wrong.",
-    }[outcome]
-    raise InvalidField(message, field=field)
-
-
 def verify_code(phone: str, purpose: str, code: str) -> dict[str, Any]:
     """Trade a right code for a single-use ``sms_ticket``; the code is used up."""
     _check_purpose(purpose)
     ticket = secrets.token_urlsafe(32)
-    _check_code(phone, purpose, code, field="code", ticket=ticket)
+    use_code(code_key(phone, purpose), code, "code", purpose, phone, ticket_key=_ticket_key(ticket),
+             ticket=f"{purpose}:{phone}", ticket_ttl=configs.sms.ticket_ttl)
     return {"sms_ticket": ticket, "expires_in": configs.sms.ticket_ttl}
 
 
@@ -184,4 +141,4 @@ def consume_sms_proof(phone: str, purpose: str, *, code: str | None = None, tick
         return
     if not code:
         raise InvalidField("Give sms_code or sms_ticket.", field="sms_code")
-    _check_code(phone, purpose, code, field="sms_code")
+    use_code(code_key(phone, purpose), code, "sms_code", purpose, phone)

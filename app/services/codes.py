@@ -1,0 +1,64 @@
+"""One-time codes in Redis: 6 digits from ``secrets``, kept as an HMAC under the app secret, with a TTL
+and a number of tries. SMS codes and emailed reset codes both live here.
+
+Each code is a hash {hash, tries} at a key its caller owns; checking is one Lua script, so two parallel
+checks of the right code cannot both pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from app.config import configs
+from app.errors import InvalidField
+from app.extensions import redis_store
+
+# KEYS: code, ticket. ARGV: code hash, max attempts, ticket value, ticket ttl (0 = store no ticket).
+# Returns 0 no code, 1 right (code deleted, ticket stored), 2 wrong and now void, 3 wrong.
+_CHECK = """
+local stored = redis.call('HGET', KEYS[1], 'hash')
+if not stored then return 0 end
+if stored == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4]) end
+  return 1
+end
+if redis.call('HINCRBY', KEYS[1], 'tries', 1) >= tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+  return 2
+end
+return 3
+"""
+REFUSALS = {
+    0: "No valid code; request a new one.",
+    2: "Too many wrong codes; request a new one.",
+    3: "The code is wrong.",
+}
+
+
+def digest(*parts: str) -> str:
+    """HMAC-SHA256 under the app secret: what Redis holds instead of a code or a ticket."""
+    return hmac.new(configs.app.secret_key.encode(), "|".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
+def issue_code(key: str, ttl: int, *bound_to: str) -> str:
+    """A new code at ``key`` (replacing any older one), bound to ``bound_to`` (e.g. purpose and phone)."""
+    code = f"{secrets.randbelow(10**6):06d}"
+    with redis_store.pipeline(transaction=True) as pipe:
+        pipe.hset(key, mapping={"hash": digest("code", *bound_to, code), "tries": 0})
+        pipe.expire(key, ttl)
+        pipe.execute()
+    return code
+
+
+def use_code(key: str, code: str, field: str, *bound_to: str, ticket_key: str = "", ticket: str = "",
+             ticket_ttl: int = 0) -> None:
+    """Use the code up, storing ``ticket`` at ``ticket_key`` in the same step when given; 400 on ``field``
+    when it is wrong, expired or void (``sms.max_attempts`` wrong tries void it)."""
+    check = redis_store.register_script(_CHECK)
+    outcome = check(keys=[key, ticket_key or key], args=[digest("code", *bound_to, str(code)),
+                                                         configs.sms.max_attempts, ticket, ticket_ttl])
+    if outcome != 1:
+        raise InvalidField(REFUSALS[outcome], field=field)
