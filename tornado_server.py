@@ -138,6 +138,10 @@ async def serve(app: Any, sockets: list, tls: ssl.SSLContext | None) -> None:
                     settings.server.shutdown_timeout)
     await asyncio.wait_for(server.close_all_connections(), timeout=2)
     executor.shutdown(wait=False, cancel_futures=True)
+    # Background work the requests started (@async_task) is accepted work: let it finish.
+    drained = await asyncio.to_thread(app.extensions["tasks"].drain, settings.server.shutdown_timeout)
+    if not drained:
+        log.warning("shutdown: background tasks still running after %ss", settings.server.shutdown_timeout)
 
 
 def _writing(server: HTTPServer) -> bool:

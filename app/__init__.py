@@ -24,8 +24,8 @@ def create_app(
     from app.cli import register_commands
     from app.config import PROJECT_DIR, load_configs
     from app.errors import error_response
-    from app.extensions import db, mail, migrate, redis_store
-    from app.logs import configure_logging
+    from app.extensions import db, mail, migrate, redis_store, tasks
+    from app.logs import configure_logging, init_request_logging
 
     settings = load_configs(overrides)
     app = Flask(__name__, instance_path=str(PROJECT_DIR / "instance"))
@@ -36,10 +36,12 @@ def create_app(
     configure_logging(settings)
 
     request_id.init_app(app)
+    init_request_logging(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"))
     mail.init_app(app)
     redis_store.init_app(app)
+    tasks.init_app(app)
     from app import models  # noqa: F401  (registers the tables on db.metadata)
 
     create_api(app, extra_namespaces)
@@ -104,6 +106,7 @@ def flask_settings(settings: Any) -> dict[str, Any]:
         "MAIL_USERNAME": mail.username or None,
         "MAIL_PASSWORD": mail.password or None,
         "MAIL_DEFAULT_SENDER": mail.default_sender,
+        "MAIL_SUPPRESS_SEND": mail.suppress,
         "RESTX_JSON": {"ensure_ascii": False},
         "RESTX_MASK_SWAGGER": False,
         "ERROR_INCLUDE_MESSAGE": False,

@@ -1,4 +1,4 @@
-"""Cross-cutting decorators for resource methods: @login_check and @admin_required."""
+"""Cross-cutting decorators: @login_check, @admin_required, @log_record, @async_task."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from flask_restx.utils import merge
 from app.api.envelope import ERROR_DESCRIPTIONS, error_model
 from app.errors import Forbidden
 from app.services.accounts import user_for_token
+from app.tasks import async_task
+
+__all__ = ["admin_required", "async_task", "log_record", "login_check"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,3 +58,14 @@ def admin_required(func: F) -> F:
         return func(*args, **kwargs)
 
     return login_check(wrapper)  # type: ignore[return-value]
+
+
+def log_record(func: F) -> F:
+    """Log this operation's request and response in detail (secrets redacted); see app.logs."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        g.log_record = True
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import redis
@@ -68,7 +71,46 @@ class RedisStore:
         return getattr(self.client, name)
 
 
+class TaskPool:
+    """The bounded thread pool behind @async_task (``async.workers`` threads per app)."""
+
+    def init_app(self, app: Flask) -> None:
+        workers = app.extensions["configs"]["async"]["workers"]
+        app.extensions["tasks"] = _Pool(workers)
+
+    @property
+    def pool(self) -> _Pool:
+        return current_app.extensions["tasks"]
+
+
+class _Pool:
+    def __init__(self, workers: int) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="task")
+        self.pending: set[Future] = set()
+        self.lock = threading.Lock()
+
+    def submit(self, fn: Callable[[], Any]) -> Future:
+        future = self.executor.submit(fn)
+        with self.lock:
+            self.pending.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: Future) -> None:
+        with self.lock:
+            self.pending.discard(future)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for accepted work, then stop; whether all of it finished."""
+        with self.lock:
+            pending = set(self.pending)
+        _, not_done = wait(pending, timeout=timeout)
+        self.executor.shutdown(wait=not not_done, cancel_futures=True)
+        return not not_done
+
+
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 mail = Mail()
 redis_store = RedisStore()
+tasks = TaskPool()

@@ -1,14 +1,25 @@
-"""Logging: loads logging.ini, stamps every record with the request id, mails ERRORs when enabled."""
+"""Logging: loads logging.ini, stamps every record with the request id, mails ERRORs when enabled,
+writes one access line per request and @log_record's detail lines with secrets redacted."""
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.config
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from logging.handlers import SMTPHandler
 from typing import Any
 
+from flask import Flask, Response, g, request
+
 from app.config import configs, project_path
 from app.request_id import current_request_id
+
+access_log = logging.getLogger("app.access")
+record_log = logging.getLogger("app.record")
+REDACTED = "[redacted]"
 
 
 class RequestFormatter(logging.Formatter):
@@ -18,6 +29,24 @@ class RequestFormatter(logging.Formatter):
         if not hasattr(record, "request_id"):
             record.request_id = current_request_id() or "-"
         return super().format(record)
+
+
+class JsonFormatter(RequestFormatter):
+    """One JSON object per line: time, level, logger, process, request id, message (and the traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        super().format(record)  # fills request_id, message and exc_text
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "process": record.process,
+            "request_id": record.request_id,  # type: ignore[attr-defined]
+            "message": record.getMessage(),
+        }
+        if record.exc_text:
+            entry["exc_info"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
 
 
 class AdminMailHandler(logging.Handler):
@@ -49,4 +78,54 @@ def configure_logging(settings: Any) -> None:
     logfile = project_path(settings.log.file)
     logfile.parent.mkdir(parents=True, exist_ok=True)
     logging.config.fileConfig(ini, defaults={"logfile": str(logfile)}, disable_existing_loggers=False)
-    logging.getLogger().setLevel(settings.log.level.upper())
+    root = logging.getLogger()
+    root.setLevel(settings.log.level.upper())
+    if settings.log.format == "json":
+        for handler in root.handlers:
+            if not isinstance(handler, AdminMailHandler):
+                handler.setFormatter(JsonFormatter())
+
+
+def redact(value: Any, secret_keys: Iterable[str], depth: int = 0) -> Any:
+    """``value`` with the value of every key named in ``secret_keys`` (any case, any depth) replaced."""
+    keys = {k.lower() for k in secret_keys}
+    if depth > 20:
+        return "…"
+    if isinstance(value, dict):
+        return {k: REDACTED if str(k).lower() in keys else redact(v, keys, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, keys, depth + 1) for v in value]
+    return value
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"…(+{len(text) - limit} chars)"
+
+
+def init_request_logging(app: Flask) -> None:
+    """One access line for every request, and a detail line for operations marked @log_record."""
+
+    @app.before_request
+    def start_clock() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def log_request(response: Response) -> Response:
+        started = g.get("started")
+        ms = (time.perf_counter() - started) * 1000 if started is not None else 0.0
+        user = g.get("current_user")
+        user_id = user.id if user is not None else "-"
+        access_log.info("%s %s %s %.1fms user=%s ip=%s", request.method, request.path, response.status_code, ms,
+                        user_id, request.remote_addr)
+        if g.get("log_record"):
+            settings = configs.log
+            body = request.get_json(silent=True) if request.is_json else None
+            query = redact(request.args.to_dict(flat=True), settings.redact)
+            size = response.calculate_content_length() if not response.is_streamed else None
+            record_log.info(
+                "%s %s query=%s body=%s -> %s size=%s %.1fms user=%s", request.method, request.path,
+                json.dumps(query, ensure_ascii=False),
+                _clip(json.dumps(redact(body, settings.redact), ensure_ascii=False), settings.body_limit),
+                response.status_code, size, ms, user_id,
+            )
+        return response

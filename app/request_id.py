@@ -5,16 +5,16 @@ from __future__ import annotations
 import re
 import uuid
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, g, has_app_context, has_request_context, request
 
 HEADER = "X-Request-ID"
 _WELL_FORMED = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 
 
 def current_request_id() -> str | None:
-    """This request's id (made on first use), or None outside a request."""
+    """This request's id (made on first use), the id a background task inherited, or None."""
     if not has_request_context():
-        return None
+        return g.get("request_id") if has_app_context() else None
     if "request_id" not in g:
         incoming = request.headers.get(HEADER, "")
         g.request_id = incoming if _WELL_FORMED.match(incoming) else uuid.uuid4().hex

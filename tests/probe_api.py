@@ -16,6 +16,7 @@ from app.api.envelope import accepts, fails, public, returns
 from app.errors import Conflict, TooManyRequests
 from app.extensions import db, redis_store
 from app.models import User
+from app.tasks import async_task
 
 ns = Namespace("probe", description="Test-only operations")
 
@@ -93,6 +94,26 @@ class DatabaseProbe(Resource):
     def get(self) -> int:
         """Touch the database."""
         return int(db.session.query(User).count())
+
+
+@async_task
+def _slow_task(seconds: float, path: str, fail: bool) -> None:
+    time.sleep(seconds)
+    if fail:
+        raise ValueError("the probe task failed on purpose")
+    with open(path, "w") as done:
+        done.write("done")
+
+
+@ns.route("/task")
+class TaskProbe(Resource):
+    @public
+    @returns(ns)
+    def post(self) -> str:
+        """Start a background task: ?seconds= then write ?path=, or raise with ?fail=1."""
+        _slow_task(float(request.args.get("seconds", "0")), request.args.get("path", "/dev/null"),
+                   request.args.get("fail") == "1")
+        return "accepted"
 
 
 PROBE = (ns, "/probe")

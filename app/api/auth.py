@@ -15,7 +15,7 @@ from app.api.envelope import (
 )
 from app.api.users import user_model
 from app.config import configs
-from app.decorators import login_check
+from app.decorators import log_record, login_check
 from app.errors import InvalidField, NotFound
 from app.services import accounts, sessions
 
@@ -58,11 +58,14 @@ password_change = ns.model("PasswordChange", {
     "old_password": fields.String(required=True, max_length=128), "new_password": PASSWORD,
 })
 password_reset = ns.model("PasswordReset", {
-    "phone": Phone(required=True, example="13800138000"),
+    "phone": Phone(example="13800138000", description="with sms_code or sms_ticket (purpose reset_password)"),
     "sms_code": SMS_CODE,
     "sms_ticket": fields.String(description="from POST /common/sms/verify, instead of sms_code"),
+    "email": Email(max_length=254, description="with email_code, from POST /auth/password/forgot"),
+    "email_code": fields.String(example="123456", pattern=r"^\d{6}$"),
     "new_password": PASSWORD,
 })
+password_forgot = ns.model("PasswordForgot", {"email": Email(required=True, max_length=254)})
 
 
 def client() -> tuple[str, str]:
@@ -77,6 +80,7 @@ def issued(pair: sessions.TokenPair, user: object) -> dict:
 @ns.route("/register")
 class Register(Resource):
     @public
+    @log_record
     @accepts(ns, register_request)
     @returns(ns, user_model, code=201, description="Registered")
     @fails(ns, 409, 503)
@@ -90,6 +94,7 @@ class Register(Resource):
 @ns.route("/login")
 class Login(Resource):
     @public
+    @log_record
     @accepts(ns, login_request)
     @returns(ns, tokens, description="Logged in")
     @fails(ns, 401, 403, 429, 503)
@@ -106,6 +111,7 @@ class Login(Resource):
 @ns.route("/refresh")
 class Refresh(Resource):
     @public
+    @log_record
     @accepts(ns, refresh_request)
     @returns(ns, tokens, description="A new pair; the old refresh token is retired")
     @fails(ns, 401, 403, 503)
@@ -117,6 +123,7 @@ class Refresh(Resource):
 @ns.route("/logout")
 class Logout(Resource):
     @login_check
+    @log_record
     @returns(ns, description="The session ended")
     @fails(ns, 503)
     def post(self):
@@ -127,6 +134,7 @@ class Logout(Resource):
 @ns.route("/logout-all")
 class LogoutAll(Resource):
     @login_check
+    @log_record
     @returns(ns, description="Every session ended")
     @fails(ns, 503)
     def post(self):
@@ -159,6 +167,7 @@ class SessionItem(Resource):
 @ns.route("/password")
 class Password(Resource):
     @login_check
+    @log_record
     @accepts(ns, password_change)
     @returns(ns, description="Changed; every other session ended")
     @fails(ns, 503)
@@ -168,14 +177,32 @@ class Password(Resource):
         accounts.change_password(g.current_user, g.session_id, body["old_password"], body["new_password"])
 
 
+@ns.route("/password/forgot")
+class PasswordForgot(Resource):
+    @public
+    @log_record
+    @accepts(ns, password_forgot)
+    @returns(ns, description="If the email belongs to an account, a reset code is on its way")
+    @fails(ns, 503)
+    def post(self):
+        """Mail a single-use reset code. The answer is the same whether or not the email is known."""
+        accounts.forgot_password(ns.payload["email"])
+
+
 @ns.route("/password/reset")
 class PasswordReset(Resource):
     @public
+    @log_record
     @accepts(ns, password_reset)
     @returns(ns, description="Reset; every session of the user ended")
     @fails(ns, 503)
     def post(self):
-        """Reset a forgotten password with an SMS code or ticket (purpose reset_password)."""
+        """Reset a forgotten password with {phone, sms_code or sms_ticket} or {email, email_code}."""
         body = ns.payload
+        if body.get("email"):
+            accounts.reset_password_by_email(body["email"], body.get("email_code") or "", body["new_password"])
+            return
+        if not body.get("phone"):
+            raise InvalidField("Give phone with sms_code or sms_ticket, or email with email_code.", field="phone")
         accounts.reset_password_by_sms(body["phone"], body["new_password"], sms_code=body.get("sms_code"),
                                        sms_ticket=body.get("sms_ticket"))

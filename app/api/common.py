@@ -4,6 +4,7 @@ from flask import request
 from flask_restx import Namespace, Resource, fields
 
 from app.api.envelope import Phone, accepts, fails, public, returns
+from app.decorators import log_record
 from app.services import sms
 from app.services.phones import normalize_phone
 
@@ -33,6 +34,7 @@ verify_reply = ns.model("SmsTicket", {
 @ns.route("/sms/send")
 class SmsSend(Resource):
     @public
+    @log_record
     @accepts(ns, send_request)
     @returns(ns, send_reply, description="The code was sent")
     @fails(ns, 404, 409, 429, 502, 503)
@@ -46,6 +48,7 @@ class SmsSend(Resource):
 @ns.route("/sms/verify")
 class SmsVerify(Resource):
     @public
+    @log_record
     @accepts(ns, verify_request)
     @returns(ns, verify_reply, description="The code was right and is used up")
     @fails(ns, 503)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from app.config import configs
 from app.errors import Forbidden, InvalidField, NotAuthorized
-from app.extensions import db
+from app.extensions import db, redis_store
 from app.models import User
 from app.services import sessions
+from app.services.codes import issue_code, use_code
 from app.services.login_limits import check_login_allowed, clear_login_failures, record_login_failure
+from app.services.mail import send_email
 from app.services.passwords import hash_password, needs_rehash, verify_password
 from app.services.phones import normalize_phone
 from app.services.sms import consume_sms_proof
@@ -32,7 +35,10 @@ def register(phone: str, password: str, nickname: str, email: str | None = None,
     check_password_rules(password)
     check_unique(phone, email)
     consume_sms_proof(phone, "register", code=sms_code, ticket=sms_ticket)
-    return save_user(User(phone=phone, email=email, nickname=nickname, password_hash=hash_password(password)))
+    user = save_user(User(phone=phone, email=email, nickname=nickname, password_hash=hash_password(password)))
+    if user.email:
+        send_email(user.email, "Welcome", "welcome", nickname=user.nickname, phone=user.phone)
+    return user
 
 
 def _account_user(account: str) -> User | None:
@@ -121,6 +127,41 @@ def reset_password_by_sms(phone: str, new_password: str, *, sms_code: str | None
     user = find_by_phone(phone)
     if user is None:
         raise InvalidField("No account uses this phone number.", field="phone")
+    user.password_hash = hash_password(new_password)
+    db.session.commit()
+    sessions.end_all_sessions(user.id)
+
+
+def _email_code_key(email: str) -> str:
+    return redis_store.key("auth", "email_code", email)
+
+
+def forgot_password(email: str) -> None:
+    """Mail a single-use reset code to a known, active account; say nothing either way (no discovery).
+
+    One mail per address per ``sms.resend_after`` seconds; later asks inside that time are ignored.
+    """
+    address = normalize_email(email)
+    user = find_by_email(address) if address else None
+    if user is None or not user.is_active or address is None:
+        return
+    wait = configs.sms.resend_after
+    if wait and not redis_store.set(redis_store.key("auth", "email_wait", address), "1", nx=True, ex=wait):
+        return
+    ttl = configs.auth.email_code_ttl
+    code = issue_code(_email_code_key(address), ttl, "reset_password", address)
+    send_email(address, "Your password reset code", "reset_password", nickname=user.nickname, code=code,
+               minutes=max(1, ttl // 60))
+
+
+def reset_password_by_email(email: str, email_code: str, new_password: str) -> None:
+    """Every session of the user ends; the code works once, and wrong tries void it as for SMS."""
+    address = normalize_email(email) or ""
+    check_password_rules(new_password, "new_password")
+    use_code(_email_code_key(address), email_code, "email_code", "reset_password", address)
+    user = find_by_email(address)
+    if user is None:
+        raise InvalidField("No account uses this email.", field="email")
     user.password_hash = hash_password(new_password)
     db.session.commit()
     sessions.end_all_sessions(user.id)
