@@ -74,3 +74,115 @@ def test_error_records_are_mailed_to_admins_when_enabled(make_app, smtp):
     message = inbox.messages[0]
     assert message.rcpt_tos == ["ops@example.com"]
     assert "disk on fire" in message.content.decode()
+
+
+# --- request logging, redaction, tasks ---------------------------------------------------------------
+
+
+def flushed(path) -> str:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    return path.read_text()
+
+
+def test_every_request_gets_an_access_line_with_its_request_id(make_app, tmp_path):
+    logfile = tmp_path / "app.log"
+    client = make_app({"log": {"file": str(logfile)}}).test_client()
+    client.get("/api/health/live", headers={"X-Request-ID": "client-chosen-42"})
+    client.get("/api/nope")
+    lines = flushed(logfile).splitlines()
+    assert any("app.access [client-chosen-42] GET /api/health/live 200" in line and "ip=127.0.0.1" in line
+               for line in lines)
+    assert any("GET /api/nope 404" in line for line in lines)
+
+
+def test_log_record_lines_carry_body_status_and_user_with_secrets_redacted(make_app, tmp_path):
+    logfile = tmp_path / "app.log"
+    client = make_app({"log": {"file": str(logfile)}}).test_client()
+    client.post("/api/auth/login", json={"account": "13800138000", "password": "hunter2-secret"},
+                headers={"X-Request-ID": "rec-1"})
+    text = flushed(logfile)
+    [line] = [line for line in text.splitlines() if "app.record" in line]
+    assert "[rec-1] POST /api/auth/login" in line and "-> 401" in line
+    assert '"account": "13800138000"' in line and '"password": "[redacted]"' in line
+    assert "hunter2-secret" not in text
+
+
+def test_redact_hides_secret_keys_at_any_depth_in_any_case():
+    from app.logs import REDACTED, redact
+
+    value = {"Password": "p", "nested": [{"token": "t", "keep": 1}, {"deeper": {"SMS_CODE": "c"}}], "n": None}
+    assert redact(value, ["password", "token", "sms_code"]) == {
+        "Password": REDACTED, "nested": [{"token": REDACTED, "keep": 1}, {"deeper": {"SMS_CODE": REDACTED}}],
+        "n": None,
+    }
+
+
+def test_long_bodies_are_cut(make_app, tmp_path):
+    logfile = tmp_path / "app.log"
+    client = make_app({"log": {"file": str(logfile), "body_limit": 40}}).test_client()
+    client.post("/api/auth/login", json={"account": "x" * 500, "password": "p"})
+    [line] = [line for line in flushed(logfile).splitlines() if "app.record" in line]
+    assert "x" * 100 not in line and "chars)" in line
+
+
+def test_json_format_writes_one_object_per_line(make_app, tmp_path):
+    logfile = tmp_path / "app.log"
+    client = make_app({"log": {"file": str(logfile), "format": "json"}}).test_client()
+    client.get("/api/health/live", headers={"X-Request-ID": "json-1"})
+    import json
+
+    entries = [json.loads(line) for line in flushed(logfile).splitlines()]
+    access = [e for e in entries if e["logger"] == "app.access"]
+    assert access[0]["request_id"] == "json-1" and "GET /api/health/live 200" in access[0]["message"]
+
+
+def test_a_failing_task_is_logged_with_its_request_id(make_app, tmp_path):
+    from probe_api import PROBE
+
+    logfile = tmp_path / "app.log"
+    app = make_app({"log": {"file": str(logfile)}}, extra_namespaces=[PROBE])
+    response = app.test_client().post("/api/probe/task?fail=1", headers={"X-Request-ID": "task-7"})
+    assert response.status_code == 200
+    wait_until(lambda: "task _slow_task failed" in flushed(logfile), timeout=10)
+    text = flushed(logfile)
+    assert "[task-7] task _slow_task failed" in text
+    assert "ValueError: the probe task failed on purpose" in text
+
+
+def test_logs_hold_no_password_token_or_code_after_the_account_flows(make_app, accounts_settings, tmp_path):
+    import json
+
+    from conftest import deep_merge
+
+    logfile = tmp_path / "flows" / "app.log"
+    app = make_app(deep_merge(accounts_settings, {"log": {"file": str(logfile)}}))
+    client = app.test_client()
+    outbox = tmp_path / "sms_outbox.jsonl"
+    secrets: list[str] = []
+
+    def sms(purpose: str) -> str:
+        assert client.post("/api/common/sms/send", json={"phone": "13800138000", "purpose": purpose}).status_code == 200
+        code = json.loads(outbox.read_text().splitlines()[-1])["code"]
+        secrets.append(code)
+        return code
+
+    password, new_password = "first-secret-password", "second-secret-password"
+    secrets += [password, new_password]
+    ticket = client.post("/api/common/sms/verify", json={"phone": "13800138000", "purpose": "register",
+                                                          "code": sms("register")}).get_json()["data"]["sms_ticket"]
+    secrets.append(ticket)
+    assert client.post("/api/auth/register", json={"phone": "13800138000", "password": password, "nickname": "n",
+                                                   "sms_ticket": ticket}).status_code == 201
+    tokens = client.post("/api/auth/login", json={"account": "13800138000", "password": password}).get_json()["data"]
+    refreshed = client.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).get_json()["data"]
+    secrets += [tokens["token"], tokens["refresh_token"], refreshed["token"], refreshed["refresh_token"]]
+    client.get("/api/users/me", headers={"Authorization": f"Bearer {refreshed['token']}"})
+    client.put("/api/auth/password", json={"old_password": password, "new_password": new_password},
+               headers={"token": refreshed["token"]})
+    assert client.post("/api/auth/password/reset", json={"phone": "13800138000", "sms_code": sms("reset_password"),
+                                                         "new_password": password}).status_code == 200
+    text = flushed(logfile)
+    assert text.count("app.record") >= 8  # the flows were logged in detail …
+    for secret in secrets:
+        assert secret not in text  # … without one of their secrets

@@ -112,6 +112,16 @@ def test_sigterm_lets_an_in_flight_request_finish(live_server):
     assert server.process.wait(15) == 0
 
 
+def test_sigterm_waits_for_accepted_background_tasks(live_server, tmp_path):
+    done = tmp_path / "task-done"
+    server = live_server("--app", "probe_api:create_probe_app")
+    response = requests.post(f"{server.url}/api/probe/task?seconds=1.5&path={done}", timeout=5)
+    assert response.status_code == 200
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(20) == 0
+    assert done.read_text() == "done"
+
+
 def _accepts(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):

@@ -1,0 +1,133 @@
+"""Email through a real SMTP server (aiosmtpd): the forgot/reset flow, welcome mail, ERROR mails."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from aiosmtpd.controller import Controller
+from conftest import deep_merge, free_port, wait_until
+from probe_api import PROBE
+
+from app.config import project_path
+from app.extensions import db
+from app.models import User
+
+EMAIL, PHONE, PASSWORD = "me@example.com", "+8613800138000", "correct horse battery"
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd calls it by this name
+        self.messages.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, inbox
+    controller.stop()
+
+
+@pytest.fixture
+def app(make_app, accounts_settings, smtp):
+    port, _ = smtp
+    return make_app(deep_merge(accounts_settings, {
+        "mail": {"server": "127.0.0.1", "port": port, "suppress": False, "admins": ["ops@example.com"]},
+    }), extra_namespaces=[PROBE])
+
+
+@pytest.fixture
+def user(app):
+    from app.services.users import create_user
+
+    with app.app_context():
+        return create_user(PHONE, PASSWORD, "小明", EMAIL).id
+
+
+def text_of(envelope) -> str:
+    import email
+
+    message = email.message_from_bytes(envelope.content)
+    parts = [p for p in message.walk() if p.get_content_type() == "text/plain"]
+    return parts[0].get_payload(decode=True).decode()
+
+
+def test_forgot_password_mails_a_code_that_resets_once(app, client, user, smtp):
+    _, inbox = smtp
+    assert client.post("/api/auth/password/forgot", json={"email": "ME@example.com"}).status_code == 200
+    wait_until(lambda: inbox.messages, timeout=10)
+    [mail] = inbox.messages
+    assert mail.rcpt_tos == [EMAIL]
+    code = re.search(r"\b(\d{6})\b", text_of(mail)).group(1)
+    body = {"email": EMAIL, "email_code": code, "new_password": "a brand new secret"}
+    assert client.post("/api/auth/password/reset", json=body).status_code == 200
+    assert client.post("/api/auth/login", json={"account": EMAIL, "password": "a brand new secret"}).status_code == 200
+    again = client.post("/api/auth/password/reset", json={**body, "new_password": "yet another secret"})
+    assert (again.status_code, again.get_json()["field"]) == (400, "email_code")
+
+
+def test_forgot_password_for_an_unknown_email_answers_the_same_and_mails_nothing(app, client, user, smtp):
+    _, inbox = smtp
+    known = client.post("/api/auth/password/forgot", json={"email": EMAIL})
+    unknown = client.post("/api/auth/password/forgot", json={"email": "nobody@example.com"})
+    assert known.status_code == unknown.status_code == 200
+    assert known.get_json()["message"] == unknown.get_json()["message"]
+    wait_until(lambda: inbox.messages, timeout=10)
+    app.extensions["tasks"].drain(5)
+    assert [m.rcpt_tos for m in inbox.messages] == [[EMAIL]]
+
+
+def test_wrong_email_codes_void_the_code(app, client, user, smtp):
+    _, inbox = smtp
+    client.post("/api/auth/password/forgot", json={"email": EMAIL})
+    wait_until(lambda: inbox.messages, timeout=10)
+    code = re.search(r"\b(\d{6})\b", text_of(inbox.messages[0])).group(1)
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    body = {"email": EMAIL, "new_password": "a brand new secret"}
+    for _ in range(5):
+        assert client.post("/api/auth/password/reset", json={**body, "email_code": wrong}).status_code == 400
+    assert client.post("/api/auth/password/reset", json={**body, "email_code": code}).status_code == 400
+
+
+def test_registration_with_an_email_sends_a_welcome_mail(app, client, smtp):
+    _, inbox = smtp
+    client.post("/api/common/sms/send", json={"phone": PHONE, "purpose": "register"})
+    with app.app_context():
+        code = json.loads(project_path(app.extensions["configs"].sms.outbox).read_text().splitlines()[-1])["code"]
+    response = client.post("/api/auth/register", json={"phone": PHONE, "password": PASSWORD, "nickname": "小明",
+                                                       "sms_code": code, "email": EMAIL})
+    assert response.status_code == 201
+    wait_until(lambda: inbox.messages, timeout=10)
+    assert "Welcome" in text_of(inbox.messages[0])
+
+
+def test_an_unhandled_exception_sends_one_error_mail(make_app, accounts_settings, smtp):
+    port, inbox = smtp
+    app = make_app(deep_merge(accounts_settings, {
+        "log": {"mail_errors": True},
+        "mail": {"server": "127.0.0.1", "port": port, "admins": ["ops@example.com"]},
+    }), extra_namespaces=[PROBE])
+    response = app.test_client().get("/api/probe/boom", headers={"X-Request-ID": "boom-1"})
+    assert response.status_code == 500
+    wait_until(lambda: inbox.messages, timeout=10)
+    assert len(inbox.messages) == 1
+    assert inbox.messages[0].rcpt_tos == ["ops@example.com"]
+    content = inbox.messages[0].content.decode()
+    assert "boom-1" in content and "unhandled exception" in content
+
+
+def test_deactivated_account_gets_no_reset_mail(app, client, user, smtp):
+    _, inbox = smtp
+    with app.app_context():
+        db.session.get(User, user).is_active = False
+        db.session.commit()
+    assert client.post("/api/auth/password/forgot", json={"email": EMAIL}).status_code == 200
+    app.extensions["tasks"].drain(5)
+    assert inbox.messages == []
