@@ -329,3 +329,41 @@ def login(client: Any, account: str, password: str = PASSWORD, **kwargs: Any) ->
 
 def bearer(token: str) -> dict[str, str]:
     return {"token": token}
+
+
+def sms_outbox(app: Any) -> list[dict]:
+    """The messages the file SMS gateway wrote for ``app`` (oldest first)."""
+    import json
+
+    path = Path(app.extensions["configs"].sms.outbox)
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def send_sms_code(client: Any, app: Any, phone: str, purpose: str) -> str:
+    """Ask for a code through the API and read it from the file gateway's outbox."""
+    response = client.post("/api/common/sms/send", json={"phone": phone, "purpose": purpose})
+    assert response.status_code == 200, response.get_json()
+    return str(sms_outbox(app)[-1]["code"])
+
+
+class Inbox:
+    """What a real SMTP server (aiosmtpd) received."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's hook name
+        self.messages.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, Inbox]]:
+    """(port, inbox) of an SMTP server on loopback."""
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, inbox
+    controller.stop()

@@ -4,31 +4,9 @@ from __future__ import annotations
 
 import logging
 
-import pytest
-from aiosmtpd.controller import Controller
 from conftest import free_port, wait_until
 
 from app.logs import AdminMailHandler
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps what arrives."""
-
-    def __init__(self) -> None:
-        self.messages: list = []
-
-    async def handle_DATA(self, server, session, envelope):  # aiosmtpd calls it by this name
-        self.messages.append(envelope)
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller.port, inbox
-    controller.stop()
 
 
 def test_log_directory_is_made_and_lines_carry_the_request_id(make_app, tmp_path):
@@ -151,21 +129,16 @@ def test_a_failing_task_is_logged_with_its_request_id(make_app, tmp_path):
 
 
 def test_logs_hold_no_password_token_or_code_after_the_account_flows(make_app, accounts_settings, tmp_path):
-    import json
-
-    from conftest import deep_merge
+    from conftest import deep_merge, send_sms_code
 
     logfile = tmp_path / "flows" / "app.log"
     app = make_app(deep_merge(accounts_settings, {"log": {"file": str(logfile)}}))
     client = app.test_client()
-    outbox = tmp_path / "sms_outbox.jsonl"
     secrets: list[str] = []
 
     def sms(purpose: str) -> str:
-        assert client.post("/api/common/sms/send", json={"phone": "13800138000", "purpose": purpose}).status_code == 200
-        code = json.loads(outbox.read_text().splitlines()[-1])["code"]
-        secrets.append(code)
-        return code
+        secrets.append(send_sms_code(client, app, "13800138000", purpose))
+        return secrets[-1]
 
     password, new_password = "first-secret-password", "second-secret-password"
     secrets += [password, new_password]

@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
-from aiosmtpd.controller import Controller
-from conftest import deep_merge, free_port, wait_until
+from conftest import deep_merge, send_sms_code, wait_until
 from probe_api import PROBE
 
-from app.config import project_path
 from app.extensions import db
 from app.models import User
 
 EMAIL, PHONE, PASSWORD = "me@example.com", "+8613800138000", "correct horse battery"
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list = []
-
-    async def handle_DATA(self, server, session, envelope):  # aiosmtpd calls it by this name
-        self.messages.append(envelope)
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller.port, inbox
-    controller.stop()
 
 
 @pytest.fixture
@@ -98,9 +77,7 @@ def test_wrong_email_codes_void_the_code(app, client, user, smtp):
 
 def test_registration_with_an_email_sends_a_welcome_mail(app, client, smtp):
     _, inbox = smtp
-    client.post("/api/common/sms/send", json={"phone": PHONE, "purpose": "register"})
-    with app.app_context():
-        code = json.loads(project_path(app.extensions["configs"].sms.outbox).read_text().splitlines()[-1])["code"]
+    code = send_sms_code(client, app, PHONE, "register")
     response = client.post("/api/auth/register", json={"phone": PHONE, "password": PASSWORD, "nickname": "小明",
                                                        "sms_code": code, "email": EMAIL})
     assert response.status_code == 201

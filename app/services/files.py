@@ -17,10 +17,10 @@ from app.config import configs
 from app.errors import Forbidden, NotAuthorized, NotFound, UnsupportedMediaType
 from app.extensions import db
 from app.models import File, User
+from app.services.records import get_by_id, paginate
 from app.services.storage import QiniuStorage, read_limited, storage_for
 
 HEAD = 512  # bytes read to recognise the type
-MAX_ID = 2**31 - 1
 SIGNATURES = (
     (b"\xff\xd8\xff", "image/jpeg"),
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -97,14 +97,12 @@ def store_upload(owner: User, stream: IO[bytes], filename: str | None) -> File:
 
 def list_files(owner: User, page: int, per_page: int) -> dict[str, Any]:
     query = select(File).where(File.owner_id == owner.id).order_by(File.id.desc())
-    result = db.paginate(query, page=page, per_page=per_page, max_per_page=100, error_out=False)
-    return {"items": list(result.items), "page": page, "per_page": per_page, "total": result.total or 0,
-            "pages": result.pages}
+    return paginate(query, page, per_page)
 
 
 def get_file(file_id: int, user: User) -> File:
     """The file, for its owner or an admin."""
-    record = db.session.get(File, file_id) if 0 < file_id <= MAX_ID else None
+    record = get_by_id(File, file_id)
     if record is None:
         raise NotFound("No such file.")
     if record.owner_id != user.id and not user.is_admin:

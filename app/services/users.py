@@ -14,6 +14,7 @@ from app.models import User
 from app.services import sessions
 from app.services.passwords import hash_password
 from app.services.phones import normalize_phone
+from app.services.records import get_by_id, paginate
 
 ROLES = ("user", "admin")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
@@ -66,11 +67,8 @@ def find_by_email(email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == email))
 
 
-MAX_ID = 2**31 - 1  # users.id is a 32-bit INTEGER on PostgreSQL and MySQL
-
-
 def get_user(user_id: int) -> User:
-    user = db.session.get(User, user_id) if 0 < user_id <= MAX_ID else None
+    user = get_by_id(User, user_id)
     if user is None:
         raise NotFound("No such user.")
     return user
@@ -83,9 +81,7 @@ def list_users(page: int, per_page: int, q: str | None = None) -> dict[str, Any]
         pattern = f"%{q.strip().lower()}%"
         query = query.where(or_(User.phone.like(pattern), User.email.like(pattern),
                                 db.func.lower(User.nickname).like(pattern)))
-    result = db.paginate(query, page=page, per_page=per_page, max_per_page=100, error_out=False)
-    return {"items": list(result.items), "page": page, "per_page": per_page, "total": result.total or 0,
-            "pages": result.pages}
+    return paginate(query, page, per_page)
 
 
 def create_user(phone: str, password: str, nickname: str, email: str | None = None, role: str = "user") -> User:

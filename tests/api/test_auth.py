@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 
 import pytest
-from conftest import PASSWORD, bearer, deep_merge, login, wait_until
+from conftest import PASSWORD, bearer, deep_merge, login, send_sms_code, wait_until
 
 from app.extensions import db
 from app.models import User
@@ -22,12 +21,7 @@ def app(make_app, accounts_settings):
 
 
 def sms_code(app, phone: str, purpose: str, client) -> str:
-    assert client.post("/api/common/sms/send", json={"phone": phone, "purpose": purpose}).status_code == 200
-    with app.app_context():
-        from app.config import configs, project_path
-
-        lines = project_path(configs.sms.outbox).read_text().splitlines()
-    return json.loads(lines[-1])["code"]
+    return send_sms_code(client, app, phone, purpose)
 
 
 def register(client, app, phone=PHONE, password=PASSWORD, **extra):

@@ -9,7 +9,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import deep_merge, wait_until
+from conftest import deep_merge, sms_outbox, wait_until
 
 from app.errors import InvalidField
 from app.extensions import db, redis_store
@@ -37,11 +37,7 @@ def app(make_sms_app):
 
 
 def outbox(app) -> list[dict]:
-    with app.app_context():
-        from app.config import configs, project_path
-
-        path = project_path(configs.sms.outbox)
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return sms_outbox(app)
 
 
 def last_code(app) -> str:
