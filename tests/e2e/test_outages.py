@@ -1,0 +1,162 @@
+"""A real server whose Redis or database goes away and comes back: 503 within 2 s, then 200 again
+without a restart. Shared services are never stopped: a private redis-server, and a TCP relay to the
+database that the test cuts."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+from conftest import free_port, service_missing, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of this test's own, which it may stop and start again on the same port."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        service_missing("redis-server", FileNotFoundError("not on PATH"))
+    port = free_port()
+    processes: list[subprocess.Popen] = []
+
+    def start() -> None:
+        processes.append(subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                           "--appendonly", "no", "--dir", str(tmp_path)],
+                                          stdout=subprocess.DEVNULL))
+
+    def stop() -> None:
+        processes[-1].terminate()
+        processes[-1].wait(10)
+
+    start()
+    yield port, start, stop
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_redis_outage_is_503_within_two_seconds_and_recovers(live_server, private_redis):
+    port, start, stop = private_redis
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    wait_until(lambda: redis.Redis.from_url(url).ping(), timeout=10)
+    server = live_server(env={"REDIS_URL": url})
+    me = f"{server.url}/api/users/me"
+    assert requests.get(me, headers={"token": "x" * 43}, timeout=5).status_code == 401
+
+    stop()
+    started = time.monotonic()
+    outage = requests.get(me, headers={"token": "x" * 43}, timeout=5)
+    assert time.monotonic() - started < 2
+    assert (outage.status_code, outage.json()["status"]) == (503, "SERVICE_UNAVAILABLE")
+    health = requests.get(f"{server.url}/api/health", timeout=5)
+    assert health.status_code == 503 and health.json()["data"]["redis"] == "down"
+
+    start()
+    wait_until(lambda: requests.get(f"{server.url}/api/health", timeout=5).status_code == 200, timeout=15)
+    assert requests.get(me, headers={"token": "x" * 43}, timeout=5).status_code == 401
+
+
+class TcpRelay:
+    """A TCP relay to the real database that the test can cut and restore: an outage without touching
+    the shared server."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = free_port()
+        self.connections: list = []
+        self.listener = None
+        self.resume()
+
+    def resume(self) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(64)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def _accept(self, listener) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.connections += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def cut(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() that close() alone would leave
+        self.listener.close()
+        for sock in self.connections:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            except OSError:
+                pass
+        self.connections = []
+
+
+def login_on(server, test_settings) -> str:
+    """Make an account in the server's database and log in through the server."""
+    from app import create_app
+    from app.extensions import db
+    from app.services.users import create_user
+
+    app = create_app(test_settings)
+    with app.app_context():
+        create_user("+8613800138000", "correct horse battery", "n")
+        db.engine.dispose()
+    response = requests.post(f"{server.url}/api/auth/login", timeout=10,
+                             json={"account": "13800138000", "password": "correct horse battery"})
+    return response.json()["data"]["token"]
+
+
+if os.environ.get("TEST_DATABASE_URL"):  # SQLite has no server to lose: nothing to collect without one
+
+    def test_database_outage_is_503_within_two_seconds_and_recovers(live_server, database_url, test_settings):
+        from sqlalchemy.engine import make_url
+
+        url = make_url(database_url)
+        relay = TcpRelay(url.host or "127.0.0.1", url.port or 5432)
+        relayed = url.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
+        server = live_server(env={"DATABASE_URL": relayed})
+        token = login_on(server, test_settings)
+        me = f"{server.url}/api/users/me"
+        assert requests.get(me, headers={"token": token}, timeout=5).status_code == 200
+
+        relay.cut()
+        started = time.monotonic()
+        outage = requests.get(me, headers={"token": token}, timeout=5)
+        assert time.monotonic() - started < 2
+        assert (outage.status_code, outage.json()["status"]) == (503, "SERVICE_UNAVAILABLE")
+        assert requests.get(f"{server.url}/api/health", timeout=5).json()["data"]["database"] == "down"
+
+        relay.resume()
+        wait_until(lambda: requests.get(me, headers={"token": token}, timeout=5).status_code == 200, timeout=15)
+        relay.cut()
