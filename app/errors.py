@@ -144,9 +144,9 @@ def _from_http_exception(exc: http.HTTPException) -> APIError:
     if code == 400 and errors:
         field = next(iter(errors))
         return InvalidField(f"{field}: {errors[field]}", field=field)
-    if code == 429:
-        retry_after = (exc.response.headers.get("Retry-After") if exc.response else None) or 1
-        return TooManyRequests(exc.description, retry_after=int(retry_after))
+    if code == 429:  # werkzeug's TooManyRequests, e.g. from abort(429, retry_after=30)
+        retry_after = getattr(exc, "retry_after", None)
+        return TooManyRequests(exc.description, retry_after=retry_after if isinstance(retry_after, int) else 1)
     cls = ERRORS_BY_CODE.get(code)
     if cls is None:  # a status the contract does not name: keep it, with the generic status name
         error: APIError = BadRequest(exc.description) if code < 500 else ServerError()

@@ -124,3 +124,23 @@ def test_malformed_request_id_is_replaced(client):
     generated = response.headers["X-Request-ID"]
     assert generated and " " not in generated
     assert response.get_json()["request_id"] == generated
+
+
+def test_werkzeug_429_keeps_its_retry_after(make_app):
+    from flask_restx import Namespace, Resource
+    from werkzeug.exceptions import TooManyRequests
+
+    from app.api.envelope import fails, public
+
+    ns = Namespace("limited")
+
+    @ns.route("/")
+    class Limited(Resource):
+        @public
+        @fails(ns, 429)
+        def get(self):
+            raise TooManyRequests(retry_after=30)
+
+    response = make_app(extra_namespaces=[(ns, "/limited")]).test_client().get("/api/limited/")
+    assert_error(response, 429, "TOO_MANY_REQUESTS")
+    assert response.headers["Retry-After"] == "30"
