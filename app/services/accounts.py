@@ -113,9 +113,14 @@ def change_password(user: User, session_id: str, old_password: str, new_password
     if not verify_password(user.password_hash, old_password):
         raise InvalidField("The old password is wrong.", field="old_password")
     check_password_rules(new_password, "new_password")
+    _replace_password(user, new_password, keep_session=session_id)
+
+
+def _replace_password(user: User, new_password: str, keep_session: str | None = None) -> None:
+    """Store the new hash and end the user's sessions (but ``keep_session``) on every process at once."""
     user.password_hash = hash_password(new_password)
     db.session.commit()
-    sessions.end_all_sessions(user.id, keep=session_id)
+    sessions.end_all_sessions(user.id, keep=keep_session)
 
 
 def reset_password_by_sms(phone: str, new_password: str, *, sms_code: str | None = None,
@@ -127,9 +132,7 @@ def reset_password_by_sms(phone: str, new_password: str, *, sms_code: str | None
     user = find_by_phone(phone)
     if user is None:
         raise InvalidField("No account uses this phone number.", field="phone")
-    user.password_hash = hash_password(new_password)
-    db.session.commit()
-    sessions.end_all_sessions(user.id)
+    _replace_password(user, new_password)
 
 
 def _email_code_key(email: str) -> str:
@@ -162,6 +165,4 @@ def reset_password_by_email(email: str, email_code: str, new_password: str) -> N
     user = find_by_email(address)
     if user is None:
         raise InvalidField("No account uses this email.", field="email")
-    user.password_hash = hash_password(new_password)
-    db.session.commit()
-    sessions.end_all_sessions(user.id)
+    _replace_password(user, new_password)

@@ -83,16 +83,21 @@ def test_authorize_offers_the_token_field(page):
     assert modal.locator("input").count() >= 1
 
 
-def test_try_it_out_runs_an_operation(page):
-    page, _ = page
+def try_it_out(page, path: str):
+    """Open the GET operation on ``path``, press Try it out and Execute; the operation's locator."""
     expand_all(page)
-    operation = page.locator(".opblock").filter(has_text="/health/live").first
+    operation = page.locator(".opblock-get").filter(has_text=path).first
     operation.locator(".opblock-summary").click()
     operation.locator("button.try-out__btn").click()
     operation.locator("button.execute").click()
-    status = operation.locator("tr.response .response-col_status").first
-    status.wait_for()
-    assert status.inner_text().strip().startswith("200")
+    operation.locator("tr.response .response-col_status").first.wait_for()
+    return operation
+
+
+def test_try_it_out_runs_an_operation(page):
+    page, _ = page
+    operation = try_it_out(page, "/health/live")
+    assert operation.locator("tr.response .response-col_status").first.inner_text().strip().startswith("200")
 
 
 def test_authorize_with_a_token_then_get_users_me(page, server):
@@ -105,12 +110,6 @@ def test_authorize_with_a_token_then_get_users_me(page, server):
     modal.locator("input").first.fill(token)
     modal.locator("button.authorize").first.click()
     modal.locator("button.btn-done").click()
-    expand_all(page)
-    operation = page.locator(".opblock-get").filter(has_text="/users/me").first
-    operation.locator(".opblock-summary").click()
-    operation.locator("button.try-out__btn").click()
-    operation.locator("button.execute").click()
-    status = operation.locator("tr.response .response-col_status").first
-    status.wait_for()
-    assert status.inner_text().strip().startswith("200")
+    operation = try_it_out(page, "/users/me")
+    assert operation.locator("tr.response .response-col_status").first.inner_text().strip().startswith("200")
     assert "+8613800138000" in operation.locator(".response-col_description .microlight").first.inner_text()
