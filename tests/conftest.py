@@ -273,6 +273,8 @@ def server_env(database_url: str, redis_namespace: tuple[str, str], tmp_path: Pa
         "APP_REDIS__PREFIX": prefix,
         "APP_DATABASE__AUTO_MIGRATE": "true",
         "APP_LOG__FILE": str(tmp_path / "server-logs" / "app.log"),
+        "APP_FILES__LOCAL_DIR": str(tmp_path / "server-uploads"),
+        "APP_SMS__OUTBOX": str(tmp_path / "server-sms-outbox.jsonl"),
         "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(PROJECT_DIR)]),
     })
     return env

@@ -83,3 +83,32 @@ def test_sigterm_stops_hot_deploy_and_the_server(hot_deploy):
     assert process.wait(20) == 0
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
+
+
+def test_a_server_that_died_on_a_syntax_error_comes_back_on_the_next_save(server_env, tmp_path):
+    """The server imports its app from the watched directory; breaking and fixing that file is what a
+    developer does."""
+    watched = tmp_path / "project"
+    watched.mkdir()
+    factory = watched / "my_factory.py"
+    good = "from app import create_app\n"
+    factory.write_text(good)
+    port = free_port()
+    output = tmp_path / "hot_deploy.out"
+    env = {**server_env, "PYTHONPATH": f"{watched}:{server_env['PYTHONPATH']}"}
+    with output.open("wb") as out:
+        process = subprocess.Popen([sys.executable, str(PROJECT_DIR / "hot_deploy.py"), "--watch", str(watched),
+                                    "--port", str(port), "--app", "my_factory:create_app"], cwd=PROJECT_DIR,
+                                   env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/api/health/live"
+    try:
+        wait_until(lambda: requests.get(url, timeout=1).status_code == 200, timeout=20)
+        factory.write_text("def broken(:\n")
+        wait_until(lambda: "SyntaxError" in output.read_text(), timeout=20)
+        with pytest.raises(requests.ConnectionError):
+            requests.get(url, timeout=1)
+        factory.write_text(good)
+        wait_until(lambda: requests.get(url, timeout=1).status_code == 200, timeout=20)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(20)

@@ -113,3 +113,27 @@ def test_authorize_with_a_token_then_get_users_me(page, server):
     operation = try_it_out(page, "/users/me")
     assert operation.locator("tr.response .response-col_status").first.inner_text().strip().startswith("200")
     assert "+8613800138000" in operation.locator(".response-col_description .microlight").first.inner_text()
+
+
+def test_try_it_out_uploads_a_file(page, server, tmp_path):
+    page, _ = page
+    login = requests.post(f"{server.url}/api/auth/login", timeout=10,
+                          json={"account": "13800138000", "password": "correct horse battery"})
+    page.locator("button.authorize").first.click()
+    modal = page.locator(".modal-ux")
+    modal.locator("input").first.fill(login.json()["data"]["token"])
+    modal.locator("button.authorize").first.click()
+    modal.locator("button.btn-done").click()
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    expand_all(page)
+    operation = page.locator(".opblock-post").filter(has_text="/files/").first
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    operation.locator("input[type=file]").set_input_files(str(picture))
+    operation.locator("button.execute").click()
+    status = operation.locator("tr.response .response-col_status").first
+    status.wait_for()
+    assert status.inner_text().strip().startswith("201")
+    listed = requests.get(f"{server.url}/api/files/", headers={"token": login.json()["data"]["token"]}, timeout=5)
+    assert [f["filename"] for f in listed.json()["data"]["items"]] == ["picture.png"]
