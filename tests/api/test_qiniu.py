@@ -145,18 +145,24 @@ def test_an_altered_or_unsigned_callback_is_401(app, client, token):
         assert db.session.scalar(db.select(db.func.count(File.id))) == 0
 
 
-def test_server_side_upload_sends_a_signed_request_to_the_upload_host(make_app, accounts_settings, upload_host):
-    handler, host = upload_host
-    app = make_app(deep_merge(accounts_settings, {"files": {"backend": "qiniu"},
-                                                  "qiniu": {**QINIU, "upload_host": host, "private": True}}))
-    client = app.test_client()
+def upload_to_qiniu(make_app, accounts_settings, **qiniu):
+    """Log in on an app whose files go to Qiniu (with ``qiniu`` settings) and upload a PNG; (app, token, response)."""
     from app.services.users import create_user
 
+    app = make_app(deep_merge(accounts_settings, {"files": {"backend": "qiniu"}, "qiniu": {**QINIU, **qiniu}}))
+    client = app.test_client()
     with app.app_context():
         create_user(PHONE, "correct horse battery", "n")
     token = login(client, PHONE)["token"]
     response = client.post("/api/files/", data={"file": (io.BytesIO(PNG), "photo.png")}, headers=bearer(token),
                            content_type="multipart/form-data")
+    return app, token, response
+
+
+def test_server_side_upload_sends_a_signed_request_to_the_upload_host(make_app, accounts_settings, upload_host):
+    handler, host = upload_host
+    app, token, response = upload_to_qiniu(make_app, accounts_settings, upload_host=host, private=True)
+    client = app.test_client()
     assert response.status_code == 201, response.get_json()
     data = response.get_json()["data"]
     [received] = handler.received
@@ -169,16 +175,7 @@ def test_server_side_upload_sends_a_signed_request_to_the_upload_host(make_app, 
 
 def test_server_side_upload_refused_by_the_host_stores_nothing(make_app, accounts_settings, upload_host):
     handler, host = upload_host
-    app = make_app(deep_merge(accounts_settings, {"files": {"backend": "qiniu"},
-                                                  "qiniu": {**QINIU, "secret_key": "wrong", "upload_host": host}}))
-    client = app.test_client()
-    from app.services.users import create_user
-
-    with app.app_context():
-        create_user(PHONE, "correct horse battery", "n")
-    token = login(client, PHONE)["token"]
-    response = client.post("/api/files/", data={"file": (io.BytesIO(PNG), "photo.png")}, headers=bearer(token),
-                           content_type="multipart/form-data")
+    app, _, response = upload_to_qiniu(make_app, accounts_settings, secret_key="wrong", upload_host=host)
     assert response.status_code == 503
     with app.app_context():
         assert db.session.scalar(db.select(db.func.count(File.id))) == 0
