@@ -78,7 +78,10 @@ def run_migrations_online():
                 directives[:] = []
                 logger.info('No changes in schema detected.')
 
-    conf_args = current_app.extensions['migrate'].configure_args
+    # A copy: this module is loaded afresh for every command, so a callback stored in the app's
+    # shared configure_args would outlive its run and see the wrong command's options next time
+    # (an in-process `upgrade` then `migrate` would write an empty revision).
+    conf_args = dict(current_app.extensions['migrate'].configure_args)
     # SQLite cannot ALTER or DROP a column in place: batch mode copies the table instead.
     conf_args["render_as_batch"] = True
     if conf_args.get("process_revision_directives") is None:
