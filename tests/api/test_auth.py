@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import pytest
@@ -115,9 +114,11 @@ def test_unknown_account_spends_the_time_of_a_password_check(make_app, accounts_
         assert client.post("/api/auth/login", json={"account": account, "password": "wrong password"}).status_code == 401
         return time.perf_counter() - started
 
-    known = statistics.median(timed(PHONE) for _ in range(5))
-    unknown = statistics.median(timed(OTHER) for _ in range(5))
-    assert 0.5 < unknown / known < 2, (known, unknown)
+    # The fastest of several tries is the least disturbed by other work on the machine. Without the dummy
+    # hash an unknown account answers in a few milliseconds, some 50 times faster than a known one.
+    known = min(timed(PHONE) for _ in range(5))
+    unknown = min(timed(OTHER) for _ in range(5))
+    assert 0.25 < unknown / known < 4, (known, unknown)
 
 
 def test_login_by_sms_code(app, client, make_user):
