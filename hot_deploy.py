@@ -1,8 +1,12 @@
 """Development server that restarts itself: `python hot_deploy.py [--watch DIR] [tornado_server.py options]`.
 
-Runs tornado_server.py as a child and restarts it once per burst of saved changes to a .py file or logging.ini
-under the project (virtual environments, caches, instance/ and editor temp files are ignored). A child that
-died, say on a syntax error, starts again on the next save. Ctrl-C or SIGTERM stops both.
+Runs tornado_server.py as a child, passing every option it does not know itself (--port, --address, --app, …),
+and restarts it once per burst of saved changes (quiet for 0.3 s) to a .py file (config_default.py and
+config_override.py included) or logging.ini anywhere under the watched directory, the project by default.
+Virtual environments, caches, instance/, .git and editor temp files are ignored. A child that died, say on a
+syntax error, starts again on the next save. Ctrl-C or SIGTERM stops both.
+
+Not yet: if hot_deploy itself is killed with SIGKILL, its server is left running.
 """
 
 from __future__ import annotations
@@ -21,13 +25,15 @@ from watchdog.observers import Observer
 
 PROJECT_DIR = Path(__file__).resolve().parent
 IGNORED_DIRS = {".venv", "venv", "__pycache__", "instance", ".git", ".mypy_cache", ".ruff_cache",
-                ".pytest_cache", ".hypothesis", ".schemathesis", "dist", "node_modules"}
+                ".pytest_cache", ".hypothesis", ".schemathesis", "htmlcov", "dist", "node_modules"}
 WATCHED = ("*.py", "logging.ini")
-TEMPORARY = ("*.swp", "*.swx", "*~", ".#*", "#*#", "*.tmp", "4913")
+TEMPORARY = ("*.swp", "*.swx", "*~", ".#*", "#*#", "*.tmp", "4913")  # 4913: vim's write test
 QUIET_PERIOD = 0.3  # seconds without changes before restarting
+STOP_TIMEOUT = 25  # seconds to wait for a graceful stop (server.shutdown_timeout is 10 s by default)
 
 
 def is_watched(path: str, root: Path) -> bool:
+    """Whether a change to ``path`` should restart the server."""
     try:
         parts = Path(path).resolve().relative_to(root).parts
     except ValueError:
@@ -45,22 +51,32 @@ class Reloader(FileSystemEventHandler):
         self.command = command
         self.root = root
         self.child: subprocess.Popen | None = None
+        self.exit_reported = False
         self.changed: set[str] = set()
         self.lock = threading.Lock()
         self.timer: threading.Timer | None = None
+        self.closed = False
 
     def start(self) -> None:
         self.child = subprocess.Popen(self.command, cwd=PROJECT_DIR)
+        self.exit_reported = False
         print(f"hot_deploy: started server pid {self.child.pid}", flush=True)
 
-    def stop(self) -> None:
+    def stop_child(self) -> None:
         if self.child and self.child.poll() is None:
             self.child.send_signal(signal.SIGTERM)
             try:
-                self.child.wait(15)
+                self.child.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self.child.kill()
                 self.child.wait()
+
+    def report_exit(self) -> None:
+        """Say once that the server exited by itself (it starts again on the next save)."""
+        with self.lock:
+            if self.child and not self.exit_reported and self.child.poll() is not None and not self.closed:
+                self.exit_reported = True
+                print(f"hot_deploy: server exited with {self.child.returncode}; waiting for a change", flush=True)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory or event.event_type in ("opened", "closed_no_write"):
@@ -70,6 +86,8 @@ class Reloader(FileSystemEventHandler):
         if not relevant:
             return
         with self.lock:
+            if self.closed:
+                return
             self.changed.update(relevant)
             if self.timer:
                 self.timer.cancel()
@@ -79,25 +97,28 @@ class Reloader(FileSystemEventHandler):
 
     def restart(self) -> None:
         with self.lock:
+            if self.closed:  # a timer that fired while we were stopping
+                return
             changed, self.changed = sorted(self.changed), set()
             names = ", ".join(str(Path(p).resolve().relative_to(self.root)) for p in changed)
             print(f"hot_deploy: changed {names}; restarting", flush=True)
-            self.stop()
+            self.stop_child()
             self.start()
+
+    def close(self) -> None:
+        """Stop restarting and stop the server."""
+        with self.lock:
+            self.closed = True
+            if self.timer:
+                self.timer.cancel()
+            self.stop_child()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=True)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--watch", default=str(PROJECT_DIR), help="directory to watch (default: the project)")
     args, server_args = parser.parse_known_args(argv)
     root = Path(args.watch).resolve()
-
-    reloader = Reloader([sys.executable, str(PROJECT_DIR / "tornado_server.py"), *server_args], root)
-    observer = Observer()
-    observer.schedule(reloader, str(root), recursive=True)
-    observer.start()
-    reloader.start()
-    print(f"hot_deploy: watching {root} for changes to *.py and logging.ini", flush=True)
 
     stopped = threading.Event()
 
@@ -106,12 +127,18 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    stopped.wait()
+
+    reloader = Reloader([sys.executable, str(PROJECT_DIR / "tornado_server.py"), *server_args], root)
+    observer = Observer()
+    observer.schedule(reloader, str(root), recursive=True)
+    observer.start()
+    reloader.start()
+    print(f"hot_deploy: watching {root} for changes to *.py and logging.ini", flush=True)
+    while not stopped.wait(0.5):
+        reloader.report_exit()
+    print("hot_deploy: stopping", flush=True)
     observer.stop()
-    with reloader.lock:
-        if reloader.timer:
-            reloader.timer.cancel()
-        reloader.stop()
+    reloader.close()
     observer.join(5)
     return 0
 

@@ -1,4 +1,4 @@
-"""hot_deploy.py restarts the server once per burst of saved changes and stops with it."""
+"""hot_deploy.py restarts its server once per burst of saved changes, brings back a dead one, stops with it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,98 +18,117 @@ from conftest import PROJECT_DIR, free_port, wait_until
 pytestmark = pytest.mark.e2e
 
 
+class HotDeploy:
+    """A hot_deploy.py process watching a temporary directory, its server on a free port."""
+
+    def __init__(self, env: dict[str, str], watched: Path, out: Path, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/api/health/live"
+        self.out = out
+        with out.open("wb") as stream:
+            self.process = subprocess.Popen(
+                [sys.executable, str(PROJECT_DIR / "hot_deploy.py"), "--watch", str(watched),
+                 "--port", str(self.port), *args],
+                cwd=PROJECT_DIR, env=env, stdout=stream, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def server_pids(self) -> list[int]:
+        """Every server pid hot_deploy reported starting, oldest first."""
+        return [int(pid) for pid in re.findall(r"started server pid (\d+)", self.output())]
+
+    def children(self) -> set[int]:
+        """The live children of hot_deploy, from /proc."""
+        pids: set[int] = set()
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                pids.update(int(pid) for pid in (task / "children").read_text().split())
+        return pids
+
+    def serving(self) -> bool:
+        return requests.get(self.url, timeout=1).status_code == 200
+
+
 @pytest.fixture
-def hot_deploy(server_env, tmp_path):
+def start_hot_deploy(server_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., HotDeploy]]:
+    """``start_hot_deploy(*server_args, env=...)``: hot_deploy.py watching tmp_path/project; stopped afterwards."""
     watched = tmp_path / "project"
     watched.mkdir()
-    port = free_port()
-    output = tmp_path / "hot_deploy.out"
-    with output.open("wb") as out:
-        process = subprocess.Popen([sys.executable, str(PROJECT_DIR / "hot_deploy.py"), "--watch", str(watched),
-                                    "--port", str(port)], cwd=PROJECT_DIR, env=server_env, stdout=out,
-                                   stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/api/health/live"
+    started: list[HotDeploy] = []
 
-    def pids() -> list[int]:
-        return [int(p) for p in re.findall(r"started server pid (\d+)", output.read_text())]
+    def start(*args: str, env: dict[str, str] | None = None) -> HotDeploy:
+        hot = HotDeploy({**server_env, **(env or {})}, watched, tmp_path / f"hot_deploy-{len(started)}.out", *args)
+        started.append(hot)
+        return hot
 
-    def serving() -> bool:
-        return requests.get(url, timeout=1).status_code == 200
-
-    process.output = lambda: output.read_text()
-    yield process, watched, pids, serving
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)  # hot_deploy stops its server before exiting
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    for pid in pids():  # never leave a server behind, whatever happened above
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            if b"tornado_server.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGKILL)
+    yield start
+    for hot in started:
+        if hot.process.poll() is None:
+            hot.process.send_signal(signal.SIGTERM)  # hot_deploy stops its server before exiting
+            try:
+                hot.process.wait(30)
+            except subprocess.TimeoutExpired:
+                hot.process.kill()
+                hot.process.wait()
+        for pid in hot.server_pids():  # never leave a server of ours behind, whatever happened above
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                if b"tornado_server.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
 
 
-def test_a_saved_python_file_restarts_the_server_once(hot_deploy):
-    process, watched, pids, serving = hot_deploy
-    wait_until(serving, timeout=20)
-    first = pids()
-    assert len(first) == 1
-    for i in range(3):  # one burst of saves
-        (watched / "module.py").write_text(f"VALUE = {i}\n")
-    (watched / ".module.py.swp").write_text("editor noise")
-    wait_until(lambda: len(pids()) == 2, timeout=10)
-    wait_until(serving, timeout=20)
-    assert pids()[1] != first[0]
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
-def test_ignored_paths_do_not_restart(hot_deploy):
-    process, watched, pids, serving = hot_deploy
-    wait_until(serving, timeout=20)
-    for name in ("__pycache__", "instance", ".venv"):
+def test_a_burst_of_saves_restarts_the_server_once_and_sigterm_stops_both(start_hot_deploy, tmp_path):
+    hot = start_hot_deploy()
+    watched = tmp_path / "project"
+    wait_until(hot.serving, timeout=20)
+    [first] = hot.server_pids()
+    assert hot.children() == {first}
+
+    for name in ("__pycache__", "instance", ".venv", ".git"):  # ignored, saved in the same burst
         (watched / name).mkdir()
         (watched / name / "x.py").write_text("X = 1\n")
+    (watched / ".module.py.swp").write_text("editor noise")
     (watched / "notes.txt").write_text("not code")
-    (watched / "marker.py").write_text("M = 1\n")  # a watched change after the ignored ones
-    wait_until(lambda: len(pids()) == 2, timeout=10)
-    assert re.findall(r"changed (.*); restarting", process.output()) == ["marker.py"]
+    for i in range(3):
+        (watched / "module.py").write_text(f"VALUE = {i}\n")
+
+    wait_until(lambda: len(hot.server_pids()) == 2, timeout=10)
+    wait_until(hot.serving, timeout=20)
+    second = hot.server_pids()[1]
+    assert second != first and gone(first)
+    assert hot.children() == {second}
+    assert re.findall(r"changed (.*); restarting", hot.output()) == ["module.py"]
+
+    hot.process.send_signal(signal.SIGTERM)
+    assert hot.process.wait(30) == 0
+    assert gone(second)
+    assert len(hot.server_pids()) == 2  # the burst restarted it once, nothing after
 
 
-def test_sigterm_stops_hot_deploy_and_the_server(hot_deploy):
-    process, watched, pids, serving = hot_deploy
-    wait_until(serving, timeout=20)
-    child = pids()[0]
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(20) == 0
-    with pytest.raises(ProcessLookupError):
-        os.kill(child, 0)
-
-
-def test_a_server_that_died_on_a_syntax_error_comes_back_on_the_next_save(server_env, tmp_path):
-    """The server imports its app from the watched directory; breaking and fixing that file is what a
+def test_a_server_that_died_on_a_syntax_error_comes_back_on_the_next_save(start_hot_deploy, server_env, tmp_path):
+    """The server imports its app factory from the watched directory; breaking and fixing that file is what a
     developer does."""
-    watched = tmp_path / "project"
-    watched.mkdir()
-    factory = watched / "my_factory.py"
+    factory = tmp_path / "project" / "my_factory.py"
     good = "from app import create_app\n"
     factory.write_text(good)
-    port = free_port()
-    output = tmp_path / "hot_deploy.out"
-    env = {**server_env, "PYTHONPATH": f"{watched}:{server_env['PYTHONPATH']}"}
-    with output.open("wb") as out:
-        process = subprocess.Popen([sys.executable, str(PROJECT_DIR / "hot_deploy.py"), "--watch", str(watched),
-                                    "--port", str(port), "--app", "my_factory:create_app"], cwd=PROJECT_DIR,
-                                   env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/api/health/live"
-    try:
-        wait_until(lambda: requests.get(url, timeout=1).status_code == 200, timeout=20)
-        factory.write_text("def broken(:\n")
-        wait_until(lambda: "SyntaxError" in output.read_text(), timeout=20)
-        with pytest.raises(requests.ConnectionError):
-            requests.get(url, timeout=1)
-        factory.write_text(good)
-        wait_until(lambda: requests.get(url, timeout=1).status_code == 200, timeout=20)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(20)
+    hot = start_hot_deploy("--app", "my_factory:create_app",
+                           env={"PYTHONPATH": f"{factory.parent}{os.pathsep}{server_env['PYTHONPATH']}"})
+    wait_until(hot.serving, timeout=20)
+
+    factory.write_text("def broken(:\n")
+    wait_until(lambda: "server exited with 1" in hot.output(), timeout=20)
+    assert "SyntaxError" in hot.output()
+    with pytest.raises(requests.ConnectionError):
+        hot.serving()
+
+    factory.write_text(good)
+    wait_until(hot.serving, timeout=20)
+    assert len(hot.server_pids()) == 3

@@ -1,4 +1,9 @@
-"""supervisord.ini: supervisord starts the API processes, supervisorctl sees them, restarts a killed one."""
+"""supervisord.ini: supervisord runs every API process on its port, restarts a killed one, shuts them down.
+
+The real file uses ports 5000/5001 and the project's instance/, which a developer's own supervisord may be
+using, so each test renders a copy into its tmp_path with only the instance directory, the interpreter and the
+base port replaced; everything else (program, restart and stop settings) is the file as shipped.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,51 +38,93 @@ def free_port_prefix() -> str:
     raise AssertionError("no free port pair")
 
 
+def render(instance: Path, prefix: str) -> str:
+    """supervisord.ini with this test's instance directory, interpreter and base port."""
+    config = (PROJECT_DIR / "supervisord.ini").read_text()
+    for old, new in (("%(here)s/instance", str(instance)),
+                     ("%(here)s/.venv/bin/python", sys.executable),
+                     ("--port 50%(process_num)02d", f"--port {prefix}%(process_num)02d"),
+                     ("%(here)s", str(PROJECT_DIR))):
+        assert old in config, f"supervisord.ini no longer contains {old!r}: update this test"
+        config = config.replace(old, new)
+    return config
+
+
+class Supervisor:
+    def __init__(self, config: Path, env: dict[str, str], prefix: str) -> None:
+        self.config = config
+        self.env = env
+        self.ports = [int(f"{prefix}0{n}") for n in (0, 1)]
+
+    def ctl(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "supervisorctl"), "-c", str(self.config), *args], env=self.env,
+                              capture_output=True, text=True, timeout=30)
+
+    def all_running(self) -> bool:
+        status = self.ctl("status")
+        return status.returncode == 0 and status.stdout.count("RUNNING") == 2
+
+    def pid(self, name: str) -> int:
+        return int(self.ctl("pid", name).stdout.strip() or 0)
+
+    def live(self, port: int) -> bool:
+        return requests.get(f"http://127.0.0.1:{port}/api/health/live", timeout=2).status_code == 200
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 @pytest.fixture
-def supervisor(server_env, real_redis_url, tmp_path):
-    """The real supervisord.ini with only its instance directory, interpreter and base port changed."""
+def supervisor(server_env, real_redis_settings, tmp_path) -> Iterator[Supervisor]:
+    """supervisord started from the rendered file; shut down afterwards (the test may have done so already)."""
     instance = tmp_path / "instance"
     (instance / "logs").mkdir(parents=True)
     prefix = free_port_prefix()
-    config = (PROJECT_DIR / "supervisord.ini").read_text()
-    config = (config.replace("%(here)s/instance", str(instance))
-              .replace("%(here)s/.venv/bin/python", sys.executable)
-              .replace("%(here)s", str(PROJECT_DIR))
-              .replace("--port 50%(process_num)02d", f"--port {prefix}%(process_num)02d"))
-    path = tmp_path / "supervisord.ini"
-    path.write_text(config)
-    env = {**server_env, "REDIS_URL": real_redis_url}
-
-    def ctl(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(BIN / "supervisorctl"), "-c", str(path), *args], env=env,
-                              capture_output=True, text=True, timeout=30)
-
-    subprocess.run([str(BIN / "supervisord"), "-c", str(path)], env=env, check=True, timeout=30)
+    config = tmp_path / "supervisord.ini"
+    config.write_text(render(instance, prefix))
+    # As in production: migrations run once before the processes start, not in each of them.
+    env = {**server_env, "REDIS_URL": real_redis_settings["redis"]["url"], "APP_DATABASE__AUTO_MIGRATE": "false"}
+    subprocess.run([str(BIN / "supervisord"), "-c", str(config)], env=env, check=True, timeout=30)
     pidfile = instance / "supervisord.pid"
     wait_until(pidfile.exists, timeout=10)
-    supervisord_pid = int(pidfile.read_text())
-    urls = [f"http://127.0.0.1:{prefix}0{n}/api/health" for n in (0, 1)]
-    yield ctl, urls
-    ctl("shutdown")
-    wait_until(lambda: not Path(f"/proc/{supervisord_pid}").exists(), timeout=30)
+    supervisord = int(pidfile.read_text())
+    sup = Supervisor(config, env, prefix)
+    try:
+        wait_until(sup.all_running, timeout=30)
+    except AssertionError:
+        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted((instance / "logs").iterdir()))
+        sup.ctl("shutdown")
+        raise AssertionError(f"not all RUNNING: {sup.ctl('status').stdout}\n{logs}") from None
+    yield sup
+    if not gone(supervisord):
+        sup.ctl("shutdown")
+        wait_until(lambda: gone(supervisord), timeout=40)
 
 
-def all_running(ctl) -> bool:
-    status = ctl("status")
-    return status.returncode == 0 and status.stdout.count("RUNNING") == 2
+def test_supervisord_runs_every_process_restarts_a_killed_one_and_shutdown_stops_them(supervisor):
+    """One supervisord for the whole life cycle: each start costs startsecs (2 s) plus a shutdown."""
+    for port in supervisor.ports:
+        wait_until(lambda port=port: supervisor.live(port), timeout=20)
+    ready = requests.get(f"http://127.0.0.1:{supervisor.ports[0]}/api/health", timeout=2).json()["data"]
+    assert ready["redis"] == "ok"
 
+    killed = supervisor.pid("api:api-0")
+    os.kill(killed, signal.SIGKILL)
+    wait_until(lambda: supervisor.pid("api:api-0") not in (0, killed), timeout=15)
+    wait_until(lambda: supervisor.live(supervisor.ports[0]), timeout=20)
 
-def test_supervisord_runs_every_api_process(supervisor):
-    ctl, urls = supervisor
-    wait_until(lambda: all_running(ctl), timeout=30)
-    for url in urls:
-        wait_until(lambda url=url: requests.get(url, timeout=2).status_code == 200, timeout=20)
-
-
-def test_a_killed_process_is_restarted(supervisor):
-    ctl, urls = supervisor
-    wait_until(lambda: all_running(ctl), timeout=30)
-    pid = int(ctl("pid", "api:api-0").stdout.strip())
-    os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: ctl("pid", "api:api-0").stdout.strip() not in ("0", str(pid)), timeout=15)
-    wait_until(lambda: requests.get(urls[0], timeout=2).status_code == 200, timeout=20)
+    pids = [supervisor.pid("api:api-0"), supervisor.pid("api:api-1")]
+    supervisord = int(supervisor.ctl("pid").stdout)
+    assert supervisor.ctl("shutdown").returncode == 0
+    wait_until(lambda: all(gone(pid) for pid in [supervisord, *pids]), timeout=40)
+    assert not any(port_open(port) for port in supervisor.ports)
