@@ -64,7 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_factory(spec: str) -> Callable[[], Any]:
     module_name, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module_name), attr or "create_app")  # type: ignore[no-any-return]
+    factory: Callable[[], Any] = getattr(importlib.import_module(module_name), attr or "create_app")
+    return factory
 
 
 def make_app(factory: Callable[[], Any]) -> Any:
@@ -115,8 +116,12 @@ def prepare(app: Any, processes: int) -> None:
         db.engine.dispose()  # no pooled connection may cross a fork
 
 
-async def serve(app: Any, sockets: list, tls: ssl.SSLContext | None) -> None:
-    """Serve on ``sockets`` until SIGTERM/SIGINT, then drain in-flight requests and return."""
+async def serve(app: Any, sockets: list, tls: ssl.SSLContext | None) -> bool:
+    """Serve on ``sockets`` until SIGTERM/SIGINT, then drain in-flight requests and return.
+
+    Returns False when a request or background task was still running at the shutdown timeout: its
+    thread must not hold the process, so the caller ends it with ``os._exit``.
+    """
     settings = app.extensions["configs"]
     executor = ThreadPoolExecutor(max_workers=settings.server.threads, thread_name_prefix="request")
     container = CountingWSGIContainer(app, executor)
@@ -133,15 +138,20 @@ async def serve(app: Any, sockets: list, tls: ssl.SSLContext | None) -> None:
     deadline = time.monotonic() + settings.server.shutdown_timeout
     while time.monotonic() < deadline and (container.in_flight or _writing(server)):
         await asyncio.sleep(0.02)
-    if container.in_flight:
+    requests_done = not container.in_flight
+    if not requests_done:
         log.warning("shutdown: %d request(s) still running after %ss", container.in_flight,
                     settings.server.shutdown_timeout)
-    await asyncio.wait_for(server.close_all_connections(), timeout=2)
+    try:
+        await asyncio.wait_for(server.close_all_connections(), timeout=2)
+    except TimeoutError:
+        log.warning("shutdown: connections still open after 2s")
     executor.shutdown(wait=False, cancel_futures=True)
     # Background work the requests started (@async_task) is accepted work: let it finish.
     drained = await asyncio.to_thread(app.extensions["tasks"].drain, settings.server.shutdown_timeout)
     if not drained:
         log.warning("shutdown: background tasks still running after %ss", settings.server.shutdown_timeout)
+    return requests_done and drained
 
 
 def _writing(server: HTTPServer) -> bool:
@@ -152,7 +162,13 @@ def _writing(server: HTTPServer) -> bool:
 def run_child(factory: Callable[[], Any], args: argparse.Namespace, tls: ssl.SSLContext | None,
               reuse_port: bool) -> None:
     app = make_app(factory)
-    asyncio.run(serve(app, listen(args, reuse_port), tls))
+    asyncio.run(serve(app, listen(args, reuse_port), tls))  # the child ends with os._exit: no thread holds it
+
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+# How a child ends when told to stop: 0 after a graceful stop, or killed by the signal itself when it
+# came before the child installed its handlers (still building its app, nothing in flight).
+CLEAN_STOPS = {0, -signal.SIGTERM, -signal.SIGINT}
 
 
 def fork_children(count: int, start: Callable[[], None]) -> int:
@@ -164,10 +180,13 @@ def fork_children(count: int, start: Callable[[], None]) -> int:
     stopping = False
 
     def spawn(slot: int) -> None:
+        # Stop signals wait until the new child is in ``children``, so forward() reaches it too.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             code = 0
             try:
                 start()
@@ -181,6 +200,7 @@ def fork_children(count: int, start: Callable[[], None]) -> int:
                 logging.shutdown()
                 os._exit(code)
         children[pid] = slot
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     def forward(signum: int, _frame: Any) -> None:
         nonlocal stopping
@@ -189,10 +209,10 @@ def fork_children(count: int, start: Callable[[], None]) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
+    signal.signal(signal.SIGTERM, forward)  # before the first fork: a stop must never orphan a child
+    signal.signal(signal.SIGINT, forward)
     for slot in range(count):
         spawn(slot)
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
 
     status = 0
     while children:
@@ -200,20 +220,28 @@ def fork_children(count: int, start: Callable[[], None]) -> int:
             pid, wait_status = os.wait()
         except ChildProcessError:
             break
-        slot = children.pop(pid, None)
-        if slot is None:
+        if pid not in children:
             continue
+        slot = children.pop(pid)
         code = os.waitstatus_to_exitcode(wait_status)
         if stopping:
-            status = status or (1 if code else 0)
+            status = status or (0 if code in CLEAN_STOPS else 1)
         elif code == EXIT_STARTUP:
             forward(signal.SIGTERM, None)
             status = EXIT_STARTUP
         else:
             log.error("server process %d exited with %s; starting another", pid, code)
             time.sleep(0.5)
-            spawn(slot)
+            if not stopping:  # a stop signal may have come during the pause
+                spawn(slot)
     return status
+
+
+def url_host(address: str, browsable: bool = False) -> str:
+    """``address`` as a URL's host: IPv6 in brackets; with ``browsable``, a wildcard becomes localhost."""
+    if browsable and address in ("0.0.0.0", "::", ""):  # noqa: S104
+        return "localhost"
+    return f"[{address}]" if ":" in address else address
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,17 +252,20 @@ def main(argv: list[str] | None = None) -> int:
         tls = ssl_context(app.extensions["configs"])
         processes = args.processes if args.processes > 0 else (os.cpu_count() or 1)
         prepare(app, processes)
-        sockets = listen(args, reuse_port=processes > 1)
+        # Bound without SO_REUSEPORT even when children will share the port: a server already on it
+        # (another forked instance, whose sockets allow sharing) must be a refusal, not a silent partner.
+        sockets = listen(args, reuse_port=False)
     except StartupError as exc:
         print(f"tornado_server.py: {exc}", file=sys.stderr)
         return EXIT_STARTUP
 
-    host = "localhost" if args.address in ("0.0.0.0", "::", "") else args.address  # noqa: S104
     scheme = "https" if tls else "http"
-    print(f"Serving on {scheme}://{args.address}:{args.port} with {processes} process(es); "
-          f"Swagger UI: {scheme}://{host}:{args.port}/api/", flush=True)
+    print(f"Serving on {scheme}://{url_host(args.address)}:{args.port} with {processes} process(es); "
+          f"Swagger UI: {scheme}://{url_host(args.address, browsable=True)}:{args.port}/api/", flush=True)
     if processes == 1:
-        asyncio.run(serve(app, sockets, tls))
+        if not asyncio.run(serve(app, sockets, tls)):
+            logging.shutdown()
+            os._exit(0)  # a request thread past the shutdown timeout would otherwise hold the exit
         return 0
     for sock in sockets:  # held only to check the port and fail early; each child binds its own
         sock.close()

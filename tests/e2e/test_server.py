@@ -1,56 +1,124 @@
-"""tornado_server.py as a real process: HTTP, HTTPS, graceful SIGTERM, several processes, refusals."""
+"""tornado_server.py as a real process: HTTP, HTTPS, graceful SIGTERM, forked children, refusals.
+
+Which process served a request is read from the server's own log: every line carries ``[pid]`` and the
+request id that the response returns in ``X-Request-ID``. Forked children are found under
+``/proc/<parent>/task/*/children``.
+"""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
-from conftest import PROJECT_DIR, free_port, wait_until
+from conftest import PROJECT_DIR, LiveServer, free_port, wait_until
+from sqlalchemy import create_engine, inspect, text
 
 pytestmark = pytest.mark.e2e
 
+PROBE_APP = ("--app", "probe_api:create_probe_app")
+SERVER = PROJECT_DIR / "tornado_server.py"
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
 
 def child_pids(pid: int) -> set[int]:
-    children = set()
+    """The live children of process ``pid``."""
+    children: set[int] = set()
     for task in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{task}/children") as file:
             children |= {int(p) for p in file.read().split()}
-    return children
+    return {child for child in children if alive(child)}
 
 
 def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
     try:
         with open(f"/proc/{pid}/stat") as file:
-            return file.read().split(") ", 1)[1][0] != "Z"
-    except FileNotFoundError:
+            return file.read().rsplit(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
         return False
 
 
-@pytest.fixture
-def real_redis_env(real_redis_url):
-    return {"REDIS_URL": real_redis_url}
+def server_processes(port: int) -> set[int]:
+    """Live tornado_server.py processes of this test session (same session id) started with ``--port port``.
+
+    Forked children share their parent's command line and session, and keep both when orphaned.
+    """
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            same_session = os.getsid(int(entry)) == os.getsid(0)
+        except OSError:
+            continue
+        if str(SERVER).encode() not in argv or b"--port" not in argv:
+            continue
+        at = argv.index(b"--port")
+        if argv[at + 1:at + 2] == [str(port).encode()] and same_session and alive(int(entry)):
+            found.add(int(entry))
+    return found
 
 
-def test_http_server_serves_the_api_and_swagger_ui(live_server):
-    server = live_server()
-    health = requests.get(f"{server.url}/api/health", timeout=5)
-    assert health.status_code == 200
-    assert health.json()["data"]["database"] == "ok"  # migrated at start (auto_migrate)
-    assert health.headers["X-Request-ID"]
-    ui = requests.get(f"{server.url}/api/", timeout=5)
-    assert ui.status_code == 200 and "swagger-ui" in ui.text
-    assert f"Swagger UI: http://127.0.0.1:{server.port}/api/" in server.output()
+def reaped(pid: int) -> bool:
+    """Whether ``pid`` is gone, its parent having collected its exit status (a zombie is not reaped)."""
+    return not os.path.exists(f"/proc/{pid}")
 
 
-def make_certificate(directory) -> tuple[str, str]:
+def accepts(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def served_by(server: LiveServer, response: requests.Response) -> int:
+    """The PID of the process that wrote the access line of ``response``'s request."""
+    request_id = re.escape(response.headers["X-Request-ID"])
+    found = re.search(rf"\[(\d+)\] app\.access \[{request_id}\]", server.output())
+    assert found, f"no access line for request {request_id}:\n{server.output()}"
+    return int(found.group(1))
+
+
+def two_children(server: LiveServer) -> set[int]:
+    """Wait until the parent has forked both children; their PIDs."""
+    return wait_until(lambda: pids if len(pids := child_pids(server.process.pid)) == 2 else None)
+
+
+def run_server(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """Run tornado_server.py to its end (for the refusals, which exit at once); a server that keeps running
+    fails the test and is killed with every process it forked."""
+    command = [sys.executable, str(SERVER), *args]
+    with subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise AssertionError("the server did not exit by itself") from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def make_certificate(directory: Path) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and localhost: (certfile, keyfile)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -75,27 +143,114 @@ def make_certificate(directory) -> tuple[str, str]:
     return str(certfile), str(keyfile)
 
 
-def test_https_when_a_certificate_is_configured(live_server, tmp_path):
-    certfile, keyfile = make_certificate(tmp_path)
+@pytest.fixture
+def live_server(live_server: Any) -> Iterator[Any]:
+    """conftest's live_server, plus a check that no process of a stopped server (a forked child) lives on."""
+    servers: list[LiveServer] = []
+
+    def start(*args: str, **kwargs: Any) -> LiveServer:
+        server = live_server(*args, **kwargs)
+        servers.append(server)
+        return server
+
+    yield start
+    leftovers = set()
+    for server in servers:
+        server.stop()
+        leftovers |= server_processes(server.port)
+    for pid in leftovers:  # forked by a server this test started
+        os.kill(pid, signal.SIGKILL)
+    assert not leftovers, f"server processes outlived their parent: {sorted(leftovers)}"
+
+
+@pytest.fixture
+def real_redis_env(real_redis_settings: dict) -> dict[str, str]:
+    """Environment for several processes: a real Redis (server_env already gives this test's prefix)."""
+    return {"REDIS_URL": real_redis_settings["redis"]["url"]}
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[str, str]:
+    return make_certificate(tmp_path)
+
+
+# --- HTTP --------------------------------------------------------------------------------------
+
+
+def test_health_answers_200_with_the_success_envelope(live_server: Any) -> None:
+    server = live_server()
+    response = requests.get(f"{server.url}/api/health", timeout=5)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.headers["X-Request-ID"]
+    body = response.json()
+    assert body["code"] == 200 and body["status"] == "SUCCESS" and isinstance(body["message"], str)
+    assert body["data"]["database"] == "ok" and body["data"]["redis"] == "ok" and body["data"]["version"]
+
+
+def test_the_swagger_ui_url_printed_at_start_serves_swagger_ui(live_server: Any) -> None:
+    server = live_server()
+    printed = re.search(r"Swagger UI: (\S+)", server.output())
+    assert printed, server.output()
+    assert printed.group(1) == f"http://127.0.0.1:{server.port}/api/"
+    response = requests.get(printed.group(1), timeout=5)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "swagger-ui" in response.text and "swagger.json" in response.text
+
+
+def test_migrations_are_applied_at_start(live_server: Any, database_url: str) -> None:
+    from alembic.script import ScriptDirectory
+
+    server = live_server()
+    assert requests.get(f"{server.url}/api/health", timeout=5).json()["data"]["database"] == "ok"
+    engine = create_engine(database_url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    finally:
+        engine.dispose()
+    assert {"users", "files"} <= tables
+    assert revision == ScriptDirectory(str(PROJECT_DIR / "migrations")).get_current_head()
+
+
+# --- HTTPS -------------------------------------------------------------------------------------
+
+
+def test_https_is_served_with_the_configured_certificate(live_server: Any, certificate: tuple[str, str]) -> None:
+    certfile, keyfile = certificate
     server = live_server(env={"APP_CERT__CERTFILE": certfile, "APP_CERT__KEYFILE": keyfile},
                          scheme="https", verify=certfile)
     response = requests.get(f"{server.url}/api/health", verify=certfile, timeout=5)
-    assert response.status_code == 200
+    assert response.status_code == 200 and response.json()["status"] == "SUCCESS"
     assert f"Swagger UI: https://127.0.0.1:{server.port}/api/" in server.output()
+
+
+def test_plain_http_to_the_https_port_fails(live_server: Any, certificate: tuple[str, str]) -> None:
+    certfile, keyfile = certificate
+    server = live_server(env={"APP_CERT__CERTFILE": certfile, "APP_CERT__KEYFILE": keyfile},
+                         scheme="https", verify=certfile)
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{server.port}/api/health/live", timeout=5)
+    assert requests.get(f"{server.url}/api/health/live", verify=certfile, timeout=5).status_code == 200
 
 
-def test_half_configured_certificate_is_refused(live_server, tmp_path):
-    certfile, _ = make_certificate(tmp_path)
-    server = live_server(env={"APP_CERT__CERTFILE": certfile}, wait=False)
-    assert server.process.wait(20) == 2
-    assert "set both cert.certfile and cert.keyfile" in server.output()
+@pytest.mark.parametrize("setting", ["APP_CERT__CERTFILE", "APP_CERT__KEYFILE"])
+def test_only_one_of_certfile_and_keyfile_is_refused(server_env: dict[str, str], certificate: tuple[str, str],
+                                                     setting: str) -> None:
+    path = certificate[0] if setting == "APP_CERT__CERTFILE" else certificate[1]
+    result = run_server({**server_env, setting: path}, "--port", str(free_port()))
+    assert result.returncode == 2
+    assert "set both cert.certfile and cert.keyfile" in result.stderr
 
 
-def test_sigterm_lets_an_in_flight_request_finish(live_server):
-    server = live_server("--app", "probe_api:create_probe_app")
-    result = {}
+# --- graceful stop -----------------------------------------------------------------------------
+
+
+def test_sigterm_finishes_a_slow_request_while_refusing_new_connections_then_exits_0(live_server: Any) -> None:
+    server = live_server(*PROBE_APP)
+    result: dict[str, Any] = {}
 
     def slow_request() -> None:
         result["response"] = requests.get(f"{server.url}/api/probe/slow?seconds=2", timeout=15)
@@ -104,65 +259,128 @@ def test_sigterm_lets_an_in_flight_request_finish(live_server):
     thread.start()
     wait_until(lambda: "slow request started" in server.output(), timeout=5)
     server.process.send_signal(signal.SIGTERM)
-    wait_until(lambda: not _accepts(server.port), timeout=5)  # stopped accepting, request still running
-    assert thread.is_alive()
+    wait_until(lambda: not accepts(server.port), timeout=5)
+    assert thread.is_alive() and server.process.poll() is None  # refused while the request still runs
     thread.join(15)
     assert result["response"].status_code == 200
     assert result["response"].json()["data"] == "done"
     assert server.process.wait(15) == 0
 
 
-def test_sigterm_waits_for_accepted_background_tasks(live_server, tmp_path):
+def test_sigterm_waits_for_accepted_background_tasks(live_server: Any, tmp_path: Path) -> None:
     done = tmp_path / "task-done"
-    server = live_server("--app", "probe_api:create_probe_app")
-    response = requests.post(f"{server.url}/api/probe/task?seconds=1.5&path={done}", timeout=5)
+    server = live_server(*PROBE_APP)
+    response = requests.post(f"{server.url}/api/probe/task", params={"seconds": "1", "path": str(done)}, timeout=5)
     assert response.status_code == 200
     server.process.send_signal(signal.SIGTERM)
-    assert server.process.wait(20) == 0
+    assert server.process.wait(15) == 0
     assert done.read_text() == "done"
 
 
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+def test_a_request_running_past_the_shutdown_timeout_does_not_hold_the_process(live_server: Any) -> None:
+    server = live_server(*PROBE_APP, env={"APP_SERVER__SHUTDOWN_TIMEOUT": "1"})
+    outcome: list[BaseException] = []
 
+    def hung_request() -> None:
+        try:
+            requests.get(f"{server.url}/api/probe/slow?seconds=30", timeout=40)
+        except requests.ConnectionError as exc:  # cut when the process exits: expected
+            outcome.append(exc)
 
-def test_several_processes_share_the_port_and_stop_together(live_server, real_redis_env):
-    server = live_server("--processes", "2", env=real_redis_env)
-    children = wait_until(lambda: len(child_pids(server.process.pid)) == 2 and child_pids(server.process.pid))
-    for _ in range(40):
-        assert requests.get(f"{server.url}/api/health", timeout=5).status_code == 200
+    thread = threading.Thread(target=hung_request, daemon=True)
+    thread.start()
+    wait_until(lambda: "slow request started" in server.output(), timeout=5)
+    signalled = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
-    assert server.process.wait(20) == 0
-    assert not any(alive(pid) for pid in children)
+    assert server.process.wait(15) == 0
+    assert time.monotonic() - signalled < 5
+    assert "still running after 1s" in server.output()
+    thread.join(5)
+    assert outcome, "the hung request got an answer"
 
 
-def test_a_crashed_child_is_replaced(live_server, real_redis_env):
+# --- several processes -------------------------------------------------------------------------
+
+
+def test_two_processes_share_the_port_and_both_serve(live_server: Any, real_redis_env: dict[str, str]) -> None:
     server = live_server("--processes", "2", env=real_redis_env)
-    children = wait_until(lambda: len(child_pids(server.process.pid)) == 2 and child_pids(server.process.pid))
+    children = two_children(server)
+    statuses: list[int] = []
+    pids: set[int] = set()
+    deadline = time.monotonic() + 10  # the second child may still be opening its socket at first
+    while (len(statuses) < 40 or pids != children) and time.monotonic() < deadline:
+        response = requests.get(f"{server.url}/api/health", timeout=5)  # a new connection each time
+        statuses.append(response.status_code)
+        pids.add(served_by(server, response))
+    assert set(statuses) == {200}
+    assert pids == children
+
+
+def test_sigterm_to_the_parent_stops_every_child(live_server: Any, real_redis_env: dict[str, str]) -> None:
+    server = live_server("--processes", "2", env=real_redis_env)
+    children = two_children(server)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(15) == 0
+    assert not any(alive(pid) for pid in children)
+    assert not server_processes(server.port)
+    assert not accepts(server.port)
+
+
+def test_sigterm_while_children_start_exits_0(live_server: Any, real_redis_env: dict[str, str]) -> None:
+    server = live_server("--processes", "2", env=real_redis_env, wait=False)
+    children = two_children(server)  # forked; each is still building its app
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(15) == 0, server.output()
+    assert not any(alive(pid) for pid in children)
+    assert not server_processes(server.port)
+
+
+def test_a_killed_child_is_respawned(live_server: Any, real_redis_env: dict[str, str]) -> None:
+    server = live_server("--processes", "2", env=real_redis_env)
+    children = two_children(server)
     victim = min(children)
     os.kill(victim, signal.SIGKILL)
-    replaced = wait_until(lambda: (pids := child_pids(server.process.pid)) and len(pids) == 2
-                          and victim not in pids and pids, timeout=10)
-    assert victim not in replaced
+    # Connections already queued on the victim's own socket die with it; once it is gone, the other answers.
+    wait_until(lambda: reaped(victim))
     assert requests.get(f"{server.url}/api/health/live", timeout=5).status_code == 200
+    replaced = wait_until(lambda: pids - children if len(pids := child_pids(server.process.pid)) == 2 else None)
+    (newcomer,) = replaced
+
+    def newcomer_served() -> bool:
+        return served_by(server, requests.get(f"{server.url}/api/health/live", timeout=5)) == newcomer
+
+    wait_until(newcomer_served, timeout=10, interval=0)
 
 
-def run_server(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(PROJECT_DIR / "tornado_server.py"), *args], cwd=PROJECT_DIR,
-                          env=env, capture_output=True, text=True, timeout=30)
+def test_sigterm_right_after_a_child_died_stops_the_server(live_server: Any, real_redis_env: dict[str, str]) -> None:
+    server = live_server("--processes", "2", env=real_redis_env)
+    children = two_children(server)
+    victim = min(children)
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: reaped(victim))  # the parent saw it die and pauses before starting another
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(15) == 0
+    assert not server_processes(server.port)
 
 
-def test_several_processes_on_memory_redis_are_refused(server_env):
+def test_a_second_server_on_a_port_held_by_forked_children_is_refused(
+        live_server: Any, real_redis_env: dict[str, str], server_env: dict[str, str]) -> None:
+    server = live_server("--processes", "2", env=real_redis_env)
+    result = run_server({**server_env, **real_redis_env}, "--port", str(server.port), "--processes", "2")
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{server.port}" in result.stderr
+
+
+# --- refusals ----------------------------------------------------------------------------------
+
+
+def test_several_processes_on_memory_redis_are_refused(server_env: dict[str, str]) -> None:
     result = run_server({**server_env, "REDIS_URL": "memory://"}, "--port", str(free_port()), "--processes", "2")
     assert result.returncode == 2
     assert "memory://" in result.stderr
 
 
-def test_production_with_the_default_secret_is_refused(server_env):
+def test_production_with_the_default_secret_is_refused(server_env: dict[str, str]) -> None:
     env = {**server_env, "APP_ENV": "production", "REDIS_URL": "redis://127.0.0.1:6379/0"}
     del env["SECRET_KEY"]
     result = run_server(env, "--port", str(free_port()))
@@ -171,10 +389,11 @@ def test_production_with_the_default_secret_is_refused(server_env):
     assert "SECRET_KEY" in result.stderr
 
 
-def test_a_port_in_use_is_reported(server_env):
+def test_a_port_in_use_is_refused(server_env: dict[str, str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        result = run_server(server_env, "--port", str(taken.getsockname()[1]))
+        port = taken.getsockname()[1]
+        result = run_server(server_env, "--port", str(port))
     assert result.returncode == 2
-    assert "cannot listen on 127.0.0.1" in result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
