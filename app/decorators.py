@@ -41,6 +41,7 @@ def login_check(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         token = request_token()
         g.current_user, g.session_id = user_for_token(token)
+        g.user_id = g.current_user.id  # for log lines, which must not touch the ORM after a failed request
         g.token = token
         return func(*args, **kwargs)
 

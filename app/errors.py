@@ -165,11 +165,25 @@ def as_api_error(exc: BaseException) -> APIError:
         return exc
     if isinstance(exc, http.HTTPException):
         return _from_http_exception(exc)
+    if isinstance(exc, sa_exc.SQLAlchemyError):
+        _roll_back()  # the failed transaction must not break what runs after the handler (logging, teardown)
+    if isinstance(exc, sa_exc.DataError):  # a value the database cannot store (a NUL in text on PostgreSQL, …)
+        log.warning("database refused a value: %s", exc.orig)
+        return BadRequest("A value in the request cannot be stored.")
     if isinstance(exc, OUTAGES):
         log.error("dependency unavailable: %s: %s", type(exc).__name__, exc)
         return ServiceUnavailable()
     log.error("unhandled exception", exc_info=exc)
     return ServerError()
+
+
+def _roll_back() -> None:
+    from app.extensions import db
+
+    try:
+        db.session.rollback()
+    except Exception:  # the connection itself may be gone (an outage): nothing left to roll back
+        log.debug("rollback after a database error failed", exc_info=True)
 
 
 def error_response(exc: BaseException) -> Response | WerkzeugResponse:

@@ -113,8 +113,7 @@ def init_request_logging(app: Flask) -> None:
     def log_request(response: Response) -> Response:
         started = g.get("started")
         ms = (time.perf_counter() - started) * 1000 if started is not None else 0.0
-        user = g.get("current_user")
-        user_id = user.id if user is not None else "-"
+        user_id = g.get("user_id", "-")
         access_log.info("%s %s %s %.1fms user=%s ip=%s", request.method, request.path, response.status_code, ms,
                         user_id, request.remote_addr)
         if g.get("log_record"):

@@ -145,3 +145,12 @@ def test_q_matches_phone_email_or_nickname(admin_client):
     assert page(*admin_client, "?q=bulk1")[1]["data"]["total"] == 11  # bulk1, bulk10..19
     assert page(*admin_client, "?q=1350013501")[1]["data"]["total"] == 10  # +86135001350(10..19)
     assert page(*admin_client, "?q=USER%207000")[1]["data"]["total"] == 1  # nickname, case-insensitive
+
+
+def test_a_value_the_database_cannot_store_is_not_a_server_error(client, people):
+    """PostgreSQL refuses NUL in text (400 here); SQLite and MySQL store it (200). Never a 500."""
+    _, tokens = people
+    response = client.patch("/api/users/me", json={"nickname": "a\x00b"}, headers=bearer(tokens["self"]))
+    assert response.status_code in (200, 400), response.get_json()
+    if response.status_code == 400:
+        assert response.get_json()["status"] == "BAD_REQUEST"
