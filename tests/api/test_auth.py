@@ -28,6 +28,16 @@ def register(client, app, phone=PHONE, password=PASSWORD, **extra):
     return client.post("/api/auth/register", json={**body, **extra})
 
 
+def client_with_user(make_app, accounts_settings, overrides):
+    """A client of an app with ``overrides`` whose database holds the account PHONE / PASSWORD."""
+    from app.services.users import create_user
+
+    app = make_app(deep_merge(accounts_settings, overrides))
+    with app.app_context():
+        create_user(PHONE, PASSWORD, "n")
+    return app.test_client()
+
+
 def me(client, token):
     return client.get("/api/users/me", headers=bearer(token))
 
@@ -100,14 +110,9 @@ def test_wrong_password_and_unknown_account_get_the_same_401(app, client, make_u
 
 def test_unknown_account_spends_the_time_of_a_password_check(make_app, accounts_settings):
     """With production-strength Argon2 the hash dominates: both paths take about as long."""
-    app = make_app(deep_merge(accounts_settings, {"auth": {"argon2_time_cost": 3, "argon2_memory_cost": 65536,
-                                                           "max_failures_per_account": 100,
-                                                           "max_failures_per_ip": 100}}))
-    from app.services.users import create_user
-
-    with app.app_context():
-        create_user(PHONE, PASSWORD, "n")
-    client = app.test_client()
+    strong = {"argon2_time_cost": 3, "argon2_memory_cost": 65536, "max_failures_per_account": 100,
+              "max_failures_per_ip": 100}
+    client = client_with_user(make_app, accounts_settings, {"auth": strong})
 
     def timed(account: str) -> float:
         started = time.perf_counter()
@@ -156,12 +161,7 @@ def test_missing_or_unknown_token_is_401(client, headers):
 
 
 def test_access_token_expires_after_its_ttl(make_app, accounts_settings):
-    app = make_app(deep_merge(accounts_settings, {"auth": {"token_ttl": 1}}))
-    client = app.test_client()
-    from app.services.users import create_user
-
-    with app.app_context():
-        create_user(PHONE, PASSWORD, "n")
+    client = client_with_user(make_app, accounts_settings, {"auth": {"token_ttl": 1}})
     token = login(client, PHONE)["token"]
     assert me(client, token).status_code == 200
     wait_until(lambda: me(client, token).status_code == 401, timeout=5, interval=0.2)
@@ -303,12 +303,7 @@ def test_login_rehashes_when_the_argon2_parameters_change(make_app, accounts_set
 
 
 def test_repeated_failures_for_an_account_are_429(make_app, accounts_settings):
-    app = make_app(deep_merge(accounts_settings, {"auth": {"max_failures_per_account": 3}}))
-    client = app.test_client()
-    from app.services.users import create_user
-
-    with app.app_context():
-        create_user(PHONE, PASSWORD, "n")
+    client = client_with_user(make_app, accounts_settings, {"auth": {"max_failures_per_account": 3}})
     bad = {"account": PHONE, "password": "wrong password"}
     assert [client.post("/api/auth/login", json=bad).status_code for _ in range(3)] == [401, 401, 401]
     blocked = client.post("/api/auth/login", json={"account": PHONE, "password": PASSWORD})
@@ -317,12 +312,7 @@ def test_repeated_failures_for_an_account_are_429(make_app, accounts_settings):
 
 
 def test_a_success_clears_the_accounts_failures(make_app, accounts_settings):
-    app = make_app(deep_merge(accounts_settings, {"auth": {"max_failures_per_account": 3}}))
-    client = app.test_client()
-    from app.services.users import create_user
-
-    with app.app_context():
-        create_user(PHONE, PASSWORD, "n")
+    client = client_with_user(make_app, accounts_settings, {"auth": {"max_failures_per_account": 3}})
     bad = {"account": PHONE, "password": "wrong password"}
     for _ in range(2):
         client.post("/api/auth/login", json=bad)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import PROJECT_DIR, free_port, wait_until
+from conftest import PROJECT_DIR, free_port, process_alive, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -77,14 +77,6 @@ def start_hot_deploy(server_env: dict[str, str], tmp_path: Path) -> Iterator[Cal
                     os.kill(pid, signal.SIGKILL)
 
 
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def test_a_burst_of_saves_restarts_the_server_once_and_sigterm_stops_both(start_hot_deploy, tmp_path):
     hot = start_hot_deploy()
     watched = tmp_path / "project"
@@ -103,13 +95,13 @@ def test_a_burst_of_saves_restarts_the_server_once_and_sigterm_stops_both(start_
     wait_until(lambda: len(hot.server_pids()) == 2, timeout=10)
     wait_until(hot.serving, timeout=20)
     second = hot.server_pids()[1]
-    assert second != first and gone(first)
+    assert second != first and not process_alive(first)
     assert hot.children() == {second}
     assert re.findall(r"changed (.*); restarting", hot.output()) == ["module.py"]
 
     hot.process.send_signal(signal.SIGTERM)
     assert hot.process.wait(30) == 0
-    assert gone(second)
+    assert not process_alive(second)
     assert len(hot.server_pids()) == 2  # the burst restarted it once, nothing after
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import PROJECT_DIR, LiveServer, free_port, wait_until
+from conftest import PROJECT_DIR, LiveServer, free_port, process_alive, wait_until
 from sqlalchemy import create_engine, inspect, text
 
 pytestmark = pytest.mark.e2e
@@ -41,16 +41,7 @@ def child_pids(pid: int) -> set[int]:
     for task in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{task}/children") as file:
             children |= {int(p) for p in file.read().split()}
-    return {child for child in children if alive(child)}
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            return file.read().rsplit(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
+    return {child for child in children if process_alive(child)}
 
 
 def server_processes(port: int) -> set[int]:
@@ -70,7 +61,7 @@ def server_processes(port: int) -> set[int]:
         if str(SERVER).encode() not in argv or b"--port" not in argv:
             continue
         at = argv.index(b"--port")
-        if argv[at + 1:at + 2] == [str(port).encode()] and same_session and alive(int(entry)):
+        if argv[at + 1:at + 2] == [str(port).encode()] and same_session and process_alive(int(entry)):
             found.add(int(entry))
     return found
 
@@ -321,7 +312,7 @@ def test_sigterm_to_the_parent_stops_every_child(live_server: Any, real_redis_en
     children = two_children(server)
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(15) == 0
-    assert not any(alive(pid) for pid in children)
+    assert not any(process_alive(pid) for pid in children)
     assert not server_processes(server.port)
     assert not accepts(server.port)
 
@@ -331,7 +322,7 @@ def test_sigterm_while_children_start_exits_0(live_server: Any, real_redis_env: 
     children = two_children(server)  # forked; each is still building its app
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(15) == 0, server.output()
-    assert not any(alive(pid) for pid in children)
+    assert not any(process_alive(pid) for pid in children)
     assert not server_processes(server.port)
 
 

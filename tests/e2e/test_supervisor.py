@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import PROJECT_DIR, wait_until
+from conftest import PROJECT_DIR, process_alive, wait_until
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -76,14 +76,6 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 @pytest.fixture
 def supervisor(server_env, real_redis_settings, tmp_path) -> Iterator[Supervisor]:
     """supervisord started from the rendered file; shut down afterwards (the test may have done so already)."""
@@ -106,9 +98,9 @@ def supervisor(server_env, real_redis_settings, tmp_path) -> Iterator[Supervisor
         sup.ctl("shutdown")
         raise AssertionError(f"not all RUNNING: {sup.ctl('status').stdout}\n{logs}") from None
     yield sup
-    if not gone(supervisord):
+    if process_alive(supervisord):
         sup.ctl("shutdown")
-        wait_until(lambda: gone(supervisord), timeout=40)
+        wait_until(lambda: not process_alive(supervisord), timeout=40)
 
 
 def test_supervisord_runs_every_process_restarts_a_killed_one_and_shutdown_stops_them(supervisor):
@@ -126,5 +118,5 @@ def test_supervisord_runs_every_process_restarts_a_killed_one_and_shutdown_stops
     pids = [supervisor.pid("api:api-0"), supervisor.pid("api:api-1")]
     supervisord = int(supervisor.ctl("pid").stdout)
     assert supervisor.ctl("shutdown").returncode == 0
-    wait_until(lambda: all(gone(pid) for pid in [supervisord, *pids]), timeout=40)
+    wait_until(lambda: not any(process_alive(pid) for pid in [supervisord, *pids]), timeout=40)
     assert not any(port_open(port) for port in supervisor.ports)
