@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import runpy
 import subprocess
 import sys
 import tarfile
@@ -33,7 +35,8 @@ def test_fab_build_packs_what_runs_and_nothing_else(tmp_path):
     with tarfile.open(tarballs[0]) as tar:
         names = tar.getnames()
     for expected in ("app/__init__.py", "migrations/env.py", "tornado_server.py", "manage.py",
-                     "config_default.py", "logging.ini", "supervisord.ini", "requirements.txt"):
+                     "config_default.py", "logging.ini", "supervisord.ini", "requirements.txt",
+                     "deploy/nginx.conf", "deploy/healthcheck.py"):
         assert expected in names
     for name in names:
         assert not name.startswith(("tests", ".venv", "instance", ".git", "dist")), name
@@ -47,3 +50,23 @@ def test_remote_tasks_without_hosts_say_how_to_name_them(tmp_path):
     assert "-H host1,host2 or DEPLOY_HOSTS" in result.stderr
     result = run_fab("deploy", env={"BUILD_DIR": str(tmp_path)}, status=2)
     assert list(tmp_path.iterdir()) == []  # nothing built for nowhere
+
+
+def test_nginx_takes_the_largest_upload_the_app_accepts():
+    """client_max_body_size in deploy/nginx.conf is files.max_size plus at most 1 MiB of multipart envelope."""
+    configs = runpy.run_path(str(PROJECT_DIR / "config_default.py"))["configs"]
+    sizes = re.findall(r"^\s*client_max_body_size (\d+)m;", (PROJECT_DIR / "deploy" / "nginx.conf").read_text(), re.M)
+    assert sizes, "deploy/nginx.conf sets no client_max_body_size"
+    max_size = configs["files"]["max_size"]
+    for size in sizes:
+        assert max_size < int(size) * 2**20 <= max_size + 2**20
+
+
+def test_the_health_check_script_waits_for_200_and_says_why_not(live_server):
+    server = live_server()
+    script = [sys.executable, str(PROJECT_DIR / "deploy" / "healthcheck.py")]
+    ok = subprocess.run([*script, f"{server.url}/api/health"], capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0 and '"database": "ok"' in ok.stdout
+    missing = subprocess.run([*script, f"{server.url}/api/nothing", "--timeout", "0.5"], capture_output=True,
+                             text=True, timeout=30)
+    assert missing.returncode == 1 and missing.stdout.startswith("404")

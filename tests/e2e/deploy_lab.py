@@ -1,0 +1,197 @@
+"""Deploy targets for the fabfile tests: hosts with their own network and their own disk, reached over real SSH.
+
+Each host is a network namespace (its own 10.200.x.2 address over a veth pair, its own loopback, so both run
+supervisor on ports 5000/5001) with an sshd started inside a mount namespace in which the host's directory is
+bound over the common deploy root: fab sees the same DEPLOY_ROOT on every host, as on real servers, and each
+writes only its own directory. The hosts share what real hosts share: one database (an SQLite file outside the
+deploy root) and one Redis (a private redis-server on a unix socket, which crosses network namespaces).
+Everything here is started by the lab and stopped by it, by process id; the namespaces are deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from conftest import PROJECT_DIR, SECRET, process_alive, service_missing, wait_until
+
+FAB = str(Path(sys.executable).with_name("fab"))
+# The interpreter that makes the hosts' virtual environments: the one this venv was made from.
+BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
+SOURCE_ITEMS = ("app", "migrations", "deploy", "requirements.txt", "supervisord.ini", "logging.ini")
+
+
+def _run(*command: str) -> None:
+    subprocess.run(command, check=True, capture_output=True, timeout=30)
+
+
+@dataclass
+class Host:
+    name: str  # the network namespace
+    address: str
+    disk: Path  # what the host sees at the deploy root
+    sshd: subprocess.Popen | None = None
+
+    def get(self, path: str, port: int = 5000) -> str:
+        """GET http://127.0.0.1:<port><path> from inside the host; the body, or the error."""
+        code = ("import sys, urllib.request, urllib.error\n"
+                "try: print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())\n"
+                "except Exception as exc: print('ERROR', exc)")
+        result = subprocess.run(["ip", "netns", "exec", self.name, sys.executable, "-c", code,
+                                 f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=30)
+        return result.stdout + result.stderr
+
+    def current(self) -> str:
+        link = self.disk / "current"
+        return os.readlink(link).split("/")[-1] if link.is_symlink() else ""
+
+    def releases(self) -> list[str]:
+        return sorted(p.parent.name for p in (self.disk / "releases").glob("*/.complete"))
+
+    def supervisord_pid(self) -> int:
+        pidfile = self.disk / "shared" / "instance" / "supervisord.pid"
+        return int(pidfile.read_text()) if pidfile.exists() else 0
+
+
+class DeployLab:
+    def __init__(self, tmp: Path, count: int = 2) -> None:
+        self.tmp = tmp
+        self.root = tmp / "srv"  # DEPLOY_ROOT: empty here, each host's own disk inside its sshd's mount namespace
+        self.root.mkdir()
+        self.build_dir = tmp / "dist"
+        self.database = tmp / "shared.db"
+        self.redis_socket = tmp / "redis.sock"
+        self.key = tmp / "id_ed25519"
+        self.first_deploy: subprocess.CompletedProcess | None = None
+        self.processes: list[subprocess.Popen] = []
+        tag = os.getpid() % 200 + 20  # 10.200.<tag+i>.0/30: distinct from other runs on this machine
+        self.hosts = [Host(f"fabt{os.getpid()}-{i}", f"10.200.{tag + i}.2", tmp / f"host{i}") for i in range(count)]
+
+    # ----------------------------------------------------------------------------------------- setup
+
+    def start(self) -> None:
+        for tool in ("ip", "unshare", "/usr/sbin/sshd", "redis-server", "ssh-keygen"):
+            if shutil.which(tool) is None:
+                service_missing(tool, FileNotFoundError("not installed (.ci/run installs it)"))
+        if os.geteuid() != 0:
+            service_missing("network namespaces", PermissionError("the deploy tests need root"))
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key))
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.tmp / "host_key"))
+        (self.tmp / "authorized_keys").write_text(Path(f"{self.key}.pub").read_text())
+        self.processes.append(subprocess.Popen(
+            ["redis-server", "--port", "0", "--unixsocket", str(self.redis_socket), "--unixsocketperm", "700",
+             "--save", "", "--appendonly", "no", "--dir", str(self.tmp)], stdout=subprocess.DEVNULL))
+        for index, host in enumerate(self.hosts):
+            self._start_host(index, host)
+        wait_until(self.redis_socket.exists, timeout=10)
+
+    def _start_host(self, index: int, host: Host) -> None:
+        outside, inside = f"fabt{os.getpid() % 100000}h{index}", "eth0"
+        gateway = host.address.rsplit(".", 1)[0] + ".1"
+        _run("ip", "netns", "add", host.name)
+        _run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside, "netns", host.name)
+        _run("ip", "addr", "add", f"{gateway}/30", "dev", outside)
+        _run("ip", "link", "set", outside, "up")
+        for command in (("ip", "addr", "add", f"{host.address}/30", "dev", inside),
+                        ("ip", "link", "set", inside, "up"), ("ip", "link", "set", "lo", "up")):
+            _run("ip", "netns", "exec", host.name, *command)
+
+        (host.disk / "shared" / "instance").mkdir(parents=True)
+        (host.disk / "shared" / "config_override.py").write_text(self.host_settings())
+        config = self.tmp / f"sshd-{index}.conf"
+        config.write_text("\n".join((
+            "Port 22", f"ListenAddress {host.address}", f"HostKey {self.tmp / 'host_key'}",
+            f"AuthorizedKeysFile {self.tmp / 'authorized_keys'}", f"PidFile {self.tmp / f'sshd-{index}.pid'}",
+            "PermitRootLogin prohibit-password", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+            "UsePAM no", "StrictModes no", "Subsystem sftp internal-sftp", "")))
+        script = (f"mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd && mount --bind {host.disk} {self.root} "
+                  f"&& exec /usr/sbin/sshd -D -e -f {config}")
+        with (self.tmp / f"sshd-{index}.log").open("wb") as log:
+            host.sshd = subprocess.Popen(["ip", "netns", "exec", host.name, "unshare", "-m", "sh", "-c", script],
+                                         stdout=log, stderr=subprocess.STDOUT)
+
+        def listening() -> bool:
+            assert host.sshd is not None and host.sshd.poll() is None, (self.tmp / f"sshd-{index}.log").read_text()
+            with socket.socket() as sock:
+                sock.settimeout(1)
+                return sock.connect_ex((host.address, 22)) == 0
+
+        wait_until(listening, timeout=15)
+
+    def host_settings(self) -> str:
+        """shared/config_override.py of every host: production, one database, one Redis, behind one proxy."""
+        return (f"configs = {{\n"
+                f"    'app': {{'env': 'production', 'secret_key': {SECRET!r}, 'trusted_proxies': 1}},\n"
+                f"    'database': {{'url': 'sqlite:///{self.database}'}},\n"
+                f"    'redis': {{'url': 'unix://{self.redis_socket}'}},\n"
+                f"}}\n")
+
+    # ------------------------------------------------------------------------------------------ work
+
+    def source(self, name: str, version: str, patch: tuple[str, str, str] | None = None) -> Path:
+        """A copy of what a build packs, its app at ``version``; ``patch`` = (file, old, new) changes one file."""
+        source = self.tmp / f"src-{name}"
+        source.mkdir()
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        for item in (*SOURCE_ITEMS, *[p.name for p in PROJECT_DIR.glob("*.py")]):
+            path = PROJECT_DIR / item
+            if path.is_dir():
+                shutil.copytree(path, source / item, ignore=ignore)
+            else:
+                shutil.copy2(path, source / item)
+        (source / "config_override.py").write_text("configs = {}\n")
+        init = source / "app" / "__init__.py"
+        text = init.read_text()
+        assert '__version__ = "' in text
+        init.write_text(text.replace('__version__ = "', f'__version__ = "{version}+', 1))
+        if patch:
+            file, old, new = patch
+            content = (source / file).read_text()
+            assert old in content, f"{file} no longer contains {old!r}: update this test"
+            (source / file).write_text(content.replace(old, new, 1))
+        return source
+
+    def fab(self, source: Path, *args: str, hosts: list[Host] | None = None, check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        targets = ",".join(f"root@{h.address}" for h in (self.hosts if hosts is None else hosts))
+        command = [FAB, "-i", str(self.key), *(["-H", targets] if args[0] != "build" else []), *args]
+        result = subprocess.run(command, cwd=source, capture_output=True, text=True, timeout=300, env={
+            **os.environ, "DEPLOY_HOSTS": "", "DEPLOY_ROOT": str(self.root), "DEPLOY_PYTHON": BASE_PYTHON,
+            "BUILD_DIR": str(self.build_dir / source.name), "DEPLOY_HEALTH_TIMEOUT": "15",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1", **(env or {})})
+        if check:
+            assert result.returncode == 0, f"fab {' '.join(args)}: {result.stdout}\n{result.stderr}"
+        return result
+
+    def version(self, host: Host, port: int = 5000) -> str:
+        """The version /api/health reports on ``host``'s process at ``port``."""
+        body = host.get("/api/health", port)
+        marker = '"version": "'
+        assert marker in body, body
+        return body.split(marker, 1)[1].split('"', 1)[0]
+
+    # -------------------------------------------------------------------------------------- teardown
+
+    def stop(self) -> None:
+        for host in self.hosts:
+            pid = host.supervisord_pid()
+            if pid and process_alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)  # supervisord stops its processes first
+                with contextlib.suppress(AssertionError):
+                    wait_until(lambda pid=pid: not process_alive(pid), timeout=40)
+            if host.sshd and host.sshd.poll() is None:
+                host.sshd.terminate()
+                host.sshd.wait(10)
+            subprocess.run(["ip", "netns", "delete", host.name], capture_output=True, timeout=30)
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(10)

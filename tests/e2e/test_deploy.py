@@ -1,0 +1,210 @@
+"""fab build/deploy/rollback/releases against two real sshd hosts (deploy_lab.py), supervisor on each, and nginx in
+front of one of them while a load generator runs through it.
+
+The hosts are shared by the tests of this module (making them costs the first deploy its virtual environments);
+each test deploys the builds it needs first, so none relies on another having run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+import requests
+from conftest import PASSWORD, PROJECT_DIR, SECRET, service_missing, wait_until
+from deploy_lab import DeployLab, Host
+
+pytestmark = [pytest.mark.e2e, pytest.mark.deploy, pytest.mark.timeout(420)]
+PORTS = (5000, 5001)
+# Fails at start on a host whose shared/instance holds a file named "broken" (the test makes one on one host).
+BREAK_ON_MARKED_HOSTS = (
+    "tornado_server.py", 'if __name__ == "__main__":\n',
+    'if __name__ == "__main__":\n    if os.path.exists("instance/broken"):\n'
+    '        sys.exit("this release is broken on purpose")\n')
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> Iterator[DeployLab]:
+    """The hosts, with a first release on both: its deploy made their virtual environments, from the wheels in
+    the build (the hosts have no package index)."""
+    lab = DeployLab(tmp_path_factory.mktemp("deploy"))
+    try:
+        lab.start()
+        lab.first_deploy = deployed(lab, "first", wheels=True)[1]
+        yield lab
+    finally:
+        lab.stop()
+
+
+def deployed(lab: DeployLab, name: str, hosts: list[Host] | None = None, wheels: bool = False,
+             patch: tuple[str, str, str] | None = None) -> tuple[str, subprocess.CompletedProcess]:
+    """Build a source at version ``name`` and deploy it; (the version it reports, fab's output)."""
+    source = lab.source(name, name, patch)
+    lab.fab(source, "build", *(["--wheels"] if wheels else []))
+    return f"{name}+", lab.fab(source, "deploy", hosts=hosts)
+
+
+def serving(lab: DeployLab, version: str, hosts: list[Host] | None = None) -> bool:
+    return all(lab.version(h, port).startswith(version) for h in hosts or lab.hosts for port in PORTS)
+
+
+def test_the_first_deploy_installs_one_release_everywhere_and_migrates_once(lab):
+    assert lab.first_deploy.stdout.count("migrating the database") == 1  # the hosts share it
+    names = {h.address: h.current() for h in lab.hosts}
+    first = names[lab.hosts[0].address]
+    assert set(names.values()) == {first}  # one release name for the whole run
+    for host in lab.hosts:
+        assert first in host.releases()
+        release = host.disk / "releases" / first
+        assert os.readlink(release / "config_override.py") == f"{lab.root}/shared/config_override.py"
+        assert os.readlink(release / "instance") == f"{lab.root}/shared/instance"
+        assert not (release / "wheels").exists() and not (release / "tests").exists()
+        assert len(list((host.disk / "venvs").iterdir())) == 1
+
+
+def test_deploy_to_every_host_then_roll_back(lab):
+    before = [h.current() for h in lab.hosts]
+    assert before[0] == before[1]
+    v2, result = deployed(lab, "two")
+    assert serving(lab, v2)
+    out = result.stdout
+    assert out.count("migrating the database") == 1
+    for host in lab.hosts:  # one process at a time, each healthy before the next restarts
+        assert out.index(f"{host.address}: api:api-0 healthy") < out.index(f"{host.address}: api:api-1 healthy")
+        assert len(list((host.disk / "venvs").iterdir())) == 1  # requirements unchanged: venv reused
+    release2 = lab.hosts[0].current()
+    assert release2 > before[0] and all(h.current() == release2 for h in lab.hosts)
+
+    source = lab.tmp / "src-two"
+    listing = lab.fab(source, "releases").stdout
+    for host in lab.hosts:
+        assert f"{host.address}: * {release2}" in listing and f"{host.address}:   {before[0]}" in listing
+
+    lab.fab(source, "rollback")
+    assert all(h.current() == before[0] for h in lab.hosts)
+    assert not serving(lab, v2)
+    first = lab.hosts[0]
+    lab.fab(source, "rollback", "--release", release2, hosts=[first])  # a named release, on one host
+    assert first.current() == release2 and serving(lab, v2, [first])
+    assert lab.hosts[1].current() == before[0]
+
+    missing = lab.fab(source, "rollback", "--release", "19990101T000000.000000", hosts=[first], check=False)
+    assert missing.returncode == 1 and "no release 19990101T000000.000000" in missing.stderr
+    assert serving(lab, v2, [first])
+
+
+def test_a_release_that_fails_its_health_check_is_rolled_back_on_every_host(lab):
+    before = {h.address: (h.current(), lab.version(h)) for h in lab.hosts}
+    first, second = lab.hosts
+    (second.disk / "shared" / "instance" / "broken").touch()  # the first host takes it; the second fails
+    try:
+        source = lab.source("bad", "bad", BREAK_ON_MARKED_HOSTS)
+        lab.fab(source, "build")
+        result = lab.fab(source, "deploy", check=False)
+    finally:
+        (second.disk / "shared" / "instance" / "broken").unlink()
+
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    bad = re.search(r"deploying \S+ as (\S+)", result.stdout)[1]
+    assert f"{first.address}: api:api-1 healthy on port 5001: " in out  # the first host took it
+    assert f"failed on {second.address}" in result.stderr, out
+    assert "api:api-0 is not running" in result.stderr, out
+    assert f"{first.address}: rolling back to {before[first.address][0]}" in result.stdout, out
+    for host in lab.hosts:
+        current, version = before[host.address]
+        assert host.current() == current
+        assert bad not in host.releases() and not (host.disk / "releases" / bad).exists()  # removed
+        assert serving(lab, version, [host])
+
+
+@pytest.fixture
+def nginx(lab) -> Iterator[str]:
+    """nginx with deploy/nginx.conf, in the first host's network; its URL from outside."""
+    binary = "/usr/sbin/nginx"
+    if not os.path.exists(binary):
+        service_missing("nginx", FileNotFoundError(f"{binary} (.ci/run installs it)"))
+    host, work = lab.hosts[0], lab.tmp / "nginx"
+    work.mkdir(exist_ok=True)
+    site = (PROJECT_DIR / "deploy" / "nginx.conf").read_text()
+    assert "listen [::]:80;" in site
+    (work / "site.conf").write_text(site.replace("listen [::]:80;", ""))  # no IPv6 inside the test's network
+    (work / "nginx.conf").write_text(
+        f"user root;\nworker_processes 1;\npid {work}/nginx.pid;\nerror_log {work}/error.log;\n"
+        f"events {{ worker_connections 256; }}\n"
+        f"http {{\n  access_log {work}/access.log;\n  client_body_temp_path {work}/body;\n"
+        f"  proxy_temp_path {work}/proxy;\n  include {work}/site.conf;\n}}\n")
+    process = subprocess.Popen(["ip", "netns", "exec", host.name, binary, "-c", str(work / "nginx.conf"),
+                                "-g", "daemon off;"])
+    url = f"http://{host.address}"
+
+    def listening() -> bool:
+        assert process.poll() is None, (work / "error.log").read_text()
+        with socket.socket() as sock:
+            sock.settimeout(1)
+            return sock.connect_ex((host.address, 80)) == 0
+
+    try:
+        wait_until(listening, timeout=20)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+def test_a_deploy_under_load_behind_nginx_fails_no_request(lab, nginx):
+    first = lab.hosts[0]
+    phone = "+8613800138011"
+    subprocess.run(
+        [sys.executable, "manage.py", "create-admin", "--phone", phone, "--nickname", "load",
+         "--password", PASSWORD], cwd=PROJECT_DIR, check=True, capture_output=True, timeout=60,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("APP_")}, "APP_ENV": "production",
+             "SECRET_KEY": SECRET, "DATABASE_URL": f"sqlite:///{lab.database}",
+             "REDIS_URL": f"unix://{lab.redis_socket}"})
+    login = requests.post(f"{nginx}/api/auth/login", json={"account": phone, "password": PASSWORD}, timeout=10)
+    assert login.status_code == 200, login.text
+    token = login.json()["data"]["token"]
+
+    outcomes: Counter[str] = Counter()
+    versions: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def load() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                try:
+                    me = session.get(f"{nginx}/api/users/me", headers={"token": token}, timeout=10)
+                    health = session.get(f"{nginx}/api/health", timeout=10)
+                except requests.RequestException as exc:
+                    outcomes[type(exc).__name__] += 1
+                    continue
+                outcomes[f"{me.status_code} {health.status_code}"] += 1
+                if health.status_code == 200:
+                    versions[health.json()["data"]["version"].split("+")[0]] += 1  # "after" once deployed
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: outcomes["200 200"] >= 20, timeout=20)
+        after, result = deployed(lab, "after", hosts=[first])
+        wait_until(lambda: versions["after"] >= 20, timeout=20)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+
+    assert "api:api-1 healthy" in result.stdout
+    assert set(outcomes) == {"200 200"}, outcomes  # not one failed request
+    assert outcomes["200 200"] >= 200 and len(versions) >= 2
+    assert serving(lab, after, [first])
+    log = (lab.tmp / "nginx" / "access.log").read_text()
+    assert log.count('" 200 ') >= 2 * outcomes["200 200"]
+    assert not any(t.is_alive() for t in threads)
