@@ -201,10 +201,16 @@ def test_a_deploy_under_load_behind_nginx_fails_no_request(lab, nginx):
         for thread in threads:
             thread.join(30)
 
+    print(f"through nginx during the deploy: {dict(outcomes)}, versions {dict(versions)}")
     assert "api:api-1 healthy" in result.stdout
     assert set(outcomes) == {"200 200"}, outcomes  # not one failed request
     assert outcomes["200 200"] >= 200 and len(versions) >= 2
     assert serving(lab, after, [first])
     log = (lab.tmp / "nginx" / "access.log").read_text()
     assert log.count('" 200 ') >= 2 * outcomes["200 200"]
+    # trusted_proxies = 1: the app logs the client's address from X-Forwarded-For, not nginx's 127.0.0.1
+    client = first.address.rsplit(".", 1)[0] + ".1"
+    app_logs = "".join(p.read_text() for p in (first.disk / "shared" / "instance" / "logs").glob("api-*.log"))
+    assert "GET /api/users/me 200" in app_logs and f"ip={client}" in app_logs
+    assert "ip=127.0.0.1" not in app_logs.split("GET /api/users/me 200", 1)[1].split("\n", 1)[0]
     assert not any(t.is_alive() for t in threads)
