@@ -38,6 +38,11 @@ configs = {
         "threads": 4,  # worker threads per process that run requests; the IOLoop only does network I/O
         "shutdown_timeout": 10,  # seconds SIGTERM waits for in-flight requests before closing connections
     },
+    "metrics": {
+        "enabled": False,  # serve Prometheus metrics at /metrics (outside /api)
+        "token": "",  # when set, a scrape must send Authorization: Bearer <token>
+        "directory": "instance/metrics",  # where the processes of one server add up their values
+    },
     "auth": {
         "token_ttl": 7200,  # access token lifetime, seconds
         "refresh_ttl": 2592000,  # refresh token lifetime, seconds (30 days); a session lives as long

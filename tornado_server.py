@@ -68,6 +68,21 @@ def load_factory(spec: str) -> Callable[[], Any]:
     return factory
 
 
+def share_metrics() -> None:
+    """With metrics on, give this server (and the children it forks) one directory where their values add up;
+    before the app is made, because prometheus_client reads it when it is first imported."""
+    from app.config import ConfigError, load_configs, project_path
+
+    try:
+        settings = load_configs()["metrics"]
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
+    if settings["enabled"]:
+        from app.metrics import use_directory_for
+
+        use_directory_for(os.getpid(), project_path(settings["directory"]))
+
+
 def make_app(factory: Callable[[], Any]) -> Any:
     from app.config import ConfigError
 
@@ -248,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     factory = load_factory(args.app)
     try:
+        share_metrics()
         app = make_app(factory)
         tls = ssl_context(app.extensions["configs"])
         processes = args.processes if args.processes > 0 else (os.cpu_count() or 1)

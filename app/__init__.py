@@ -46,6 +46,9 @@ def create_app(
 
     create_api(app, extra_namespaces)
     app.register_error_handler(Exception, error_response)
+    from app import metrics
+
+    metrics.init_app(app)
     register_commands(app)
 
     proxies = settings.app.trusted_proxies

@@ -171,7 +171,10 @@ def as_api_error(exc: BaseException) -> APIError:
         log.warning("database refused a value: %s", exc.orig)
         return BadRequest("A value in the request cannot be stored.")
     if isinstance(exc, OUTAGES):
+        from app.metrics import record_outage
+
         log.error("dependency unavailable: %s: %s", type(exc).__name__, exc)
+        record_outage(exc)
         return ServiceUnavailable()
     log.error("unhandled exception", exc_info=exc)
     return ServerError()

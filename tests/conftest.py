@@ -284,6 +284,7 @@ def server_env(database_url: str, redis_namespace: tuple[str, str], tmp_path: Pa
         "APP_LOG__FILE": str(tmp_path / "server-logs" / "app.log"),
         "APP_FILES__LOCAL_DIR": str(tmp_path / "server-uploads"),
         "APP_SMS__OUTBOX": str(tmp_path / "server-sms-outbox.jsonl"),
+        "APP_METRICS__DIRECTORY": str(tmp_path / "server-metrics"),
         "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(PROJECT_DIR)]),
     })
     return env

@@ -51,7 +51,7 @@ def test_redis_outage_is_503_within_two_seconds_and_recovers(live_server, privat
     import redis
 
     wait_until(lambda: redis.Redis.from_url(url).ping(), timeout=10)
-    server = live_server(env={"REDIS_URL": url})
+    server = live_server(env={"REDIS_URL": url, "APP_METRICS__ENABLED": "true"})
     me = f"{server.url}/api/users/me"
     assert requests.get(me, headers={"token": "x" * 43}, timeout=5).status_code == 401
 
@@ -62,6 +62,9 @@ def test_redis_outage_is_503_within_two_seconds_and_recovers(live_server, privat
     assert (outage.status_code, outage.json()["status"]) == (503, "SERVICE_UNAVAILABLE")
     health = requests.get(f"{server.url}/api/health", timeout=5)
     assert health.status_code == 503 and health.json()["data"]["redis"] == "down"
+    metrics = requests.get(f"{server.url}/metrics", timeout=5).text  # served without Redis
+    assert 'dependency_errors_total{dependency="redis",error="ConnectionError"} 1.0' in metrics
+    assert 'http_requests_total{endpoint="/api/users/me",method="GET",status="503"} 1.0' in metrics
 
     start()
     wait_until(lambda: requests.get(f"{server.url}/api/health", timeout=5).status_code == 200, timeout=15)
