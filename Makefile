@@ -2,13 +2,14 @@
 # make test  — the test suite with coverage (set TEST_DATABASE_URL / REDIS_URL for real services)
 # make lint  — ruff and mypy
 # make dev   — serve and restart on every saved .py file (hot_deploy.py)
+# make bench — tornado_server.py against gunicorn on the same app (bench/run.py; needs PostgreSQL and Redis)
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run dev test lint clean
+.PHONY: run dev test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,10 @@ test: $(VENV)/.dev
 	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
+
+bench: $(VENV)/.runtime
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -35,7 +35,8 @@ configs = {
         "description": "A documented, secure REST API.",  # Swagger UI description
     },
     "server": {
-        "threads": 4,  # worker threads per process that run requests; the IOLoop only does network I/O
+        "threads": 16,  # request threads per process (the IOLoop only does network I/O); many, so that requests
+        # waiting on a slow password hash or a slow query never leave the fast ones queued behind them
         "shutdown_timeout": 10,  # seconds SIGTERM waits for in-flight requests before closing connections
     },
     "metrics": {

@@ -76,8 +76,9 @@ def engine_options(url: str, settings: Any) -> dict[str, Any]:
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         return {}
+    # No pool_pre_ping: it costs a round trip on every request. A connection that died in the pool fails its
+    # first statement instead; that request answers 503 and SQLAlchemy replaces the pool's connections.
     options: dict[str, Any] = {
-        "pool_pre_ping": True,
         "pool_size": settings.pool_size,
         "pool_timeout": settings.pool_timeout,
         "pool_recycle": 1800,

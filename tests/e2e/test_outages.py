@@ -9,12 +9,15 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest import free_port, service_missing, wait_until
+from conftest import PASSWORD, PROJECT_DIR, free_port, service_missing, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -163,3 +166,29 @@ if os.environ.get("TEST_DATABASE_URL"):  # SQLite has no server to lose: nothing
         relay.resume()
         wait_until(lambda: requests.get(me, headers={"token": token}, timeout=5).status_code == 200, timeout=15)
         relay.cut()
+
+
+def test_a_burst_of_200_concurrent_requests_on_a_small_pool_gets_only_200_or_503(live_server, server_env):
+    """200 signed-in reads at once against 16 request threads and 2 pooled database connections (+10 overflow):
+    they queue, or answer 503 when no connection frees up within pool_timeout; never 500, never a dropped one."""
+    phone = "+8613800138999"
+    server = live_server(env={"APP_DATABASE__POOL_SIZE": "2", "APP_DATABASE__POOL_TIMEOUT": "1"})  # migrates
+    subprocess.run([sys.executable, "manage.py", "create-admin", "--phone", phone, "--nickname", "burst",
+                    "--password", PASSWORD], cwd=PROJECT_DIR, env=server_env, check=True, capture_output=True,
+                   timeout=60)
+    login = requests.post(f"{server.url}/api/auth/login", json={"account": phone, "password": PASSWORD}, timeout=10)
+    token = login.json()["data"]["token"]
+    start = threading.Barrier(200)
+
+    def one(_: int) -> int | str:
+        start.wait()
+        try:
+            return requests.get(f"{server.url}/api/users/me", headers={"token": token}, timeout=30).status_code
+        except requests.RequestException as exc:
+            return type(exc).__name__
+
+    with ThreadPoolExecutor(200) as pool:
+        outcomes = Counter(pool.map(one, range(200)))
+    print(f"burst of 200: {dict(outcomes)}")
+    assert set(outcomes) <= {200, 503}, outcomes
+    assert outcomes[200] > 0
