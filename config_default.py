@@ -54,6 +54,7 @@ configs = {
         "max_failures_per_account": 5,  # failed logins for one account in the window before 429
         "max_failures_per_ip": 20,  # failed logins from one client address in the window before 429
         "email_code_ttl": 900,  # seconds a password-reset code sent by email stays valid
+        "profile_cache_ttl": 60,  # seconds a signed-in user's row stays cached in Redis (0 = read it every time)
     },
     "async": {
         "workers": 4,  # threads per process that run @async_task work (emails and the like)

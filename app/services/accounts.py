@@ -8,7 +8,7 @@ from app.config import configs
 from app.errors import Forbidden, InvalidField, NotAuthorized
 from app.extensions import db, redis_store
 from app.models import User
-from app.services import sessions
+from app.services import sessions, user_cache
 from app.services.codes import issue_code, use_code
 from app.services.login_limits import check_login_allowed, clear_login_failures, record_login_failure
 from app.services.mail import send_email
@@ -94,15 +94,19 @@ def refresh(refresh_token: str) -> tuple[sessions.TokenPair, User]:
 
 
 def user_for_token(token: str) -> tuple[User, str]:
-    """(user, session id) for an access token: one Redis round trip and one SQL query."""
-    found = sessions.authenticate(token)
+    """(user, session id) for an access token: one Redis round trip, and no SQL query while the user's snapshot
+    is cached (app.services.user_cache); otherwise one query, and the snapshot is stored."""
+    found = sessions.authenticate(token, user_cache.key_prefix())
     if found is None:
         raise NotAuthorized("The token is missing, unknown, expired or revoked.")
-    session_id, user_id = found
-    user = db.session.get(User, user_id)
+    session_id, user_id, snapshot = found
+    user = user_cache.attach(snapshot) if snapshot else None
     if user is None:
-        sessions.end_session(session_id)
-        raise NotAuthorized("The token is missing, unknown, expired or revoked.")
+        user = db.session.get(User, user_id)
+        if user is None:
+            sessions.end_session(session_id)
+            raise NotAuthorized("The token is missing, unknown, expired or revoked.")
+        user_cache.store(user)
     if not user.is_active:
         raise Forbidden("This account is deactivated.")
     return user, session_id

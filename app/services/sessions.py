@@ -6,6 +6,7 @@ Redis keys (under the configured prefix; tokens appear only as SHA-256 digests):
   auth:session:<id>         hash: user_id, created_at, last_seen_at, ip, user_agent, access, refresh
                             (the digests of its live tokens)    TTL auth.refresh_ttl, renewed on refresh
   auth:user:<user id>       set of the user's session ids       TTL auth.refresh_ttl, renewed on login
+  auth:profile:<user id>    the user's row, cached              app.services.user_cache
 A refresh retires the old refresh token; presenting a retired one ends its whole session (theft).
 """
 
@@ -20,7 +21,8 @@ from typing import Any
 from app.config import configs
 from app.extensions import redis_store
 
-# KEYS: access. ARGV: now, session key prefix. One round trip: the token, its session, last seen.
+# KEYS: access. ARGV: now, session key prefix, user snapshot key prefix. One round trip: the token, its session,
+# last seen, and the user's cached row (app.services.user_cache). Returns {"<session id>:<user id>", snapshot}.
 _AUTHENTICATE = """
 local value = redis.call('GET', KEYS[1])
 if not value then return false end
@@ -30,7 +32,7 @@ if redis.call('HSET', session, 'last_seen_at', ARGV[1]) == 1 then
   redis.call('DEL', session, KEYS[1])
   return false
 end
-return value
+return {value, redis.call('GET', ARGV[3] .. string.match(value, ':(%d+)$'))}
 """
 
 # KEYS: old refresh, new access, new refresh. ARGV: now, session key prefix, new access digest,
@@ -106,16 +108,18 @@ def open_session(user_id: int, ip: str, user_agent: str) -> TokenPair:
     return TokenPair(session_id, user_id, token, refresh)
 
 
-def authenticate(token: str) -> tuple[str, int] | None:
-    """(session id, user id) for a live access token, recording last-seen; one Redis round trip."""
+def authenticate(token: str, snapshot_prefix: str) -> tuple[str, int, str | None] | None:
+    """(session id, user id, the user's cached snapshot or None) for a live access token, recording last-seen;
+    one Redis round trip."""
     if not token:
         return None
     check = redis_store.register_script(_AUTHENTICATE)
-    value = check(keys=[_key("access", _digest(token))], args=[_now(), _key("session", "")])
-    if not value:
+    found = check(keys=[_key("access", _digest(token))], args=[_now(), _key("session", ""), snapshot_prefix])
+    if not found:
         return None
+    value, snapshot = found
     session_id, user_id = str(value).split(":", 1)
-    return session_id, int(user_id)
+    return session_id, int(user_id), snapshot
 
 
 def rotate(refresh_token: str) -> TokenPair | None:

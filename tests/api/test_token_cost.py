@@ -1,6 +1,10 @@
-"""Checking a token costs one Redis round trip and at most one SQL query."""
+"""Checking a token costs one Redis round trip and no SQL query while the user's row is cached, and a change to
+the user shows at once."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from conftest import bearer, login
@@ -14,19 +18,18 @@ def app(make_app, accounts_settings):
     return make_app(accounts_settings)
 
 
-def test_an_authenticated_request_costs_one_redis_round_trip_and_one_query(app, client, make_user):
-    make_user("+8613800138000")
-    token = login(client, "+8613800138000")["token"]
+@contextmanager
+def counting(app) -> Iterator[tuple[list[str], list[str]]]:
+    """(Redis round trips, SQL statements) made inside the block."""
     redis_client = app.extensions["redis"]
     round_trips: list[str] = []
     statements: list[str] = []
     original = redis_client.execute_command
-
-    def counting(*args, **kwargs):
-        round_trips.append(str(args[0]))
-        return original(*args, **kwargs)
-
     original_pipeline = redis_client.pipeline
+
+    def counting_command(*args, **kwargs):
+        round_trips.append(str(args[0]).upper())
+        return original(*args, **kwargs)
 
     def counting_pipeline(*args, **kwargs):
         pipe = original_pipeline(*args, **kwargs)
@@ -34,17 +37,62 @@ def test_an_authenticated_request_costs_one_redis_round_trip_and_one_query(app, 
         pipe.execute = lambda *a, **k: (round_trips.append("PIPELINE"), execute(*a, **k))[1]
         return pipe
 
-    redis_client.execute_command = counting
-    redis_client.pipeline = counting_pipeline
+    def statement(*args):
+        statements.append(args[2])
+
     with app.app_context():
         engine = db.engine
-    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    redis_client.execute_command = counting_command
+    redis_client.pipeline = counting_pipeline
+    event.listen(engine, "before_cursor_execute", statement)
     try:
-        response = client.get("/api/users/me", headers=bearer(token))
+        yield round_trips, statements
     finally:
         redis_client.execute_command = original
         redis_client.pipeline = original_pipeline
-    assert response.status_code == 200
-    assert len(round_trips) == 1, round_trips
-    assert round_trips[0].upper() in ("EVALSHA", "EVAL")
-    assert len(statements) <= 1, statements
+        event.remove(engine, "before_cursor_execute", statement)
+
+
+def test_a_signed_in_read_costs_one_redis_round_trip_and_no_query_once_cached(app, client, make_user):
+    make_user("+8613800138000")
+    token = login(client, "+8613800138000")["token"]
+
+    with counting(app) as (round_trips, statements):  # the first read after login: not cached yet
+        first = client.get("/api/users/me", headers=bearer(token))
+    assert first.status_code == 200
+    assert round_trips == ["EVALSHA", "SET"] and len(statements) == 1, (round_trips, statements)
+
+    with counting(app) as (round_trips, statements):
+        second = client.get("/api/users/me", headers=bearer(token))
+    assert second.status_code == 200 and second.get_json() == first.get_json()
+    assert round_trips == ["EVALSHA"] and statements == [], (round_trips, statements)
+
+
+def test_a_change_to_the_user_drops_the_snapshot_at_once(app, client, make_user):
+    user_id = make_user("+8613800138000")
+    token = login(client, "+8613800138000")["token"]
+    assert client.get("/api/users/me", headers=bearer(token)).get_json()["data"]["nickname"] == "user 8000"
+    changed = client.patch("/api/users/me", headers=bearer(token), json={"nickname": "renamed"})
+    assert changed.status_code == 200 and changed.get_json()["data"]["nickname"] == "renamed"
+    assert client.get("/api/users/me", headers=bearer(token)).get_json()["data"]["nickname"] == "renamed"
+
+    with app.app_context():  # a change from anywhere else in the code: an admin deactivates the account
+        from app.models import User
+
+        db.session.get(User, user_id).is_active = False
+        db.session.commit()
+    assert client.get("/api/users/me", headers=bearer(token)).status_code == 403
+
+
+def test_with_the_cache_off_every_read_queries_the_row(make_app, accounts_settings, make_user):
+    app = make_app({**accounts_settings, "auth": {"profile_cache_ttl": 0}})
+    client = app.test_client()
+    from app.services.users import create_user
+
+    with app.app_context():
+        create_user("+8613800138001", "correct horse battery", "n", None)
+    token = login(client, "+8613800138001")["token"]
+    for _ in range(2):
+        with counting(app) as (round_trips, statements):
+            assert client.get("/api/users/me", headers=bearer(token)).status_code == 200
+        assert round_trips == ["EVALSHA"] and len(statements) == 1
