@@ -83,8 +83,8 @@ def accepts(port: int) -> bool:
 def served_by(server: LiveServer, response: requests.Response) -> int:
     """The PID of the process that wrote the access line of ``response``'s request."""
     request_id = re.escape(response.headers["X-Request-ID"])
-    found = re.search(rf"\[(\d+)\] app\.access \[{request_id}\]", server.output())
-    assert found, f"no access line for request {request_id}:\n{server.output()}"
+    found = wait_until(lambda: re.search(rf"\[(\d+)\] app\.access \[{request_id}\]", server.output()),
+                       timeout=5)  # log lines are written by a background thread, just after the response
     return int(found.group(1))
 
 
