@@ -35,8 +35,8 @@ configs = {
         "description": "A documented, secure REST API.",  # Swagger UI description
     },
     "server": {
-        "threads": 16,  # request threads per process (the IOLoop only does network I/O); many, so that requests
-        # waiting on a slow password hash or a slow query never leave the fast ones queued behind them
+        "threads": 6,  # request threads per process (the IOLoop only does network I/O): enough that requests
+        # waiting on password hashes leave threads free, few enough not to fight over the GIL (README, Performance)
         "shutdown_timeout": 10,  # seconds SIGTERM waits for in-flight requests before closing connections
     },
     "metrics": {

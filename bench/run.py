@@ -267,6 +267,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0, help="per scenario and round")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=0, help="tornado_server.py's server.threads (default: its own)")
     args = parser.parse_args()
 
     import redis
@@ -288,6 +289,8 @@ def main() -> int:
         subprocess.run([python, "manage.py", "create-admin", "--phone", PHONE, "--nickname", "bench", "--password",
                         PASSWORD], cwd=PROJECT_DIR, env=env, check=True, capture_output=True)
         ports = {"tornado": free_port(), "gunicorn": free_port()}
+        if args.threads:
+            env["APP_SERVER__THREADS"] = str(args.threads)
         tornado = [python, "tornado_server.py", "--port", str(ports["tornado"]), "--processes", str(args.processes)]
         gunicorn = [str(bin_dir / "gunicorn"), "--workers", str(args.processes), "--bind",
                     f"127.0.0.1:{ports['gunicorn']}", "app:create_app()"]
