@@ -3,6 +3,7 @@ writes one access line per request and @log_record's detail lines with secrets r
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import logging.config
@@ -87,6 +88,7 @@ class BackgroundHandler(QueueHandler):
         self.listener.start()
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)  # the other handlers (pytest's caplog, …) keep the original
         if not hasattr(record, "request_id"):
             record.request_id = current_request_id() or "-"
         if record.exc_info and not record.exc_text:
