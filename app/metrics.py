@@ -12,6 +12,7 @@ Several processes: prometheus_client's multiprocess mode, where each process wri
 
 from __future__ import annotations
 
+import hmac
 import os
 import shutil
 import time
@@ -91,8 +92,6 @@ def _record(response: Response) -> Response:
 
 
 def _scrape() -> Any:
-    import hmac
-
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
     from app.config import configs

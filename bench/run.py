@@ -156,12 +156,11 @@ def database(server_url: str) -> Iterator[str]:
     import psycopg
 
     name = f"bench_{os.getpid()}"
-    admin = server_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    plain = re.sub(r"^postgresql(\+\w+)?://", "postgresql://", server_url)
+    plain = re.sub(r"^postgresql(\+\w+)?://", "postgresql://", server_url)  # for psycopg itself
     with psycopg.connect(plain, autocommit=True) as connection:
         connection.execute(f"CREATE DATABASE {name}")
     try:
-        yield admin.rsplit("/", 1)[0] + f"/{name}"
+        yield plain.replace("postgresql://", "postgresql+psycopg://", 1).rsplit("/", 1)[0] + f"/{name}"
     finally:
         with psycopg.connect(plain, autocommit=True) as connection:
             connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from conftest import bearer, login
+from conftest import PASSWORD, bearer, login
 from sqlalchemy import event
 
 from app.extensions import db
@@ -90,7 +90,7 @@ def test_with_the_cache_off_every_read_queries_the_row(make_app, accounts_settin
     from app.services.users import create_user
 
     with app.app_context():
-        create_user("+8613800138001", "correct horse battery", "n", None)
+        create_user("+8613800138001", PASSWORD, "n", None)
     token = login(client, "+8613800138001")["token"]
     for _ in range(2):
         with counting(app) as (round_trips, statements):
