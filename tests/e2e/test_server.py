@@ -362,6 +362,45 @@ def test_a_second_server_on_a_port_held_by_forked_children_is_refused(
     assert f"cannot listen on 127.0.0.1:{server.port}" in result.stderr
 
 
+# --- CPU affinity ------------------------------------------------------------------------------
+
+ALLOWED_CPUS = sorted(os.sched_getaffinity(0))  # what this test session (and the servers it starts) may use
+
+
+def thread_cpus(pid: int) -> set[frozenset[int]]:
+    """The CPU sets of every thread of process ``pid`` (one set when they all agree)."""
+    return {frozenset(os.sched_getaffinity(int(tid))) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+def test_forked_processes_each_run_on_their_own_cpu_also_when_respawned(
+        live_server: Any, real_redis_env: dict[str, str]) -> None:
+    server = live_server("--processes", "2", env=real_redis_env)
+    for _ in range(8):  # request threads start on demand: they must be pinned too
+        assert requests.get(f"{server.url}/api/health/live", timeout=5).status_code == 200
+    children = two_children(server)
+    placed = {pid: thread_cpus(pid) for pid in children}
+    expected = {frozenset({ALLOWED_CPUS[0]}), frozenset({ALLOWED_CPUS[1 % len(ALLOWED_CPUS)]})}
+    assert all(len(cpus) == 1 for cpus in placed.values()), placed
+    assert {next(iter(cpus)) for cpus in placed.values()} == expected
+    victim = min(children)
+    os.kill(victim, signal.SIGKILL)
+    (newcomer,) = wait_until(lambda: pids - children if len(pids := child_pids(server.process.pid)) == 2 else None)
+    assert wait_until(lambda: thread_cpus(newcomer) == placed[victim] or None, timeout=10)
+
+
+def test_a_single_process_runs_on_the_cpu_given_by_cpu_and_is_unpinned_without_it(live_server: Any) -> None:
+    pinned = live_server("--cpu", "1")
+    unpinned = live_server()
+    assert thread_cpus(pinned.process.pid) == {frozenset({ALLOWED_CPUS[1 % len(ALLOWED_CPUS)]})}
+    assert thread_cpus(unpinned.process.pid) == {frozenset(ALLOWED_CPUS)}
+
+
+def test_cpu_affinity_off_pins_nothing(live_server: Any, real_redis_env: dict[str, str]) -> None:
+    server = live_server("--processes", "2", "--cpu", "1", env={**real_redis_env, "APP_SERVER__CPU_AFFINITY": "false"})
+    for pid in [server.process.pid, *two_children(server)]:
+        assert thread_cpus(pid) == {frozenset(ALLOWED_CPUS)}
+
+
 # --- refusals ----------------------------------------------------------------------------------
 
 
