@@ -43,6 +43,7 @@ class RedisStore:
     def init_app(self, app: Flask) -> None:
         settings = app.extensions["configs"].redis
         app.extensions["redis"] = self.connect(settings)
+        app.extensions["redis_scripts"] = {}
 
     @staticmethod
     def connect(settings: Any) -> redis.Redis:
@@ -62,6 +63,14 @@ class RedisStore:
     @property
     def client(self) -> redis.Redis:
         return current_app.extensions["redis"]
+
+    def script(self, source: str) -> Any:
+        """The Lua ``source`` as a callable Script, made once per app (it runs by SHA, loaded on first use)."""
+        scripts: dict[str, Any] = current_app.extensions["redis_scripts"]
+        found = scripts.get(source)
+        if found is None:
+            found = scripts[source] = self.client.register_script(source)
+        return found
 
     def key(self, *parts: str) -> str:
         """A key name under the configured prefix: ``key("sms", phone)`` → ``app:sms:+86…``."""

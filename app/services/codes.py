@@ -57,7 +57,7 @@ def use_code(key: str, code: str, field: str, *bound_to: str, ticket_key: str = 
              ticket_ttl: int = 0) -> None:
     """Use the code up, storing ``ticket`` at ``ticket_key`` in the same step when given; 400 on ``field``
     when it is wrong, expired or void (``sms.max_attempts`` wrong tries void it)."""
-    check = redis_store.register_script(_CHECK)
+    check = redis_store.script(_CHECK)
     outcome = check(keys=[key, ticket_key or key], args=[digest("code", *bound_to, str(code)),
                                                          configs.sms.max_attempts, ticket, ticket_ttl])
     if outcome != 1:

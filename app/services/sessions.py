@@ -113,7 +113,7 @@ def authenticate(token: str, snapshot_prefix: str) -> tuple[str, int, str | None
     one Redis round trip."""
     if not token:
         return None
-    check = redis_store.register_script(_AUTHENTICATE)
+    check = redis_store.script(_AUTHENTICATE)
     found = check(keys=[_key("access", _digest(token))], args=[_now(), _key("session", ""), snapshot_prefix])
     if not found:
         return None
@@ -126,7 +126,7 @@ def rotate(refresh_token: str) -> TokenPair | None:
     """Trade a refresh token for a new pair; a retired one ends its session. None when refused."""
     auth = configs.auth
     token, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    rotate_script = redis_store.register_script(_ROTATE)
+    rotate_script = redis_store.script(_ROTATE)
     outcome = rotate_script(
         keys=[_key("refresh", _digest(refresh_token)), _key("access", _digest(token)),
               _key("refresh", _digest(refresh))],
@@ -150,7 +150,7 @@ def end_session(session_id: str, user_id: int | None = None) -> bool:
         user_id = int(owner)
     elif redis_store.hget(session, "user_id") != str(user_id):
         return False
-    end = redis_store.register_script(_END)
+    end = redis_store.script(_END)
     return bool(end(keys=[session, _key("user", str(user_id))],
                     args=[_key("access", ""), _key("refresh", ""), session_id]))
 
