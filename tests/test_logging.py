@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from conftest import free_port, wait_until
 
-from app.logs import AdminMailHandler
+from app.logs import AdminMailHandler, BackgroundHandler
 
 
 def test_log_directory_is_made_and_lines_carry_the_request_id(make_app, tmp_path):
@@ -159,3 +160,33 @@ def test_logs_hold_no_password_token_or_code_after_the_account_flows(make_app, a
     assert text.count("app.record") >= 8  # the flows were logged in detail …
     for secret in secrets:
         assert secret not in text  # … without one of their secrets
+
+
+class SlowHandler(logging.Handler):
+    """A handler whose every write takes ``delay`` seconds (a slow disk); keeps what it wrote."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay, self.written = delay, []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        time.sleep(self.delay)
+        self.written.append(record.getMessage())
+
+
+def test_logging_never_waits_for_the_writer_and_close_writes_everything():
+    slow = SlowHandler(0.2)
+    background = BackgroundHandler([slow])
+    probe = logging.getLogger("probe.background")
+    probe.propagate, probe.level = False, logging.INFO
+    probe.addHandler(background)
+    try:
+        started = time.monotonic()
+        for number in range(10):
+            probe.info("line %d", number)
+        assert time.monotonic() - started < 0.5  # written one by one, they take 2 s
+        wait_until(lambda: slow.written, timeout=5)  # the writer gets to them without being asked
+    finally:
+        probe.removeHandler(background)
+        background.close()
+    assert slow.written == [f"line {number}" for number in range(10)]
