@@ -303,7 +303,10 @@ def main() -> int:
             client = redis.Redis.from_url(redis_url)
             for key in client.scan_iter(f"{prefix}*"):
                 client.delete(key)
-    shutil.rmtree(work, ignore_errors=True)
+    if any(r.errors or r.non_2xx for r in results.values()):
+        print(f"errors or non-2xx answers: the servers' logs are kept in {work}", flush=True)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
     when = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%SZ")
     header = (f"# Benchmark {when}\n\n{os.cpu_count()} cores; {args.processes} processes per server; load: "
