@@ -1,10 +1,12 @@
-"""Serve the app with Tornado: `python tornado_server.py [--address A] [--port 5000] [--processes N]`.
+"""Serve the app with Tornado: `python tornado_server.py [--address A] [--port 5000] [--processes N] [--cpu K]`.
 
-Requests run on a small thread pool per process, so the IOLoop keeps accepting and writing while a
-request waits on the database or hashes a password. With ``--processes N`` (0 = one per core) the
-parent forks N children and each binds its own ``SO_REUSEPORT`` socket, which the kernel balances
-evenly. HTTPS when ``cert.certfile`` and ``cert.keyfile`` are set. SIGTERM or SIGINT: stop accepting,
-let in-flight requests finish (at most ``server.shutdown_timeout`` seconds), exit 0.
+Requests run on a small thread pool per process, one hop each way, so the IOLoop keeps accepting and
+writing while a request waits on the database or hashes a password. With ``--processes N`` (0 = one per
+core) the parent forks N children and each binds its own ``SO_REUSEPORT`` socket, which the kernel
+balances evenly. With ``server.cpu_affinity`` (the default) each child runs on a CPU of its own, from the
+``--cpu``-th on; a single process is pinned only when ``--cpu`` is given. HTTPS when ``cert.certfile``
+and ``cert.keyfile`` are set. SIGTERM or SIGINT: stop accepting, let in-flight requests finish (at most
+``server.shutdown_timeout`` seconds), exit 0.
 """
 
 from __future__ import annotations
@@ -130,11 +132,14 @@ def pin_to_cpu(index: int) -> None:
     """
     cpus = sorted(os.sched_getaffinity(0))
     cpu = cpus[index % len(cpus)]
-    try:
-        for thread_id in os.listdir("/proc/self/task"):  # threads already started, and through them later ones
+    for thread_id in os.listdir("/proc/self/task"):  # threads already started, and through them later ones
+        try:
             os.sched_setaffinity(int(thread_id), {cpu})
-    except OSError as exc:  # a container may forbid it: serve unpinned
-        log.warning("cannot pin process %d to CPU %d: %s", os.getpid(), cpu, exc.strerror)
+        except ProcessLookupError:  # a thread that ended meanwhile
+            continue
+        except OSError as exc:  # a container may forbid it: serve unpinned
+            log.warning("cannot pin process %d to CPU %d: %s", os.getpid(), cpu, exc.strerror)
+            return
 
 
 def make_app(factory: Callable[[], Any]) -> Any:
