@@ -57,8 +57,8 @@ def use_code(key: str, code: str, field: str, *bound_to: str, ticket_key: str = 
              ticket_ttl: int = 0) -> None:
     """Use the code up, storing ``ticket`` at ``ticket_key`` in the same step when given; 400 on ``field``
     when it is wrong, expired or void (``sms.max_attempts`` wrong tries void it)."""
-    check = redis_store.script(_CHECK)
-    outcome = check(keys=[key, ticket_key or key], args=[digest("code", *bound_to, str(code)),
-                                                         configs.sms.max_attempts, ticket, ticket_ttl])
+    outcome = redis_store.run_script(_CHECK, keys=[key, ticket_key or key],
+                                     args=[digest("code", *bound_to, str(code)), configs.sms.max_attempts, ticket,
+                                           ticket_ttl])
     if outcome != 1:
         raise InvalidField(REFUSALS[outcome], field=field)

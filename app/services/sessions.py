@@ -23,7 +23,7 @@ from app.extensions import redis_store
 
 # KEYS: access. ARGV: now, session key prefix, user snapshot key prefix. One round trip: the token, its session,
 # last seen, and the user's cached row (app.services.user_cache). Returns {"<session id>:<user id>", snapshot}.
-_AUTHENTICATE = """
+AUTHENTICATE = """
 local value = redis.call('GET', KEYS[1])
 if not value then return false end
 local session = ARGV[2] .. string.match(value, '^([^:]+)')
@@ -113,8 +113,8 @@ def authenticate(token: str, snapshot_prefix: str) -> tuple[str, int, str | None
     one Redis round trip."""
     if not token:
         return None
-    check = redis_store.script(_AUTHENTICATE)
-    found = check(keys=[_key("access", _digest(token))], args=[_now(), _key("session", ""), snapshot_prefix])
+    found = redis_store.run_script(AUTHENTICATE, keys=[_key("access", _digest(token))],
+                                   args=[_now(), _key("session", ""), snapshot_prefix])
     if not found:
         return None
     value, snapshot = found
@@ -126,8 +126,8 @@ def rotate(refresh_token: str) -> TokenPair | None:
     """Trade a refresh token for a new pair; a retired one ends its session. None when refused."""
     auth = configs.auth
     token, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    rotate_script = redis_store.script(_ROTATE)
-    outcome = rotate_script(
+    outcome = redis_store.run_script(
+        _ROTATE,
         keys=[_key("refresh", _digest(refresh_token)), _key("access", _digest(token)),
               _key("refresh", _digest(refresh))],
         args=[_now(), _key("session", ""), _digest(token), _digest(refresh), auth.token_ttl, auth.refresh_ttl,
@@ -150,9 +150,8 @@ def end_session(session_id: str, user_id: int | None = None) -> bool:
         user_id = int(owner)
     elif redis_store.hget(session, "user_id") != str(user_id):
         return False
-    end = redis_store.script(_END)
-    return bool(end(keys=[session, _key("user", str(user_id))],
-                    args=[_key("access", ""), _key("refresh", ""), session_id]))
+    return bool(redis_store.run_script(_END, keys=[session, _key("user", str(user_id))],
+                                       args=[_key("access", ""), _key("refresh", ""), session_id]))
 
 
 def end_all_sessions(user_id: int, keep: str | None = None) -> int:

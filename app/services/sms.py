@@ -84,9 +84,9 @@ def send_code(phone: str, purpose: str, client_ip: str) -> dict[str, int]:
     wait_key = redis_store.key("sms", "wait", purpose, phone)
     phone_key = redis_store.key("sms", "day", "phone", phone)
     ip_key = redis_store.key("sms", "day", "ip", client_ip or "unknown")
-    reserve = redis_store.script(_RESERVE_SEND)
     caps = [settings.daily_cap_per_phone, settings.daily_cap_per_ip]
-    reason, wait_ms = reserve(keys=[wait_key, phone_key, ip_key], args=[settings.resend_after, *caps, DAY])
+    reason, wait_ms = redis_store.run_script(_RESERVE_SEND, keys=[wait_key, phone_key, ip_key],
+                                             args=[settings.resend_after, *caps, DAY])
     if reason:
         refusal = {
             1: "A code was just sent; wait before asking for another.",
@@ -134,8 +134,7 @@ def consume_sms_proof(phone: str, purpose: str, *, code: str | None = None, tick
     """
     _check_purpose(purpose)
     if ticket:
-        take = redis_store.script(_TAKE_TICKET)
-        if not take(keys=[_ticket_key(ticket)], args=[f"{purpose}:{phone}"]):
+        if not redis_store.run_script(_TAKE_TICKET, keys=[_ticket_key(ticket)], args=[f"{purpose}:{phone}"]):
             raise InvalidField("The SMS ticket is unknown, expired, used, or for another number.",
                                field="sms_ticket")
         return

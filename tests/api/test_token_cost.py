@@ -8,9 +8,11 @@ from contextlib import contextmanager
 
 import pytest
 from conftest import PASSWORD, bearer, login
+from redis.connection import AbstractConnection
 from sqlalchemy import event
 
 from app.extensions import db
+from app.services import sessions
 
 
 @pytest.fixture
@@ -18,38 +20,48 @@ def app(make_app, accounts_settings):
     return make_app(accounts_settings)
 
 
+HANDSHAKE = {"HELLO", "CLIENT", "AUTH", "SELECT"}
+
+
+def _commands(packed: bytes) -> list[str]:
+    """The command names in what a connection sends (RESP arrays of bulk strings)."""
+    names, lines = [], packed.split(b"\r\n")
+    index = 0
+    while index < len(lines) and lines[index].startswith(b"*"):
+        count = int(lines[index][1:])
+        names.append(lines[index + 2].decode().upper())
+        index += 1 + 2 * count
+    return names
+
+
 @contextmanager
 def counting(app) -> Iterator[tuple[list[str], list[str]]]:
-    """(Redis round trips, SQL statements) made inside the block."""
-    redis_client = app.extensions["redis"]
+    """(Redis round trips, SQL statements) made inside the block: every write to a Redis connection is one
+    round trip (a pipeline's commands go in one write), named by its command or "PIPELINE". A new connection's
+    handshake (once per connection, not per request) is left out."""
     round_trips: list[str] = []
     statements: list[str] = []
-    original = redis_client.execute_command
-    original_pipeline = redis_client.pipeline
+    original = AbstractConnection.send_packed_command
 
-    def counting_command(*args, **kwargs):
-        round_trips.append(str(args[0]).upper())
-        return original(*args, **kwargs)
-
-    def counting_pipeline(*args, **kwargs):
-        pipe = original_pipeline(*args, **kwargs)
-        execute = pipe.execute
-        pipe.execute = lambda *a, **k: (round_trips.append("PIPELINE"), execute(*a, **k))[1]
-        return pipe
+    def counting_send(self, command, *args, **kwargs):
+        packed = command if isinstance(command, bytes) else b"".join(command)
+        names = _commands(packed)
+        if names[0] not in HANDSHAKE:
+            round_trips.append(names[0] if len(names) == 1 else "PIPELINE")
+        return original(self, command, *args, **kwargs)
 
     def statement(*args):
         statements.append(args[2])
 
     with app.app_context():
         engine = db.engine
-    redis_client.execute_command = counting_command
-    redis_client.pipeline = counting_pipeline
+    app.extensions["redis"].script_load(sessions.AUTHENTICATE)  # as after any earlier token check
+    AbstractConnection.send_packed_command = counting_send  # type: ignore[method-assign]
     event.listen(engine, "before_cursor_execute", statement)
     try:
         yield round_trips, statements
     finally:
-        redis_client.execute_command = original
-        redis_client.pipeline = original_pipeline
+        AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
         event.remove(engine, "before_cursor_execute", statement)
 
 
@@ -96,3 +108,4 @@ def test_with_the_cache_off_every_read_queries_the_row(make_app, accounts_settin
         with counting(app) as (round_trips, statements):
             assert client.get("/api/users/me", headers=bearer(token)).status_code == 200
         assert round_trips == ["EVALSHA"] and len(statements) == 1
+
