@@ -23,12 +23,14 @@ def create_app(
     from app.api import create_api
     from app.cli import register_commands
     from app.config import PROJECT_DIR, load_configs
+    from app.decorators import RequestGlobals
     from app.errors import error_response
     from app.extensions import db, mail, migrate, redis_store, tasks
     from app.logs import configure_logging, init_request_logging
 
     settings = load_configs(overrides)
     app = Flask(__name__, instance_path=str(PROJECT_DIR / "instance"))
+    app.app_ctx_globals_class = RequestGlobals
     app.extensions["configs"] = settings
     app.config.update(flask_settings(settings))
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -128,7 +128,7 @@ class Logout(Resource):
     @fails(ns, 503)
     def post(self):
         """End the current session."""
-        sessions.end_session(g.session_id, g.current_user.id)
+        sessions.end_session(g.session_id, g.user_id)
 
 
 @ns.route("/logout-all")
@@ -139,7 +139,7 @@ class LogoutAll(Resource):
     @fails(ns, 503)
     def post(self):
         """End every session of the user, on every process and host."""
-        sessions.end_all_sessions(g.current_user.id)
+        sessions.end_all_sessions(g.user_id)
 
 
 @ns.route("/sessions")
@@ -149,7 +149,7 @@ class Sessions(Resource):
     @fails(ns, 503)
     def get(self):
         """Your open sessions, oldest first."""
-        return [{**s, "current": s["id"] == g.session_id} for s in sessions.list_sessions(g.current_user.id)]
+        return [{**s, "current": s["id"] == g.session_id} for s in sessions.list_sessions(g.user_id)]
 
 
 @ns.route("/sessions/<string:session_id>")
@@ -160,7 +160,7 @@ class SessionItem(Resource):
     @fails(ns, 404, 503)
     def delete(self, session_id: str):
         """End one of your sessions."""
-        if not sessions.end_session(session_id, g.current_user.id):
+        if not sessions.end_session(session_id, g.user_id):
             raise NotFound("No such session.")
 
 

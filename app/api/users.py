@@ -60,7 +60,7 @@ class Me(Resource):
     @fails(ns, 503)
     def get(self):
         """The current user."""
-        return g.current_user
+        return g.profile
 
     @login_check
     @accepts(ns, profile_changes)
@@ -101,7 +101,7 @@ class UserItem(Resource):
     @fails(ns, 404, 503)
     def get(self, user_id: int):
         """The user itself, or any user for an admin."""
-        if user_id != g.current_user.id and not g.current_user.is_admin:
+        if user_id != g.user_id and not g.profile.is_admin:
             raise Forbidden("You may only see your own account.")
         return users.get_user(user_id)
 

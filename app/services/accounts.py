@@ -15,6 +15,7 @@ from app.services.mail import send_email
 from app.services.passwords import hash_password, needs_rehash, verify_password
 from app.services.phones import normalize_phone
 from app.services.sms import consume_sms_proof
+from app.services.user_cache import Profile
 from app.services.users import (
     check_password_rules,
     check_unique,
@@ -93,23 +94,26 @@ def refresh(refresh_token: str) -> tuple[sessions.TokenPair, User]:
     return pair, user
 
 
-def user_for_token(token: str) -> tuple[User, str]:
-    """(user, session id) for an access token: one Redis round trip, and no SQL query while the user's snapshot
-    is cached (app.services.user_cache); otherwise one query, and the snapshot is stored."""
+def user_for_token(token: str) -> tuple[Profile, str, User | None]:
+    """(profile, session id, the user's row if it had to be read) for an access token: one Redis round trip, and
+    no SQL query while the user's snapshot is cached (app.services.user_cache); otherwise one query, and the
+    snapshot is stored."""
     found = sessions.authenticate(token, user_cache.key_prefix())
     if found is None:
         raise NotAuthorized("The token is missing, unknown, expired or revoked.")
     session_id, user_id, snapshot = found
-    user = user_cache.attach(snapshot) if snapshot else None
-    if user is None:
+    profile = Profile.parse(snapshot) if snapshot else None
+    user = None
+    if profile is None:
         user = db.session.get(User, user_id)
         if user is None:
             sessions.end_session(session_id)
             raise NotAuthorized("The token is missing, unknown, expired or revoked.")
         user_cache.store(user)
-    if not user.is_active:
+        profile = Profile.of(user)
+    if not profile.is_active:
         raise Forbidden("This account is deactivated.")
-    return user, session_id
+    return profile, session_id, user
 
 
 def change_password(user: User, session_id: str, old_password: str, new_password: str) -> None:

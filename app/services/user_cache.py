@@ -1,19 +1,21 @@
 """A snapshot of each signed-in user's row in Redis, fetched by the same script that checks the token, so that a
-signed-in request costs one Redis round trip and no SQL query.
+signed-in request costs one Redis round trip, no SQL query, and no ORM work until it needs the row.
 
     auth:profile:<user id>   JSON of the columns below     TTL auth.profile_cache_ttl (0 turns the cache off)
 
-The snapshot becomes the request's ``g.current_user``: a persistent ``User`` attached to the session without a
-query, with these columns loaded and the others (the password hash, …) loaded from the database when first
-read; a change to it is written as usual. Any committed change to a user row through the ORM deletes that
-user's snapshot; the next request reads the row and stores a new one. A change made outside the ORM (raw SQL,
-another program) shows after at most the TTL.
+@login_check puts the snapshot in ``g.profile`` (a ``Profile``: who is signed in, their role, …) and makes
+``g.current_user`` on first use: a persistent ``User`` attached to the session without a query, with these
+columns loaded and the others (the password hash, …) loaded from the database when first read; a change to it is
+written as usual. Any committed change to a user row through the ORM deletes that user's snapshot; the next
+request reads the row and stores a new one. A change made outside the ORM (raw SQL, another program) shows after
+at most the TTL.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,25 +27,54 @@ from app.config import configs
 from app.extensions import db, redis_store
 from app.models import User
 
-COLUMNS = ("id", "phone", "email", "nickname", "role", "is_active")
-TIMES = ("created_at", "last_login_at")
 log = logging.getLogger(__name__)
 _STALE = "stale_user_snapshots"  # Session.info key: ids of users changed in the current transaction
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """The cached columns of a user's row."""
+
+    id: int
+    phone: str
+    email: str | None
+    nickname: str
+    role: str
+    is_active: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @classmethod
+    def of(cls, user: User) -> Profile:
+        return cls(**{name: getattr(user, name) for name in COLUMNS})
+
+    @classmethod
+    def parse(cls, snapshot: str) -> Profile | None:
+        """The profile a stored snapshot describes; None if it does not parse (a snapshot of an older layout)."""
+        try:
+            data: dict[str, Any] = json.loads(snapshot)
+            for name in TIMES:
+                data[name] = datetime.fromisoformat(data[name]) if data[name] else None
+            return cls(**data)
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+COLUMNS = tuple(Profile.__dataclass_fields__)
+TIMES = ("created_at", "last_login_at")
 
 
 def key_prefix() -> str:
     return redis_store.key("auth", "profile", "")
 
 
-def attach(snapshot: str) -> User | None:
-    """The user the snapshot describes, attached to the session without a query; None if it does not parse."""
-    try:
-        data: dict[str, Any] = json.loads(snapshot)
-        fields = {name: data[name] for name in COLUMNS}
-        fields.update({name: datetime.fromisoformat(data[name]) if data[name] else None for name in TIMES})
-    except (ValueError, KeyError, TypeError):
-        return None
-    user = User(**fields)
+def attach(profile: Profile) -> User:
+    """The user the profile describes, attached to the session without a query."""
+    user = User(**asdict(profile))
     make_transient_to_detached(user)
     return db.session.merge(user, load=False)
 
@@ -54,7 +85,7 @@ def store(user: User) -> None:
     if ttl <= 0:
         return
     data = {name: getattr(user, name) for name in COLUMNS}
-    data.update({name: getattr(user, name).isoformat() if getattr(user, name) else None for name in TIMES})
+    data.update({name: data[name].isoformat() if data[name] else None for name in TIMES})
     redis_store.set(key_prefix() + str(user.id), json.dumps(data), ex=ttl)
 
 

@@ -1,5 +1,5 @@
-"""Checking a token costs one Redis round trip and no SQL query while the user's row is cached, and a change to
-the user shows at once."""
+"""Checking a token costs one Redis round trip, no SQL query and no ORM work while the user's row is cached, and
+a change to the user shows at once."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from contextlib import contextmanager
 
 import pytest
 from conftest import PASSWORD, bearer, login
+from flask import g, request_finished
+from flask_restx import Namespace, Resource
 from redis.connection import AbstractConnection
 from sqlalchemy import event
 
+from app.decorators import login_check
 from app.extensions import db
 from app.services import sessions
 
@@ -109,3 +112,55 @@ def test_with_the_cache_off_every_read_queries_the_row(make_app, accounts_settin
             assert client.get("/api/users/me", headers=bearer(token)).status_code == 200
         assert round_trips == ["EVALSHA"] and len(statements) == 1
 
+
+@contextmanager
+def sessions_opened(app) -> Iterator[list[bool]]:
+    """Whether each request inside the block opened a database session (seen as it finishes, before teardown)."""
+    opened: list[bool] = []
+
+    def finished(_sender, **_extra):
+        opened.append(db.session.registry.has())
+
+    request_finished.connect(finished, app)
+    try:
+        yield opened
+    finally:
+        request_finished.disconnect(finished, app)
+
+
+def test_a_cached_read_of_who_is_signed_in_does_no_orm_work(app, client, make_user):
+    make_user("+8613800138000")
+    token = login(client, "+8613800138000")["token"]
+    client.get("/api/users/me", headers=bearer(token))  # caches the snapshot
+
+    with sessions_opened(app) as opened:
+        assert client.get("/api/users/me", headers=bearer(token)).status_code == 200
+        assert client.get("/api/auth/sessions", headers=bearer(token)).status_code == 200
+        assert client.patch("/api/users/me", headers=bearer(token), json={"nickname": "n"}).status_code == 200
+    assert opened == [False, False, True]  # only the change needed the row
+
+
+def test_current_user_is_the_attached_row_on_first_use(make_app, accounts_settings, make_user):
+    probe = Namespace("probe")
+
+    @probe.route("/user")
+    class Probe(Resource):
+        @login_check
+        def get(self):
+            user = g.get("current_user")  # made here, from the snapshot, without a query
+            return {"same": user is g.current_user, "attached": user in db.session,
+                    "hash_loaded_on_demand": user.password_hash.startswith("$argon2"), "nickname": user.nickname}
+
+    app = make_app(accounts_settings, extra_namespaces=[(probe, "/probe")])
+    client = app.test_client()
+    from app.services.users import create_user
+
+    with app.app_context():
+        create_user("+8613800138002", PASSWORD, "probe", None)
+    token = login(client, "+8613800138002")["token"]
+    client.get("/api/users/me", headers=bearer(token))  # caches the snapshot
+
+    with counting(app) as (round_trips, statements):
+        answer = client.get("/api/probe/user", headers=bearer(token))
+    assert answer.get_json() == {"same": True, "attached": True, "hash_loaded_on_demand": True, "nickname": "probe"}
+    assert round_trips == ["EVALSHA"] and len(statements) == 1, (round_trips, statements)  # the hash only
