@@ -109,8 +109,8 @@ def user_for_token(token: str) -> tuple[Profile, str, User | None]:
         if user is None:
             sessions.end_session(session_id)
             raise NotAuthorized("The token is missing, unknown, expired or revoked.")
-        user_cache.store(user)
         profile = Profile.of(user)
+        user_cache.store(profile)
     if not profile.is_active:
         raise Forbidden("This account is deactivated.")
     return profile, session_id, user

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from app.models import User
 
 log = logging.getLogger(__name__)
 _STALE = "stale_user_snapshots"  # Session.info key: ids of users changed in the current transaction
+TIMES = ("created_at", "last_login_at")  # kept in the snapshot as ISO 8601 text
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,7 @@ class Profile:
 
     @classmethod
     def of(cls, user: User) -> Profile:
-        return cls(**{name: getattr(user, name) for name in COLUMNS})
+        return cls(**{field.name: getattr(user, field.name) for field in fields(cls)})
 
     @classmethod
     def parse(cls, snapshot: str) -> Profile | None:
@@ -64,9 +65,6 @@ class Profile:
             return None
 
 
-COLUMNS = tuple(Profile.__dataclass_fields__)
-TIMES = ("created_at", "last_login_at")
-
 
 def key_prefix() -> str:
     return redis_store.key("auth", "profile", "")
@@ -79,14 +77,14 @@ def attach(profile: Profile) -> User:
     return db.session.merge(user, load=False)
 
 
-def store(user: User) -> None:
-    """Keep ``user``'s snapshot for the next requests (when the cache is on)."""
+def store(profile: Profile) -> None:
+    """Keep the user's snapshot for the next requests (when the cache is on)."""
     ttl = configs.auth.profile_cache_ttl
     if ttl <= 0:
         return
-    data = {name: getattr(user, name) for name in COLUMNS}
+    data = asdict(profile)
     data.update({name: data[name].isoformat() if data[name] else None for name in TIMES})
-    redis_store.set(key_prefix() + str(user.id), json.dumps(data), ex=ttl)
+    redis_store.set(key_prefix() + str(profile.id), json.dumps(data), ex=ttl)
 
 
 @event.listens_for(User, "after_update")
