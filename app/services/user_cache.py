@@ -1,7 +1,7 @@
 """A snapshot of each signed-in user's row in Redis, fetched by the same script that checks the token, so that a
 signed-in request costs one Redis round trip, no SQL query, and no ORM work until it needs the row.
 
-    auth:profile:<user id>   JSON of the columns below     TTL auth.profile_cache_ttl (0 turns the cache off)
+    auth:profile:<user id>   JSON of Profile's fields      TTL auth.profile_cache_ttl (0 turns the cache off)
 
 @login_check puts the snapshot in ``g.profile`` (a ``Profile``: who is signed in, their role, …) and makes
 ``g.current_user`` on first use: a persistent ``User`` attached to the session without a query, with these
@@ -63,7 +63,6 @@ class Profile:
             return cls(**data)
         except (ValueError, KeyError, TypeError):
             return None
-
 
 
 def key_prefix() -> str:
