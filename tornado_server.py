@@ -253,6 +253,7 @@ def fork_children(count: int, start: Callable[[int], None]) -> int:
     Returns the exit status for the parent: 0 when every child stopped cleanly on request.
     """
     children: dict[int, int] = {}
+    asked_to_stop: set[int] = set()  # only their exit codes decide the parent's
     stopping = False
 
     def spawn(slot: int) -> None:
@@ -282,8 +283,9 @@ def fork_children(count: int, start: Callable[[int], None]) -> int:
         nonlocal stopping
         stopping = True
         for pid in list(children):
-            with contextlib.suppress(ProcessLookupError):
+            with contextlib.suppress(ProcessLookupError):  # already reaped: it died before the stop
                 os.kill(pid, signal.SIGTERM)
+                asked_to_stop.add(pid)
 
     signal.signal(signal.SIGTERM, forward)  # before the first fork: a stop must never orphan a child
     signal.signal(signal.SIGINT, forward)
@@ -300,8 +302,11 @@ def fork_children(count: int, start: Callable[[int], None]) -> int:
             continue
         slot = children.pop(pid)
         code = os.waitstatus_to_exitcode(wait_status)
-        if stopping:
+        # The stop signal's handler may run between os.wait() reaping a child that had just died and this check.
+        if pid in asked_to_stop:
             status = status or (0 if code in CLEAN_STOPS else 1)
+        elif stopping:
+            log.error("server process %d exited with %s before the stop reached it", pid, code)
         elif code == EXIT_STARTUP:
             forward(signal.SIGTERM, None)
             status = EXIT_STARTUP
