@@ -40,6 +40,9 @@ class StartupError(Exception):
     """Serving is impossible as configured; the message says why."""
 
 
+BODILESS = ("204", "304")  # statuses that carry no body, and so no Content-Length (RFC 9110 8.6)
+
+
 class WSGIAdapter(WSGIContainer):
     """Runs a request on the thread pool in one hop: the app call, its body and its close() together.
 
@@ -81,7 +84,7 @@ class WSGIAdapter(WSGIContainer):
             header_obj = HTTPHeaders()
             for name, value in headers:
                 header_obj.add(name, value)
-            if code != "304" and "Content-Length" not in header_obj:
+            if code not in BODILESS and "Content-Length" not in header_obj:
                 header_obj["Content-Length"] = str(len(body))
             assert request.connection is not None
             request.connection.write_headers(ResponseStartLine("HTTP/1.1", int(code), reason), header_obj, body)

@@ -8,6 +8,7 @@ request id that the response returns in ``X-Request-ID``. Forked children are fo
 from __future__ import annotations
 
 import datetime
+import http.client
 import ipaddress
 import os
 import re
@@ -177,6 +178,33 @@ def test_health_answers_200_with_the_success_envelope(live_server: Any) -> None:
     body = response.json()
     assert body["code"] == 200 and body["status"] == "SUCCESS" and isinstance(body["message"], str)
     assert body["data"]["database"] == "ok" and body["data"]["redis"] == "ok" and body["data"]["version"]
+
+
+def test_a_204_has_no_content_length_and_the_connection_serves_on(live_server: Any, test_settings: dict) -> None:
+    server = live_server()
+    from app import create_app
+
+    app = create_app(test_settings)
+    with app.app_context():
+        from app.extensions import db
+        from app.services.users import create_user
+
+        create_user("+8613800138000", "correct horse battery", "n")
+        db.engine.dispose()
+    login = {"account": "+8613800138000", "password": "correct horse battery"}
+    first, second = (requests.post(f"{server.url}/api/auth/login", json=login, timeout=10).json()["data"]["token"]
+                     for _ in range(2))
+    mine = requests.get(f"{server.url}/api/auth/sessions", headers={"token": second}, timeout=5).json()["data"]
+    other = next(s["id"] for s in mine if not s["current"])
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)  # one keep-alive connection
+    connection.request("DELETE", f"/api/auth/sessions/{other}", headers={"token": second})
+    ended = connection.getresponse()
+    assert ended.status == 204 and ended.read() == b""
+    assert ended.getheader("Content-Length") is None  # RFC 9110 8.6: never on a 204
+    connection.request("GET", "/api/health/live")
+    assert connection.getresponse().status == 200
+    assert requests.get(f"{server.url}/api/users/me", headers={"token": first}, timeout=5).status_code == 401
 
 
 def test_the_swagger_ui_url_printed_at_start_serves_swagger_ui(live_server: Any) -> None:
