@@ -1,0 +1,345 @@
+"""README.md and docs/*.md: every shell block is run here on a fresh clone, or names the test that runs it.
+
+A marker on the line before a fenced shell block (sh, bash, console, shell) says how it is checked:
+
+    <!-- run -->                           run with bash in a fresh clone, in document order (README first)
+    <!-- run after "TEXT" in FILE -->      the same, once FILE (in the clone) contains TEXT, as a reader would wait
+    <!-- run: background -->               the last line is a server: started in the background on a free port
+                                           (`--port N` replaced, or SERVER_ARGS for make); lines before it run first
+    <!-- tested-by: FILE [FILE ...] -->    cannot run here (real hosts, root): the named files exist and mention
+                                           each command's program, sub-commands and long options
+
+In run blocks `localhost:5000` means the first background server. A block with no marker fails the suite.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import PROJECT_DIR, free_port, service_missing, wait_until
+
+README = PROJECT_DIR / "README.md"
+PAGES = [README, *sorted((PROJECT_DIR / "docs").glob("*.md"))]
+SHELL = {"sh", "bash", "console", "shell"}
+MARKER = re.compile(r"^<!--\s*(run|tested-by)(.*?)-->$")
+AFTER = re.compile(r'^after "(?P<text>[^"]+)" in (?P<file>\S+)$')
+CLONE_LINE = "git clone <repository-url> flask-restx-starter && cd flask-restx-starter"
+README_LIMIT = 12 * 1024
+QUICK_START_LINES = 40
+# The environment a reader's shell would not have: this suite's services and settings.
+SCRUBBED = {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "REQUIRE_SERVICES", "VIRTUAL_ENV", "PYTHONPATH",
+            "MAKEFLAGS", "MAKELEVEL", "MFLAGS", "SERVER_ARGS", "PYTEST_ARGS", "BENCH_ARGS"}
+
+
+@dataclass
+class Block:
+    page: Path
+    line: int  # of the opening fence, 1-based
+    lang: str
+    text: str
+    marker: str  # "run", "tested-by" or "" (none)
+    argument: str
+
+    def __str__(self) -> str:
+        return f"{self.page.relative_to(PROJECT_DIR)}:{self.line}"
+
+
+def fenced_blocks(page: Path) -> list[Block]:
+    """Every fenced block of ``page``, with the marker comment on the line before it (if any)."""
+    lines = page.read_text().splitlines()
+    blocks, index = [], 0
+    while index < len(lines):
+        opening = lines[index].strip()
+        if not opening.startswith("```"):
+            index += 1
+            continue
+        end = next(i for i in range(index + 1, len(lines)) if lines[i].strip() == "```")
+        previous = next((lines[i].strip() for i in range(index - 1, -1, -1) if lines[i].strip()), "")
+        found = MARKER.match(previous)
+        blocks.append(Block(page, index + 1, opening[3:].strip(), "\n".join(lines[index + 1:end]) + "\n",
+                            found.group(1) if found else "", found.group(2).strip(" :") if found else ""))
+        index = end + 1
+    return blocks
+
+
+def shell_blocks() -> list[Block]:
+    return [block for page in PAGES for block in fenced_blocks(page) if block.lang in SHELL]
+
+
+def commands(text: str) -> list[list[str]]:
+    """The commands of a shell block, as words: continuation lines joined, comments and `&&` chains split."""
+    joined = text.replace("\\\n", " ")
+    found = []
+    for line in joined.splitlines():
+        words = shlex.split(line, comments=True)
+        current: list[str] = []
+        for word in [*words, "&&"]:
+            if word in ("&&", "||", ";", "|"):
+                if current:
+                    found.append(current)
+                current = []
+            else:
+                current.append(word)
+    return found
+
+
+def required_words(command: list[str]) -> list[str]:
+    """What a test that runs ``command`` must mention: the program, its sub-commands and long options,
+    and the names of the environment variables set on the line (option values and paths are free)."""
+    words, rest = [], list(command)
+    while rest and re.match(r"^[A-Z_][A-Z0-9_]*=", rest[0]):
+        words.append(rest.pop(0).split("=", 1)[0])
+    if rest and Path(rest[0]).name.startswith("python"):
+        rest.pop(0)
+    if not rest:
+        return words
+    words.append(Path(rest.pop(0)).name)
+    skip_value = False
+    for word in rest:
+        if word.startswith("-"):
+            if word.startswith("--"):
+                words.append(word.split("=", 1)[0])
+            skip_value = "=" not in word
+            continue
+        if skip_value:
+            skip_value = False
+            continue
+        if "/" in word:
+            word = Path(word).name
+        if re.fullmatch(r"[\w.:*-]+", word):
+            words.append(word)
+    return words
+
+
+# --- what the pages promise ----------------------------------------------------------------------
+
+
+def test_the_readme_is_at_most_12_kib() -> None:
+    size = len(README.read_bytes())
+    assert size <= README_LIMIT, f"README.md is {size} bytes; move depth to docs/ (limit {README_LIMIT})"
+
+
+def test_the_quick_start_and_its_curl_walk_are_in_the_readmes_first_40_lines() -> None:
+    head = "\n".join(README.read_text().splitlines()[:QUICK_START_LINES])
+    for needed in (CLONE_LINE, "make run", "http://localhost:5000/api/", "instance/logs/app.log",
+                   "/api/common/sms/send", "/api/auth/register", "/api/auth/login", "/api/users/me",
+                   "/api/auth/logout"):
+        assert needed in head, f"{needed!r} is not in README.md's first {QUICK_START_LINES} lines"
+
+
+def test_every_fenced_block_names_its_language() -> None:
+    unnamed = [str(block) for page in PAGES for block in fenced_blocks(page) if not block.lang]
+    assert not unnamed, f"fenced blocks without a language (sh, python, text, …): {unnamed}"
+
+
+def test_every_shell_block_is_run_here_or_names_the_test_that_runs_it() -> None:
+    unmarked = [str(block) for block in shell_blocks() if not block.marker]
+    assert not unmarked, f"shell blocks with no <!-- run --> or <!-- tested-by: … --> marker: {unmarked}"
+
+
+def test_every_tested_by_file_exists_and_mentions_each_command_of_its_block() -> None:
+    blocks = [block for block in shell_blocks() if block.marker == "tested-by"]
+    assert blocks
+    for block in blocks:
+        names = block.argument.split()
+        assert names, f"{block}: tested-by names no file"
+        missing = [name for name in names if not (PROJECT_DIR / name).is_file()]
+        assert not missing, f"{block}: tested-by names files that do not exist: {missing}"
+        text = "\n".join((PROJECT_DIR / name).read_text() for name in names)
+        for command in commands(block.text):
+            absent = [word for word in required_words(command) if word not in text]
+            assert not absent, f"{block}: {' '.join(command)!r}: {names} never mention {absent}"
+
+
+def test_every_relative_link_points_at_a_file_of_the_project() -> None:
+    broken = []
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" not in target and not target.startswith("mailto:"):
+                if not (page.parent / target).exists():
+                    broken.append(f"{page.relative_to(PROJECT_DIR)}: {target}")
+    assert not broken, f"links to missing files: {broken}"
+
+
+def test_every_docs_page_is_linked_from_the_readme() -> None:
+    text = README.read_text()
+    unlinked = [page.name for page in PAGES[1:] if f"docs/{page.name}" not in text]
+    assert not unlinked, f"docs pages the README does not link: {unlinked}"
+
+
+def test_every_setting_in_a_python_example_exists_in_config_default() -> None:
+    import config_default
+
+    def unknown(example: dict, defaults: dict, path: str = "") -> list[str]:
+        found = []
+        for key, value in example.items():
+            if key not in defaults:
+                found.append(path + key)
+            elif isinstance(value, dict) and isinstance(defaults[key], dict):
+                found += unknown(value, defaults[key], f"{path}{key}.")
+        return found
+
+    examples = 0
+    for block in [block for page in PAGES for block in fenced_blocks(page) if block.lang == "python"]:
+        for node in ast.walk(ast.parse(block.text)):
+            if isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == ["configs"]:
+                examples += 1
+                bad = unknown(ast.literal_eval(node.value), config_default.configs)
+                assert not bad, f"{block}: settings that config_default.py does not have: {bad}"
+    assert examples
+
+
+# --- running them --------------------------------------------------------------------------------
+
+
+def clone_env() -> dict[str, str]:
+    """A reader's environment: none of this suite's services, settings or make variables."""
+    return {key: value for key, value in os.environ.items()
+            if key not in SCRUBBED and not key.startswith(("APP_", "TEST_", "BENCH_"))}
+
+
+def fresh_clone(parent: Path) -> Path:
+    """`git clone` of the project with its uncommitted changes, and the project's virtual environment.
+
+    The venv is reused, not reinstalled: .venv is a directory of links to the project's one, with its
+    own make stamps (newer than the clone's requirements files), so make installs nothing.
+    """
+    clone = parent / "flask-restx-starter"
+    subprocess.run(["git", "clone", "--quiet", str(PROJECT_DIR), str(clone)], check=True, timeout=60)
+    git = ["git", "-C", str(PROJECT_DIR)]
+    changed = subprocess.run([*git, "diff", "--name-only", "-z", "HEAD"], capture_output=True, check=True).stdout
+    new = subprocess.run([*git, "ls-files", "--others", "--exclude-standard", "-z"], capture_output=True,
+                         check=True).stdout
+    for name in filter(None, (changed + new).decode().split("\0")):
+        source, target = PROJECT_DIR / name, clone / name
+        if source.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+        elif target.exists():
+            target.unlink()
+    venv = clone / ".venv"
+    venv.mkdir()
+    for entry in (PROJECT_DIR / ".venv").resolve().iterdir():
+        if entry.name not in (".runtime", ".dev"):
+            (venv / entry.name).symlink_to(entry)
+    (venv / ".runtime").touch()
+    (venv / ".dev").touch()
+    return clone
+
+
+class Reader:
+    """Runs the blocks in a clone as a reader would, keeping the servers they start until the end."""
+
+    def __init__(self, clone: Path, logs: Path) -> None:
+        self.clone, self.logs, self.env = clone, logs, clone_env()
+        self.servers: list[tuple[subprocess.Popen, Path]] = []
+        self.port = 0  # the first server's: what localhost:5000 means
+
+    def shell(self, block: Block, script: str) -> None:
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=self.clone, env=self.env,
+                                capture_output=True, text=True, timeout=90)
+        assert result.returncode == 0, (f"{block} exited {result.returncode}:\n{script}\n--- stdout\n"
+                                        f"{result.stdout}\n--- stderr\n{result.stderr}{self.server_output()}")
+
+    def run(self, block: Block) -> None:
+        after = AFTER.match(block.argument) if block.argument else None
+        if after:
+            path = self.clone / after["file"]
+            wait_until(lambda: path.exists() and after["text"] in path.read_text(), timeout=10)
+        self.shell(block, block.text.replace("localhost:5000", f"localhost:{self.port}"))
+
+    def background(self, block: Block) -> None:
+        lines = [line for line in block.text.splitlines() if line.strip() and line.strip() != CLONE_LINE]
+        if len(lines) > 1:
+            self.shell(block, "\n".join(lines[:-1]))
+        port = free_port()
+        command = lines[-1]
+        env = dict(self.env)
+        if re.search(r"--port \d+", command):
+            command = re.sub(r"--port \d+", f"--port {port}", command)
+        else:
+            env["SERVER_ARGS"] = f"--port {port}"
+        out = self.logs / f"server-{len(self.servers)}.out"
+        with out.open("wb") as file:
+            process = subprocess.Popen(["bash", "-c", command], cwd=self.clone, env=env, stdout=file,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        self.servers.append((process, out))
+
+        def ready() -> bool:
+            assert process.poll() is None, f"{block}: {command!r} exited {process.returncode}:\n{out.read_text()}"
+            return requests.get(f"http://127.0.0.1:{port}/api/health/live", timeout=1).status_code == 200
+
+        wait_until(ready, timeout=60)
+        self.port = self.port or port
+
+    def server_output(self) -> str:
+        return "".join(f"\n--- {out.name}\n{out.read_text()[-3000:]}" for _, out in self.servers)
+
+    def stop(self) -> None:
+        for process, _ in self.servers:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process, _ in self.servers:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture
+def reader(tmp_path: Path) -> Iterator[Reader]:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    reader = Reader(fresh_clone(tmp_path), logs)
+    yield reader
+    reader.stop()
+
+
+@pytest.mark.e2e
+def test_every_run_block_works_as_written_on_a_fresh_clone(reader: Reader) -> None:
+    """The quick start (make run, the curl walk reading the SMS code from the log), migrations and the rest."""
+    ran = 0
+    for block in shell_blocks():
+        if block.marker == "run" and block.argument == "background":
+            reader.background(block)
+        elif block.marker == "run":
+            reader.run(block)
+        else:
+            continue
+        ran += 1
+    assert ran and reader.port, "no run blocks, or none that starts a server"
+
+
+@pytest.mark.e2e
+def test_make_bench_runs_as_documented(tmp_path: Path) -> None:
+    """docs/performance.md's `make bench`, one short round. make bench installs gunicorn (bench/requirements.txt);
+    this test installs nothing, so it runs where gunicorn is already in the virtual environment."""
+    import importlib.util
+
+    import psycopg
+
+    if importlib.util.find_spec("gunicorn") is None:
+        pytest.skip("gunicorn is not installed: .venv/bin/pip install -r bench/requirements.txt")
+    try:
+        psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", connect_timeout=2).close()
+    except psycopg.Error as exc:
+        service_missing("PostgreSQL for make bench", exc)
+    clone = fresh_clone(tmp_path)
+    before = set((clone / "bench" / "results").glob("*.md"))
+    env = {**clone_env(), "BENCH_ARGS": "--rounds 1 --seconds 0.5 --processes 1"}
+    result = subprocess.run(["make", "bench"], cwd=clone, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert set((clone / "bench" / "results").glob("*.md")) - before, result.stdout
