@@ -1,4 +1,6 @@
 # make run   — serve on the embedded defaults (SQLite + memory:// Redis) at http://localhost:5000/api/
+#              (SERVER_ARGS="--port 8000" passes options to tornado_server.py; to make dev too)
+# make venv  — make .venv with the runtime and development requirements, nothing else (test and lint do it too)
 # make test  — the test suite with coverage (set TEST_DATABASE_URL / REDIS_URL for real services)
 # make lint  — ruff and mypy
 # make dev   — serve and restart on every saved .py file (hot_deploy.py)
@@ -8,8 +10,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+SERVER_ARGS ?=
 
-.PHONY: run dev test lint bench clean
+.PHONY: run dev venv test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +27,12 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	touch $(VENV)/.runtime $@
 
 run: $(VENV)/.runtime
-	$(BIN)/python tornado_server.py
+	$(BIN)/python tornado_server.py $(SERVER_ARGS)
 
 dev: $(VENV)/.runtime
-	$(BIN)/python hot_deploy.py
+	$(BIN)/python hot_deploy.py $(SERVER_ARGS)
+
+venv: $(VENV)/.dev
 
 test: $(VENV)/.dev
 	$(BIN)/coverage erase

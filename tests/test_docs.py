@@ -24,10 +24,10 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from textwrap import dedent
 
 import pytest
 import requests
-
 from conftest import PROJECT_DIR, free_port, service_missing, wait_until
 
 README = PROJECT_DIR / "README.md"
@@ -68,7 +68,7 @@ def fenced_blocks(page: Path) -> list[Block]:
         end = next(i for i in range(index + 1, len(lines)) if lines[i].strip() == "```")
         previous = next((lines[i].strip() for i in range(index - 1, -1, -1) if lines[i].strip()), "")
         found = MARKER.match(previous)
-        blocks.append(Block(page, index + 1, opening[3:].strip(), "\n".join(lines[index + 1:end]) + "\n",
+        blocks.append(Block(page, index + 1, opening[3:].strip(), dedent("\n".join(lines[index + 1:end]) + "\n"),
                             found.group(1) if found else "", found.group(2).strip(" :") if found else ""))
         index = end + 1
     return blocks
@@ -163,14 +163,22 @@ def test_every_tested_by_file_exists_and_mentions_each_command_of_its_block() ->
             assert not absent, f"{block}: {' '.join(command)!r}: {names} never mention {absent}"
 
 
-def test_every_relative_link_points_at_a_file_of_the_project() -> None:
+def anchors(page: Path) -> set[str]:
+    """GitHub's ids for the headings of ``page``."""
+    headings = re.findall(r"^#+ (.+)$", page.read_text(), re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
+def test_every_relative_link_points_at_a_file_and_heading_of_the_project() -> None:
     broken = []
     for page in PAGES:
-        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
-            if "://" not in target and not target.startswith("mailto:"):
-                if not (page.parent / target).exists():
-                    broken.append(f"{page.relative_to(PROJECT_DIR)}: {target}")
-    assert not broken, f"links to missing files: {broken}"
+        for target, anchor in re.findall(r"\]\(([^)#\s]+)(?:#([^)]*))?\)", page.read_text()):
+            if "://" in target:
+                continue
+            path = page.parent / target
+            if not path.exists() or (anchor and anchor not in anchors(path)):
+                broken.append(f"{page.relative_to(PROJECT_DIR)}: {target}#{anchor}")
+    assert not broken, f"links to missing files or headings: {broken}"
 
 
 def test_every_docs_page_is_linked_from_the_readme() -> None:
