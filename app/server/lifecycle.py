@@ -21,7 +21,9 @@ from app.config import ConfigError, load_configs, project_path
 from app.extensions import db
 from app.metrics import use_directory_for
 from app.server.adapter import WSGIAdapter
+from app.server.bodies import BodyLimits
 from app.server.options import StartupError, listen, pin_to_cpu
+from app.server.tornado_logs import hide_client_values
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +66,11 @@ async def serve(app: Any, sockets: list[socket.socket], tls: ssl.SSLContext | No
     thread must not hold the process, so the caller ends it with ``os._exit``.
     """
     settings = app.extensions["configs"]
+    hide_client_values()
     executor = ThreadPoolExecutor(max_workers=settings.server.threads, thread_name_prefix="request")
-    container = WSGIAdapter(app, executor)
-    server = HTTPServer(container, ssl_options=tls, xheaders=False)
+    limits = BodyLimits.of(app)
+    container = WSGIAdapter(app, executor, limits)
+    server = HTTPServer(container, ssl_options=tls, xheaders=False, max_body_size=limits.upload)
     server.add_sockets(sockets)
 
     stopping = asyncio.Event()

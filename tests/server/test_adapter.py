@@ -2,79 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import http.client
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from conftest import wait_until
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
+from wsgi_served import Served, WSGIApp, serving
 
-from app.server.adapter import WSGIAdapter
-
-WSGIApp = Callable[[dict, Callable], Any]
-
-
-class Served:
-    """An adapter serving a WSGI app on 127.0.0.1:``port`` from an IOLoop in a thread of its own."""
-
-    def __init__(self, wsgi_app: WSGIApp) -> None:
-        self.executor = ThreadPoolExecutor(max_workers=2)
-        self.adapter = WSGIAdapter(wsgi_app, self.executor)
-        sockets = bind_sockets(0, "127.0.0.1")
-        self.port = sockets[0].getsockname()[1]
-        self.loop = asyncio.new_event_loop()
-        self.server: HTTPServer | None = None
-        started = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-
-            async def start() -> None:
-                self.server = HTTPServer(self.adapter)
-                self.server.add_sockets(sockets)
-
-            self.loop.run_until_complete(start())
-            started.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        started.wait(5)
-
-    def connection(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-
-    def stop(self) -> None:
-        async def close() -> None:
-            assert self.server is not None
-            self.server.stop()
-            await self.server.close_all_connections()
-
-        asyncio.run_coroutine_threadsafe(close(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-        self.executor.shutdown()
+from app.server.adapter import PIECE
 
 
 @pytest.fixture
 def serve() -> Iterator[Callable[[WSGIApp], Served]]:
-    """``serve(wsgi_app)``: the app behind a WSGIAdapter on a free port; stopped afterwards."""
-    started: list[Served] = []
-
-    def start(wsgi_app: WSGIApp) -> Served:
-        started.append(Served(wsgi_app))
-        return started[-1]
-
-    yield start
-    for served in started:
-        served.stop()
-
+    yield from serving()
 
 def answering(status: str, body: list[bytes], headers: list[tuple[str, str]] | None = None) -> WSGIApp:
     def wsgi_app(environ: dict, start_response: Callable) -> list[bytes]:
@@ -149,3 +92,83 @@ def test_a_request_counts_as_in_flight_until_it_is_answered(serve: Any) -> None:
     release.set()
     assert connection.getresponse().read() == b"done"
     wait_until(lambda: served.adapter.in_flight == 0, timeout=5)  # counted down on the IOLoop, just after
+
+
+def pieces(count: int, size: int, produced: list[int] | None = None) -> Iterator[bytes]:
+    for index in range(count):
+        if produced is not None:
+            produced.append(size)
+        yield bytes([index % 256]) * size
+
+
+def test_a_long_body_without_a_length_is_streamed_chunked_and_closed(serve: Any) -> None:
+    closed = threading.Event()
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            return pieces(64, 64 * 1024)
+
+        def close(self) -> None:
+            closed.set()
+
+    def wsgi_app(environ: dict, start_response: Callable) -> Body:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return Body()
+
+    connection = serve(wsgi_app).connection()
+    connection.request("GET", "/")
+    response = connection.getresponse()
+    assert response.getheader("Transfer-Encoding") == "chunked"
+    assert response.read() == b"".join(pieces(64, 64 * 1024))
+    assert closed.wait(5)
+    connection.request("GET", "/")  # the connection serves on
+    assert len(connection.getresponse().read()) == 64 * 64 * 1024
+
+
+def test_a_long_body_with_a_length_keeps_it(serve: Any) -> None:
+    size = 4 * PIECE + 3
+
+    def wsgi_app(environ: dict, start_response: Callable) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))])
+        return iter([b"a" * (size - 3), b"end"])
+
+    connection = serve(wsgi_app).connection()
+    connection.request("GET", "/")
+    response = connection.getresponse()
+    assert response.getheader("Content-Length") == str(size) and response.getheader("Transfer-Encoding") is None
+    assert response.read() == b"a" * (size - 3) + b"end"
+
+
+def test_a_reader_that_stops_reading_stops_the_body_being_made(serve: Any) -> None:
+    produced: list[int] = []
+    closed = threading.Event()
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            return pieces(1024, 64 * 1024, produced)  # 64 MiB if it were all made
+
+        def close(self) -> None:
+            closed.set()
+
+    def wsgi_app(environ: dict, start_response: Callable) -> Body:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return Body()
+
+    served = serve(wsgi_app)
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    reader.connect(("127.0.0.1", served.port))
+    reader.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert reader.recv(1024).startswith(b"HTTP/1.1 200")
+
+    def stalled() -> bool:  # nothing made for 0.3 s: the server waits on the reader
+        before = len(produced)
+        time.sleep(0.3)
+        return len(produced) == before
+
+    wait_until(stalled, timeout=10)
+    assert sum(produced) < 16 * 1024 * 1024  # what the socket buffers hold, plus a piece or two; not 64 MiB
+    assert served.adapter.in_flight == 1  # still writing: a graceful stop waits for it
+    reader.close()  # the reader goes away: the body is closed and the request ends
+    assert closed.wait(5)
+    wait_until(lambda: served.adapter.in_flight == 0, timeout=5)
