@@ -143,4 +143,7 @@ class WSGIAdapter(WSGIContainer, HTTPServerConnectionDelegate):
             log.exception("writing a response body failed")
             cast(HTTP1Connection, connection).close()
         finally:
-            await loop.run_in_executor(self.executor, close, answer.result)
+            try:
+                await loop.run_in_executor(self.executor, close, answer.result)
+            except RuntimeError:  # the pool is shut down (a stop past its timeout): close it here
+                close(answer.result)
