@@ -40,6 +40,8 @@ configs = {
         "shutdown_timeout": 10,  # seconds SIGTERM waits for in-flight requests before closing connections
         "cpu_affinity": True,  # pin each server process (and its threads) to one CPU: forked ones one per CPU,
         # a single one where --cpu says; the GIL hand-offs at every Redis or SQL call stay cheap (README, Performance)
+        "max_body_size": 1024 * 1024,  # bytes of a request body that is not a multipart upload (JSON, forms);
+        # uploads may have files.max_size + 64 KiB. tornado_server.py answers 413 over it before reading the body
     },
     "metrics": {
         "enabled": False,  # serve Prometheus metrics at /metrics (outside /api)

@@ -16,9 +16,13 @@ def current_request_id() -> str | None:
     if not has_request_context():
         return g.get("request_id") if has_app_context() else None
     if "request_id" not in g:
-        incoming = request.headers.get(HEADER, "")
-        g.request_id = incoming if _WELL_FORMED.match(incoming) else uuid.uuid4().hex
+        g.request_id = accept_or_make(request.headers.get(HEADER, ""))
     return g.request_id
+
+
+def accept_or_make(incoming: str) -> str:
+    """``incoming`` when it is a well-formed id, else a new one (also for answers made outside the app)."""
+    return incoming if _WELL_FORMED.match(incoming) else uuid.uuid4().hex
 
 
 def init_app(app: Flask) -> None:

@@ -7,9 +7,7 @@ request id that the response returns in ``X-Request-ID``. Forked children are fo
 
 from __future__ import annotations
 
-import datetime
 import http.client
-import ipaddress
 import os
 import re
 import signal
@@ -24,6 +22,7 @@ from typing import Any
 
 import pytest
 import requests
+from certificates import make_certificate
 from conftest import PROJECT_DIR, LiveServer, free_port, process_alive, wait_until
 from sqlalchemy import create_engine, inspect, text
 
@@ -107,32 +106,6 @@ def run_server(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
             process.communicate()
             raise AssertionError("the server did not exit by itself") from None
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-
-
-def make_certificate(directory: Path) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1 and localhost: (certfile, keyfile)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    return str(certfile), str(keyfile)
 
 
 @pytest.fixture

@@ -1,0 +1,92 @@
+"""The command line, and what it is turned into: the app factory, listening sockets, TLS, CPU pinning."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from tornado.netutil import bind_sockets
+
+from app.config import project_path
+
+log = logging.getLogger(__name__)
+
+EXIT_STARTUP = 2  # a setting or option that makes serving impossible; restarting cannot help
+
+
+class StartupError(Exception):
+    """Serving is impossible as configured; the message says why."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Serve the API with Tornado.")
+    parser.add_argument("--address", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    parser.add_argument("--processes", type=int, default=1, help="processes to fork; 0 = one per core (default 1)")
+    parser.add_argument("--cpu", type=int, default=None,
+                        help="pin this server to one CPU: the n-th one it may use (0-based, wraps around); forked "
+                             "processes take the next ones (default: forked processes from 0, one process unpinned)")
+    parser.add_argument("--app", default="app:create_app", help="application factory, module:function")
+    return parser.parse_args(argv)
+
+
+def load_factory(spec: str) -> Callable[[], Any]:
+    """The application factory named ``module:function`` (``create_app`` when the function is left out)."""
+    module_name, _, attr = spec.partition(":")
+    factory: Callable[[], Any] = getattr(importlib.import_module(module_name), attr or "create_app")
+    return factory
+
+
+def listen(args: argparse.Namespace, reuse_port: bool) -> list[socket.socket]:
+    """The sockets for ``--address``/``--port``; a port that cannot be had is a StartupError."""
+    try:
+        return bind_sockets(args.port, args.address, reuse_port=reuse_port)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {args.address}:{args.port}: {exc.strerror}") from None
+
+
+def ssl_context(settings: Any) -> ssl.SSLContext | None:
+    """The TLS context for ``cert.certfile`` and ``cert.keyfile``; None (plain HTTP) when neither is set."""
+    certfile, keyfile = settings.cert.certfile, settings.cert.keyfile
+    if not certfile and not keyfile:
+        return None
+    if not (certfile and keyfile):
+        raise StartupError("set both cert.certfile and cert.keyfile to serve HTTPS, or neither")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile=project_path(certfile), keyfile=project_path(keyfile))
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"cannot load the certificate {certfile} / key {keyfile}: {exc}") from None
+    return context
+
+
+def pin_to_cpu(index: int) -> None:
+    """Run this process and the threads it starts on one CPU: the ``index``-th one it may use, wrapping around.
+
+    The GIL lets one thread run at a time anyway; on one CPU the hand-offs between the IOLoop and the
+    request threads (at every Redis or database call) are cheap switches instead of cross-CPU wake-ups,
+    which halves what a Redis round trip costs a busy server (README, Performance).
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    cpu = cpus[index % len(cpus)]
+    for thread_id in os.listdir("/proc/self/task"):  # threads already started, and through them later ones
+        try:
+            os.sched_setaffinity(int(thread_id), {cpu})
+        except ProcessLookupError:  # a thread that ended meanwhile
+            continue
+        except OSError as exc:  # a container may forbid it: serve unpinned
+            log.warning("cannot pin process %d to CPU %d: %s", os.getpid(), cpu, exc.strerror)
+            return
+
+
+def url_host(address: str, browsable: bool = False) -> str:
+    """``address`` as a URL's host: IPv6 in brackets; with ``browsable``, a wildcard becomes localhost."""
+    if browsable and address in ("0.0.0.0", "::", ""):  # noqa: S104
+        return "localhost"
+    return f"[{address}]" if ":" in address else address
