@@ -19,7 +19,7 @@ def create_app(
     extra_namespaces: Iterable[tuple[Namespace, str]] = (),
 ) -> Flask:
     """Build an app from the settings (``overrides`` merged last) plus any extra namespaces."""
-    from app import request_id
+    from app import headers, request_id
     from app.api import create_api
     from app.cli import register_commands
     from app.config import PROJECT_DIR, load_configs
@@ -38,6 +38,7 @@ def create_app(
     configure_logging(settings)
 
     request_id.init_app(app)
+    headers.init_app(app)
     init_request_logging(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"))
