@@ -1,6 +1,6 @@
 """Files: uploads to the configured storage, downloads, and Qiniu direct uploads."""
 
-from flask import g, redirect, request, send_file, url_for
+from flask import g, redirect, request, send_file
 from flask_restx import Namespace, Resource, fields, reqparse
 from werkzeug.datastructures import FileStorage
 from werkzeug.http import parse_range_header
@@ -17,7 +17,7 @@ class FileUrl(NullableString):
     """Where to download the file: the storage's URL, or our content endpoint."""
 
     def output(self, key, obj, ordered=False, **kwargs):
-        return files.file_url(obj) or url_for("api.files_file_content", file_id=obj.id, _external=True)
+        return files.download_url(obj)
 
 
 file_model = ns.model("File", {
