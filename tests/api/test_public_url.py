@@ -100,3 +100,13 @@ def test_production_behind_a_proxy_checks_the_forwarded_host(make_app, real_redi
     assert client.get("/api/users/me", headers=good).status_code == 401
     evil = {**good, "X-Forwarded-Host": "evil.example"}
     assert client.get("/api/users/me", headers=evil).status_code == 400
+
+
+def test_every_operation_but_the_probes_documents_the_400_of_another_host(client):
+    spec = client.get("/api/swagger.json").get_json()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if method == "parameters":
+                continue
+            documented = "400" in operation["responses"]
+            assert documented is not path.startswith("/health"), f"{method.upper()} {path}"
