@@ -13,6 +13,8 @@ configs = {
         "secret_key": "dev-secret-change-me",  # SECRET_KEY; production refuses this default
         "name": "flask-restx-starter",  # shown in Swagger UI and log lines
         "trusted_proxies": 0,  # reverse proxies in front of the app whose X-Forwarded-* headers we trust
+        "public_url": "",  # e.g. https://api.example.com: the base of every absolute URL the API returns (never the
+        # request's Host); required in production, where requests for another host are refused (probes aside)
     },
     "database": {
         "url": "sqlite:///instance/app.db",  # DATABASE_URL; any SQLAlchemy URL (PostgreSQL, MySQL/MariaDB tested)
@@ -106,6 +108,9 @@ configs = {
         "default_sender": "noreply@localhost",  # From: of outgoing mail
         "admins": [],  # who receives ERROR log mails
         "suppress": False,  # build mails but do not send them (on while testing)
+        "backend": "smtp",  # smtp (through mail.server) | console (logs "mail to X: subject" and the text);
+        # console in development; production requires smtp
+        "debug": False,  # print the whole SMTP conversation (reset codes included) to stderr
     },
     "cert": {
         "certfile": "",  # PEM certificate chain; with keyfile, tornado_server.py serves HTTPS
@@ -125,6 +130,9 @@ configs = {
 
 # Defaults that differ by APP_ENV, applied over ``configs`` before config_override.py and the environment.
 env_defaults = {
+    "development": {
+        "mail": {"backend": "console"},
+    },
     "production": {
         "app": {"debug": False},
         "database": {"auto_migrate": False},

@@ -19,7 +19,7 @@ def create_app(
     extra_namespaces: Iterable[tuple[Namespace, str]] = (),
 ) -> Flask:
     """Build an app from the settings (``overrides`` merged last) plus any extra namespaces."""
-    from app import request_id
+    from app import headers, request_id, urls
     from app.api import create_api
     from app.cli import register_commands
     from app.config import PROJECT_DIR, load_configs
@@ -38,6 +38,8 @@ def create_app(
     configure_logging(settings)
 
     request_id.init_app(app)
+    headers.init_app(app)
+    urls.init_app(app)
     init_request_logging(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"))
@@ -113,6 +115,7 @@ def flask_settings(settings: Any) -> dict[str, Any]:
         "MAIL_PASSWORD": mail.password or None,
         "MAIL_DEFAULT_SENDER": mail.default_sender,
         "MAIL_SUPPRESS_SEND": mail.suppress,
+        "MAIL_DEBUG": mail.debug,  # Flask-Mail would follow app.debug and print reset codes
         "RESTX_JSON": {"ensure_ascii": False},
         "RESTX_MASK_SWAGGER": False,
         "ERROR_INCLUDE_MESSAGE": False,

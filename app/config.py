@@ -15,11 +15,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import current_app, has_app_context
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("development", "production", "testing")
+MAIL_BACKENDS = ("smtp", "console")
 # Short environment variables and the keys they set.
 ENV_ALIASES = {
     "DATABASE_URL": ("database", "url"),
@@ -152,6 +154,24 @@ def production_problems(settings: Mapping, default_secret: str) -> list[str]:
         problems.append("debug is on (app.debug); turn it off")
     if str(settings["redis"]["url"]).startswith("memory://"):
         problems.append("the Redis URL is memory://, which is one process only; set REDIS_URL to a real server")
+    if not settings["app"]["public_url"]:
+        problems.append("app.public_url is empty; set it to the API's public base URL, e.g. https://api.example.com "
+                        "(APP_APP__PUBLIC_URL)")
+    if settings["mail"]["backend"] != "smtp":
+        problems.append(f"mail.backend is {settings['mail']['backend']!r}, which only logs mails; set it to smtp")
+    return problems
+
+
+def setting_problems(settings: Mapping) -> list[str]:
+    """Values no environment can use (empty when all are fine)."""
+    problems = []
+    public_url = settings["app"]["public_url"]
+    if public_url:
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            problems.append(f"app.public_url {public_url!r} is not an absolute http(s) URL like https://api.example.com")
+    if settings["mail"]["backend"] not in MAIL_BACKENDS:
+        problems.append(f"mail.backend must be one of {', '.join(MAIL_BACKENDS)}, not {settings['mail']['backend']!r}")
     return problems
 
 
@@ -186,6 +206,9 @@ def load_configs(
     _merge(settings, explicit, "create_app() overrides")
     settings["app"]["env"] = env_name
 
+    problems = setting_problems(settings)
+    if problems:
+        raise ConfigError("; ".join(problems))
     if env_name == "production":
         problems = production_problems(settings, default_module.configs["app"]["secret_key"])
         if problems:

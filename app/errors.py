@@ -67,6 +67,11 @@ class BadRequest(APIError):
 
 class NotAuthorized(APIError):
     code, status, message = 401, "NOT_AUTHORIZED", "Authentication is required."
+    challenge = 'Bearer realm="api"'  # RFC 9110 15.5.2: a 401 names how to authenticate
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("WWW-Authenticate", self.challenge)
 
 
 class Forbidden(APIError):
@@ -153,10 +158,7 @@ def _from_http_exception(exc: http.HTTPException) -> APIError:
         error.code = code
         return error
     message = cls.message if code >= 500 else (exc.description or cls.message)
-    error = cls(message)
-    if isinstance(exc, http.MethodNotAllowed) and exc.valid_methods:
-        error.headers["Allow"] = ", ".join(exc.valid_methods)
-    return error
+    return cls(message)
 
 
 def as_api_error(exc: BaseException) -> APIError:
@@ -164,7 +166,11 @@ def as_api_error(exc: BaseException) -> APIError:
     if isinstance(exc, APIError):
         return exc
     if isinstance(exc, http.HTTPException):
-        return _from_http_exception(exc)
+        error = _from_http_exception(exc)
+        for name, value in exc.get_headers():  # Allow of a 405, Content-Range of a 416, Retry-After, …
+            if name.lower() != "content-type":
+                error.headers.setdefault(name, value)
+        return error
     if isinstance(exc, sa_exc.SQLAlchemyError):
         _roll_back()  # the failed transaction must not break what runs after the handler (logging, teardown)
     if isinstance(exc, sa_exc.DataError):  # a value the database cannot store (a NUL in text on PostgreSQL, …)

@@ -116,10 +116,42 @@ def test_unknown_environment_name_is_refused(project):
         load(project[0], {"APP_ENV": "staging"})
 
 
+PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": GOOD_SECRET, "REDIS_URL": "redis://r",
+              "APP_APP__PUBLIC_URL": "https://api.example.com"}
+
+
 def test_production_turns_debug_and_auto_migrate_off(project):
-    settings = load(project[0], {"APP_ENV": "production", "SECRET_KEY": GOOD_SECRET, "REDIS_URL": "redis://r"})
+    settings = load(project[0], PRODUCTION)
     assert settings.app.debug is False
     assert settings.database.auto_migrate is False
+
+
+def test_mail_goes_to_the_log_in_development_and_through_smtp_otherwise(project):
+    assert load(project[0]).mail.backend == "console"
+    assert load(project[0], {"APP_ENV": "testing"}).mail.backend == "smtp"
+    assert load(project[0], PRODUCTION).mail.backend == "smtp"
+    assert load(project[0], {"APP_MAIL__BACKEND": "smtp"}).mail.backend == "smtp"
+
+
+@pytest.mark.parametrize(("environ", "reason"), [
+    ({"APP_APP__PUBLIC_URL": ""}, "app.public_url is empty"),
+    ({"APP_MAIL__BACKEND": "console"}, "mail.backend is 'console'"),
+])
+def test_production_refuses_a_missing_public_url_or_mails_to_the_log(project, environ, reason):
+    with pytest.raises(ConfigError, match="refusing to start in production") as error:
+        load(project[0], {**PRODUCTION, **environ})
+    assert reason in str(error.value)
+
+
+@pytest.mark.parametrize("url", ["api.example.com", "ftp://api.example.com", "https://", "https://a.example/?x=1"])
+def test_a_public_url_that_is_not_an_absolute_http_url_is_refused(project, url):
+    with pytest.raises(ConfigError, match=r"app\.public_url .* is not an absolute http"):
+        load(project[0], {"APP_APP__PUBLIC_URL": url})
+
+
+def test_an_unknown_mail_backend_is_refused(project):
+    with pytest.raises(ConfigError, match=r"mail\.backend must be one of smtp, console, not 'carrier-pigeon'"):
+        load(project[0], {"APP_MAIL__BACKEND": "carrier-pigeon"})
 
 
 @pytest.mark.parametrize(("environ", "reason"), [

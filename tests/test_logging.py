@@ -162,6 +162,26 @@ def test_logs_hold_no_password_token_or_code_after_the_account_flows(make_app, a
         assert secret not in text  # … without one of their secrets
 
 
+def test_the_access_and_record_lines_of_a_login_or_refresh_name_the_user_who_signed_in(make_app, accounts_settings,
+                                                                                      tmp_path):
+    from conftest import PASSWORD, deep_merge, login
+
+    from app.services.users import create_user
+
+    logfile = tmp_path / "login" / "app.log"
+    app = make_app(deep_merge(accounts_settings, {"log": {"file": str(logfile)}}))
+    with app.app_context():
+        user_id = create_user("+8613800138000", PASSWORD, "n").id
+    client = app.test_client()
+    tokens = login(client, "13800138000", headers={"X-Request-ID": "login-1"})
+    client.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]}, headers={"X-Request-ID": "r-1"})
+    lines = flushed(logfile).splitlines()
+    for request_id, path in (("login-1", "/api/auth/login"), ("r-1", "/api/auth/refresh")):
+        [access] = [line for line in lines if f"app.access [{request_id}] POST {path} 200" in line]
+        [record] = [line for line in lines if f"app.record [{request_id}]" in line]
+        assert f"user={user_id} " in access and record.endswith(f"user={user_id}")
+
+
 class SlowHandler(logging.Handler):
     """A handler whose every write takes ``delay`` seconds (a slow disk); keeps what it wrote."""
 

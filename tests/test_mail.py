@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 
 import pytest
@@ -108,3 +110,70 @@ def test_deactivated_account_gets_no_reset_mail(app, client, user, smtp):
     assert client.post("/api/auth/password/forgot", json={"email": EMAIL}).status_code == 200
     app.extensions["tasks"].drain(5)
     assert inbox.messages == []
+
+
+# --- mail.debug and mail.backend --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("debug", "printed"), [(False, False), (True, True)])
+def test_the_smtp_conversation_is_printed_only_when_mail_debug_is_on(make_app, accounts_settings, smtp, debug,
+                                                                     printed):
+    """With app.debug on (the development server) Flask-Mail would print it, reset code included."""
+    port, inbox = smtp
+    app = make_app(deep_merge(accounts_settings, {
+        "app": {"debug": True}, "mail": {"server": "127.0.0.1", "port": port, "suppress": False, "debug": debug},
+    }))
+    with app.app_context():
+        from app.services.users import create_user
+
+        create_user(PHONE, PASSWORD, "小明", EMAIL)
+    with contextlib.redirect_stderr(io.StringIO()) as stderr:  # where smtplib prints, from the mail task's thread
+        assert app.test_client().post("/api/auth/password/forgot", json={"email": EMAIL}).status_code == 200
+        wait_until(lambda: inbox.messages, timeout=10)
+        app.extensions["tasks"].drain(5)
+    code = re.search(r"\b(\d{6})\b", text_of(inbox.messages[0])).group(1)
+    err = stderr.getvalue()
+    assert ("send: " in err and "reply: " in err) is printed
+    assert (code in err) is printed
+
+
+@pytest.fixture
+def console_app(make_app, accounts_settings, smtp):
+    """mail.backend console, with a real SMTP server that must receive nothing."""
+    port, _ = smtp
+    return make_app(deep_merge(accounts_settings, {
+        "mail": {"backend": "console", "server": "127.0.0.1", "port": port, "suppress": False},
+    }))
+
+
+def mail_lines(app, caplog) -> list[str]:
+    app.extensions["tasks"].drain(5)
+    return [r.getMessage() for r in caplog.records if r.name == "app.services.mail" and "mail to " in r.getMessage()]
+
+
+def test_the_console_backend_logs_a_registration_mail_instead_of_sending_it(console_app, smtp, caplog):
+    caplog.set_level("INFO", logger="app.services.mail")
+    client = console_app.test_client()
+    code = send_sms_code(client, console_app, PHONE, "register")
+    response = client.post("/api/auth/register", json={"phone": PHONE, "password": PASSWORD, "nickname": "小明",
+                                                       "sms_code": code, "email": EMAIL})
+    assert response.status_code == 201
+    [line] = mail_lines(console_app, caplog)
+    assert line.startswith(f"mail to {EMAIL}: [") and "Welcome" in line.splitlines()[0]
+    assert "小明" in line  # the text part follows
+    assert smtp[1].messages == []
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_the_console_backend_lets_an_email_reset_finish(console_app, caplog):
+    caplog.set_level("INFO", logger="app.services.mail")
+    client = console_app.test_client()
+    with console_app.app_context():
+        from app.services.users import create_user
+
+        create_user(PHONE, PASSWORD, "小明", EMAIL)
+    assert client.post("/api/auth/password/forgot", json={"email": EMAIL}).status_code == 200
+    [line] = mail_lines(console_app, caplog)
+    code = re.search(r"\b(\d{6})\b", line).group(1)
+    body = {"email": EMAIL, "email_code": code, "new_password": "a brand new secret"}
+    assert client.post("/api/auth/password/reset", json=body).status_code == 200

@@ -39,10 +39,20 @@ AUTHORIZATIONS = {
 
 
 class _Swagger(Swagger):
-    """Documents 500 on every operation: any of them can meet a bug."""
+    """Documents 500 on every operation: any of them can meet a bug; and 400 on every one but the probes: in
+    production a request for another host than app.public_url's is 400 (app.urls)."""
+
+    _probes = False
+
+    def serialize_resource(self, ns: Namespace, resource: Any, url: str, route_doc: Any = None, **kwargs: Any) -> Any:
+        self._probes = ns is health_ns
+        return super().serialize_resource(ns, resource, url, route_doc, **kwargs)
 
     def responses_for(self, doc: dict, method: str) -> dict:
         responses: dict[str, Any] = super().responses_for(doc, method)
+        if not self._probes:
+            responses.setdefault("400", {"description": ERROR_DESCRIPTIONS[400],
+                                         "schema": self.serialize_schema(error_model)})
         responses.setdefault("500", {
             "description": ERROR_DESCRIPTIONS[500],
             "schema": self.serialize_schema(error_model),

@@ -1,5 +1,7 @@
 """Authentication: register, log in, refresh, log out, sessions and passwords."""
 
+from typing import Any
+
 from flask import g, request
 from flask_restx import Namespace, Resource, fields
 
@@ -72,7 +74,8 @@ def client() -> tuple[str, str]:
     return request.remote_addr or "", request.headers.get("User-Agent", "")
 
 
-def issued(pair: sessions.TokenPair, user: object) -> dict:
+def issued(pair: sessions.TokenPair, user: Any) -> dict:
+    g.user_id = user.id  # the access line names who just signed in (app.logs reads g.user_id)
     return {"token": pair.token, "expires_in": configs.auth.token_ttl, "refresh_token": pair.refresh_token,
             "refresh_expires_in": configs.auth.refresh_ttl, "user": user}
 

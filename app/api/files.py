@@ -1,8 +1,9 @@
 """Files: uploads to the configured storage, downloads, and Qiniu direct uploads."""
 
-from flask import g, redirect, request, send_file, url_for
+from flask import g, redirect, request, send_file
 from flask_restx import Namespace, Resource, fields, reqparse
 from werkzeug.datastructures import FileStorage
+from werkzeug.http import parse_range_header
 
 from app.api.envelope import NullableString, Timestamp, fails, page_of, public, returns, returns_nothing
 from app.api.users import page_args
@@ -16,7 +17,7 @@ class FileUrl(NullableString):
     """Where to download the file: the storage's URL, or our content endpoint."""
 
     def output(self, key, obj, ordered=False, **kwargs):
-        return files.file_url(obj) or url_for("api.files_file_content", file_id=obj.id, _external=True)
+        return files.download_url(obj)
 
 
 file_model = ns.model("File", {
@@ -98,8 +99,21 @@ class FileContent(Resource):
         record = files.get_file(file_id, g.current_user)
         if record.backend != "local":
             return redirect(files.file_url(record) or "", code=302)
+        ignore_unusable_range()
         return send_file(files.local_path(record), mimetype=record.content_type, as_attachment=True,
                          download_name=record.filename, conditional=True, etag=record.sha256, max_age=0)
+
+
+def ignore_unusable_range() -> None:
+    """RFC 9110 14.2: a Range that does not parse, in a unit other than bytes, or of several ranges (not served
+    here) is ignored, so the whole body is sent; Werkzeug would answer 416. Only one satisfiable byte range
+    gets 206, an unsatisfiable one 416."""
+    value = request.headers.get("Range")
+    if value is None:
+        return
+    parsed = parse_range_header(value)
+    if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
+        request.environ.pop("HTTP_RANGE", None)  # send_file reads the Range from the WSGI environ
 
 
 @ns.route("/upload-token")

@@ -19,6 +19,7 @@ from app.extensions import db
 from app.models import File, User
 from app.services.records import get_by_id, paginate
 from app.services.storage import QiniuStorage, read_limited, storage_for
+from app.urls import absolute_url
 
 HEAD = 512  # bytes read to recognise the type
 SIGNATURES = (
@@ -124,7 +125,13 @@ def delete_files_of(owner_id: int) -> None:
 
 
 def file_url(record: File) -> str | None:
+    """The storage's own URL of the bytes, if it has one."""
     return storage_for(record.backend).url(record.key)
+
+
+def download_url(record: File) -> str:
+    """Where a client downloads the file: the storage's URL, or our content endpoint."""
+    return file_url(record) or absolute_url("api.files_file_content", file_id=record.id)
 
 
 def local_path(record: File) -> Any:
@@ -151,7 +158,7 @@ def qiniu_upload_token(user: User, filename: str, content_type: str | None) -> d
     policy = {
         "fsizeLimit": files.max_size,
         "mimeLimit": ";".join(files.allowed_types),
-        "callbackUrl": settings.callback_url,
+        "callbackUrl": settings.callback_url or absolute_url("api.files_qiniu_callback"),
         "callbackBody": CALLBACK_BODY.format(user_id=user.id),
         "callbackBodyType": CALLBACK_TYPE,
     }

@@ -1,4 +1,9 @@
-"""Email: one send_email() that renders text and HTML templates and sends in the background."""
+"""Email: one send_email() that renders text and HTML templates and sends in the background.
+
+``mail.backend`` says where mail goes: ``smtp`` (Flask-Mail, through ``mail.server``) or ``console`` (the log,
+text part included, as the SMS console gateway does; the development default, so that registering with an
+email and resetting a password by email work without an SMTP server).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,9 @@ log = logging.getLogger(__name__)
 
 @async_task
 def _deliver(message: Message) -> None:
+    if configs.mail.backend == "console":
+        log.info("mail to %s: %s\n%s", ", ".join(map(str, message.recipients)), message.subject, message.body)
+        return
     mail.send(message)
     log.info("mail %r sent to %d recipient(s)", message.subject, len(message.recipients))
 

@@ -74,6 +74,26 @@ def test_range_and_conditional_requests(client, tokens):
     assert client.get(url, headers={**headers, "If-None-Match": etag}).status_code == 304
 
 
+@pytest.mark.parametrize("value", ["bytes=abc", "bytes=", "bytes=5-2", "bytes=1-2-3", "items=0-5", "abc",
+                                   "bytes=0-1,4-5"])
+def test_an_unparseable_range_is_ignored(client, tokens, value):
+    """RFC 9110 14.2: a Range that cannot be parsed, of a unit we do not know, or of several ranges (which we do
+    not serve) gets the whole body."""
+    file_id = upload(client, tokens["owner"]).get_json()["data"]["id"]
+    response = client.get(f"/api/files/{file_id}/content", headers={**bearer(tokens["owner"]), "Range": value})
+    assert response.status_code == 200
+    assert response.data == PNG and "Content-Range" not in response.headers
+
+
+def test_an_unsatisfiable_range_is_416_naming_the_size(client, tokens):
+    file_id = upload(client, tokens["owner"]).get_json()["data"]["id"]
+    response = client.get(f"/api/files/{file_id}/content",
+                          headers={**bearer(tokens["owner"]), "Range": f"bytes={len(PNG)}-"})
+    assert response.status_code == 416
+    assert response.headers["Content-Range"] == f"bytes */{len(PNG)}"
+    assert response.get_json()["code"] == 416
+
+
 def test_delete_removes_the_row_and_the_bytes(app, client, tokens):
     file_id = upload(client, tokens["owner"]).get_json()["data"]["id"]
     assert len(stored_files(app)) == 1

@@ -125,10 +125,16 @@ class DeployLab:
 
         wait_until(listening, timeout=15)
 
+    @property
+    def public_url(self) -> str:
+        """The site's address: nginx on the first host (test_deploy's nginx fixture)."""
+        return f"http://{self.hosts[0].address}"
+
     def host_settings(self) -> str:
         """shared/config_override.py of every host: production, one database, one Redis, behind one proxy."""
         return (f"configs = {{\n"
-                f"    'app': {{'env': 'production', 'secret_key': {SECRET!r}, 'trusted_proxies': 1}},\n"
+                f"    'app': {{'env': 'production', 'secret_key': {SECRET!r}, 'trusted_proxies': 1,\n"
+                f"            'public_url': {self.public_url!r}}},\n"
                 f"    'database': {{'url': 'sqlite:///{self.database}'}},\n"
                 f"    'redis': {{'url': 'unix://{self.redis_socket}'}},\n"
                 f"}}\n")
