@@ -281,7 +281,8 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
         env.update({"APP_ENV": "production", "SECRET_KEY": "bench-" + "s" * 40, "DATABASE_URL": db_url,
                     "REDIS_URL": redis_url, "APP_REDIS__PREFIX": prefix, "APP_LOG__FILE": str(work / "app.log"),
-                    "APP_AUTH__MAX_FAILURES_PER_IP": "1000000"})
+                    "APP_AUTH__MAX_FAILURES_PER_IP": "1000000",
+                    "APP_APP__PUBLIC_URL": "http://127.0.0.1"})  # production refuses other hosts
         python = str(bin_dir / "python")
         subprocess.run([python, "manage.py", "db", "upgrade"], cwd=PROJECT_DIR, env=env, check=True,
                        capture_output=True)
