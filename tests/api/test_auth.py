@@ -75,8 +75,10 @@ def test_register_with_a_taken_phone_or_email_is_409(app, client, make_user):
     make_user(OTHER, email="taken@example.com")
     response = register(client, app, email="taken@example.com")
     assert (response.status_code, response.get_json()["field"]) == (409, "email")
-    make_user(PHONE)
-    body = {"phone": PHONE, "password": PASSWORD, "nickname": "n", "sms_code": "123456"}
+    third = "+8613700137000"
+    code = sms_code(app, third, "register", client)
+    make_user(third)  # registered after its code was sent: the proof is valid, the phone taken
+    body = {"phone": third, "password": PASSWORD, "nickname": "n", "sms_code": code}
     response = client.post("/api/auth/register", json=body)
     assert (response.status_code, response.get_json()["field"]) == (409, "phone")
 
