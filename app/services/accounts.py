@@ -170,7 +170,7 @@ def forgot_password(email: str, ip: str) -> None:
     """
     address = normalize_email(email)
     if address is None:
-        raise InvalidField("Give email.", field="email")
+        return
     reason, wait_ms = reserve_send(redis_store.key("auth", "email_wait", address),
                                    redis_store.key("auth", "email_day", "address", address),
                                    redis_store.key("auth", "email_day", "ip", ip or "unknown"),
