@@ -173,11 +173,12 @@ class Password(Resource):
     @log_record
     @accepts(ns, password_change)
     @returns(ns, description="Changed; every other session ended")
-    @fails(ns, 503)
+    @fails(ns, 429, 503)
     def put(self):
-        """Change your password; your other sessions end."""
+        """Change your password; your other sessions end. Wrong old passwords count as failed logins (429)."""
         body = ns.payload
-        accounts.change_password(g.current_user, g.session_id, body["old_password"], body["new_password"])
+        accounts.change_password(g.current_user, g.session_id, body["old_password"], body["new_password"],
+                                 client()[0])
 
 
 @ns.route("/password/forgot")
@@ -186,10 +187,11 @@ class PasswordForgot(Resource):
     @log_record
     @accepts(ns, password_forgot)
     @returns(ns, description="If the email belongs to an account, a reset code is on its way")
-    @fails(ns, 503)
+    @fails(ns, 429, 503)
     def post(self):
-        """Mail a single-use reset code. The answer is the same whether or not the email is known."""
-        accounts.forgot_password(ns.payload["email"])
+        """Mail a single-use reset code. The answer is the same whether or not the email is known; daily caps per
+        address and per client answer 429."""
+        accounts.forgot_password(ns.payload["email"], client()[0])
 
 
 @ns.route("/password/reset")

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 from app.config import configs
-from app.errors import Forbidden, InvalidField, NotAuthorized
+from app.errors import Forbidden, InvalidField, NotAuthorized, TooManyRequests
 from app.extensions import db, redis_store
 from app.models import User
 from app.services import sessions, user_cache
-from app.services.codes import issue_code, use_code
-from app.services.login_limits import check_login_allowed, clear_login_failures, record_login_failure
+from app.services.codes import issue_code, reserve_send, use_code
+from app.services.login_limits import account_key, check_login_allowed, clear_login_failures, record_login_failure
 from app.services.mail import send_email
 from app.services.passwords import hash_password, needs_rehash, verify_password
 from app.services.phones import normalize_phone
@@ -26,16 +27,24 @@ from app.services.users import (
 )
 
 WRONG_CREDENTIALS = "Wrong account or password."
+RESET_MAIL_REFUSALS = {
+    2: "This address has had its reset mails for today.",
+    3: "Too many reset mails were asked for from your address today.",
+}
 
 
 def register(phone: str, password: str, nickname: str, email: str | None = None, *,
              sms_code: str | None = None, sms_ticket: str | None = None) -> User:
-    """A new account for a phone proven by an SMS code or ticket (purpose ``register``)."""
+    """A new account for a phone proven by an SMS code or ticket (purpose ``register``).
+
+    The proof is used up before the phone and email are checked: without one, no answer tells whether they are
+    taken, and each answer that does (409) costs a new code, so the SMS caps bound that too.
+    """
     phone = normalize_phone(phone)
     email = normalize_email(email)
     check_password_rules(password)
-    check_unique(phone, email)
     consume_sms_proof(phone, "register", code=sms_code, ticket=sms_ticket)
+    check_unique(phone, email)
     user = save_user(User(phone=phone, email=email, nickname=nickname, password_hash=hash_password(password)))
     if user.email:
         send_email(user.email, "Welcome", "welcome", nickname=user.nickname, phone=user.phone)
@@ -61,13 +70,13 @@ def _open(user: User, ip: str, user_agent: str) -> sessions.TokenPair:
 
 def login_with_password(account: str, password: str, ip: str, user_agent: str) -> tuple[sessions.TokenPair, User]:
     """Unknown account and wrong password answer the same 401 in the same time."""
-    account_key = account.strip().lower()
-    check_login_allowed(account_key, ip)
-    user = _account_user(account_key)
+    keys = [account_key(account)]
+    check_login_allowed(keys, ip)
+    user = _account_user(account.strip().lower())
     if not verify_password(user.password_hash if user else None, password) or user is None:
-        record_login_failure(account_key, ip)
+        record_login_failure(keys, ip)
         raise NotAuthorized(WRONG_CREDENTIALS)
-    clear_login_failures(account_key)
+    clear_login_failures(keys)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return _open(user, ip, user_agent), user
@@ -116,10 +125,15 @@ def user_for_token(token: str) -> tuple[Profile, str, User | None]:
     return profile, session_id, user
 
 
-def change_password(user: User, session_id: str, old_password: str, new_password: str) -> None:
-    """Every other session of the user ends."""
+def change_password(user: User, session_id: str, old_password: str, new_password: str, ip: str) -> None:
+    """Every other session of the user ends. A wrong old password counts as a failed login of the user's phone
+    and email, and from ``ip``."""
+    keys = [account_key(user.phone), *([account_key(user.email)] if user.email else [])]
+    check_login_allowed(keys, ip)
     if not verify_password(user.password_hash, old_password):
+        record_login_failure(keys, ip)
         raise InvalidField("The old password is wrong.", field="old_password")
+    clear_login_failures(keys)
     check_password_rules(new_password, "new_password")
     _replace_password(user, new_password, keep_session=session_id)
 
@@ -147,17 +161,25 @@ def _email_code_key(email: str) -> str:
     return redis_store.key("auth", "email_code", email)
 
 
-def forgot_password(email: str) -> None:
+def forgot_password(email: str, ip: str) -> None:
     """Mail a single-use reset code to a known, active account; say nothing either way (no discovery).
 
-    One mail per address per ``sms.resend_after`` seconds; later asks inside that time are ignored.
+    One mail per address per ``sms.resend_after`` seconds (later asks inside that time are ignored), and at most
+    ``auth.reset_mails_per_address`` per address and ``reset_mails_per_ip`` per client a day (429 beyond). Every
+    well-formed address is counted alike, known or not, so the answers do not tell which is.
     """
     address = normalize_email(email)
-    user = find_by_email(address) if address else None
-    if user is None or not user.is_active or address is None:
+    if address is None:
         return
-    wait = configs.sms.resend_after
-    if wait and not redis_store.set(redis_store.key("auth", "email_wait", address), "1", nx=True, ex=wait):
+    reason, wait_ms = reserve_send(redis_store.key("auth", "email_wait", address),
+                                   redis_store.key("auth", "email_day", "address", address),
+                                   redis_store.key("auth", "email_day", "ip", ip or "unknown"),
+                                   configs.sms.resend_after, configs.auth.reset_mails_per_address,
+                                   configs.auth.reset_mails_per_ip)
+    if reason in RESET_MAIL_REFUSALS:
+        raise TooManyRequests(RESET_MAIL_REFUSALS[reason], retry_after=math.ceil(wait_ms / 1000))
+    user = find_by_email(address)
+    if reason or user is None or not user.is_active:
         return
     ttl = configs.auth.email_code_ttl
     code = issue_code(_email_code_key(address), ttl, "reset_password", address)

@@ -1,5 +1,5 @@
 """One-time codes in Redis: 6 digits from ``secrets``, kept as an HMAC under the app secret, with a TTL
-and a number of tries. SMS codes and emailed reset codes both live here.
+and a number of tries. SMS codes and emailed reset codes both live here, and the limits on sending them.
 
 Each code is a hash {hash, tries} at a key its caller owns; checking is one Lua script, so two parallel
 checks of the right code cannot both pass.
@@ -31,6 +31,25 @@ if redis.call('HINCRBY', KEYS[1], 'tries', 1) >= tonumber(ARGV[2]) then
 end
 return 3
 """
+# KEYS: cooldown, target counter, client counter. ARGV: cooldown, target cap, client cap, window (all seconds).
+# Returns {0, 0} when the send may go ahead (cooldown set, counters counted), else {reason, wait in ms}:
+# 1 inside the cooldown, 2 the target's cap reached, 3 the client's.
+_RESERVE_SEND = """
+local wait = redis.call('PTTL', KEYS[1])
+if wait > 0 then return {1, wait} end
+if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[2]) then
+  return {2, redis.call('PTTL', KEYS[2])}
+end
+if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[3]) then
+  return {3, redis.call('PTTL', KEYS[3])}
+end
+if tonumber(ARGV[1]) > 0 then redis.call('SET', KEYS[1], '1', 'EX', ARGV[1]) end
+for i = 2, 3 do
+  if redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+end
+return {0, 0}
+"""
+DAY = 24 * 3600
 REFUSALS = {
     0: "No valid code; request a new one.",
     2: "Too many wrong codes; request a new one.",
@@ -62,3 +81,12 @@ def use_code(key: str, code: str, field: str, *bound_to: str, ticket_key: str = 
                                            ticket_ttl])
     if outcome != 1:
         raise InvalidField(REFUSALS[outcome], field=field)
+
+
+def reserve_send(wait_key: str, target_key: str, client_key: str, wait: int, target_cap: int,
+                 client_cap: int) -> tuple[int, int]:
+    """Count one message to a target (phone, address) asked by a client, in one step; (0, 0) when it may go,
+    else (reason, wait in ms) as ``_RESERVE_SEND`` says. The caps count messages per 24 hours from the first."""
+    reason, wait_ms = redis_store.run_script(_RESERVE_SEND, keys=[wait_key, target_key, client_key],
+                                             args=[wait, target_cap, client_cap, DAY])
+    return int(reason), int(wait_ms)

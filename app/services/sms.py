@@ -21,32 +21,13 @@ from typing import Any
 from app.config import configs
 from app.errors import Conflict, InvalidField, NotFound, SmsFailed, TooManyRequests
 from app.extensions import redis_store
-from app.services.codes import digest, issue_code, use_code
+from app.services.codes import digest, issue_code, reserve_send, use_code
 from app.services.sms_gateways import SmsMessage, current_gateway
 from app.services.users import phone_registered
 
 log = logging.getLogger(__name__)
 
 PURPOSES = ("register", "login", "reset_password")
-DAY = 24 * 3600
-
-# KEYS: cooldown, phone counter, ip counter. ARGV: resend_after, phone cap, ip cap, window.
-# Returns {0, 0} when the send may go ahead (cooldown set, counters counted), else {reason, wait in ms}.
-_RESERVE_SEND = """
-local wait = redis.call('PTTL', KEYS[1])
-if wait > 0 then return {1, wait} end
-if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[2]) then
-  return {2, redis.call('PTTL', KEYS[2])}
-end
-if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[3]) then
-  return {3, redis.call('PTTL', KEYS[3])}
-end
-if tonumber(ARGV[1]) > 0 then redis.call('SET', KEYS[1], '1', 'EX', ARGV[1]) end
-for i = 2, 3 do
-  if redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ARGV[4]) end
-end
-return {0, 0}
-"""
 
 # KEYS: ticket. ARGV: expected "<purpose>:<phone>". Deletes and returns 1 only when it matches.
 _TAKE_TICKET = """
@@ -84,9 +65,8 @@ def send_code(phone: str, purpose: str, client_ip: str) -> dict[str, int]:
     wait_key = redis_store.key("sms", "wait", purpose, phone)
     phone_key = redis_store.key("sms", "day", "phone", phone)
     ip_key = redis_store.key("sms", "day", "ip", client_ip or "unknown")
-    caps = [settings.daily_cap_per_phone, settings.daily_cap_per_ip]
-    reason, wait_ms = redis_store.run_script(_RESERVE_SEND, keys=[wait_key, phone_key, ip_key],
-                                             args=[settings.resend_after, *caps, DAY])
+    reason, wait_ms = reserve_send(wait_key, phone_key, ip_key, settings.resend_after, settings.daily_cap_per_phone,
+                                   settings.daily_cap_per_ip)
     if reason:
         refusal = {
             1: "A code was just sent; wait before asking for another.",
