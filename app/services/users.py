@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
-from app.errors import Conflict, InvalidField, NotFound
+from app.errors import Conflict, Forbidden, InvalidField, NotFound
 from app.extensions import db
 from app.models import User
 from app.services import sessions
@@ -77,10 +77,11 @@ def get_user(user_id: int) -> User:
 def list_users(page: int, per_page: int, q: str | None = None) -> dict[str, Any]:
     """A page of users, newest first; ``q`` matches part of the phone, email or nickname."""
     query = select(User).order_by(User.id.desc())
-    if q:
-        pattern = f"%{q.strip().lower()}%"
-        query = query.where(or_(User.phone.like(pattern), User.email.like(pattern),
-                                db.func.lower(User.nickname).like(pattern)))
+    if q and q.strip():
+        # contains(autoescape=True): % and _ in q match only themselves (LIKE … ESCAPE '/', on every database)
+        text = q.strip().lower()
+        query = query.where(or_(User.phone.contains(text, autoescape=True), User.email.contains(text, autoescape=True),
+                                db.func.lower(User.nickname).contains(text, autoescape=True)))
     return paginate(query, page, per_page)
 
 
@@ -99,27 +100,53 @@ def _check_role(role: str) -> None:
         raise InvalidField(f"role must be one of {', '.join(ROLES)}", field="role")
 
 
-def update_user(user: User, changes: dict[str, Any]) -> User:
-    """Apply nickname, email, role and is_active; deactivating ends every session of the user."""
-    if "email" in changes:
-        changes["email"] = normalize_email(changes["email"])
-        check_unique(email=changes["email"], exclude=user.id)
-    if "role" in changes:
-        _check_role(changes["role"])
-    for field in ("nickname", "email", "role", "is_active"):
-        if field in changes:
-            setattr(user, field, changes[field])
+def update_user(
+    user: User,
+    *,
+    nickname: str | None = None,
+    email: str | None = None,
+    role: str | None = None,
+    is_active: bool | None = None,
+) -> User:
+    """Change what is given (None leaves a value as it is; an empty email removes it). Deactivating ends every
+    session of the user; a demotion or deactivation that would leave no active admin is 403."""
+    if email is not None:
+        new_email = normalize_email(email)
+        check_unique(email=new_email, exclude=user.id)
+    if role is not None:
+        _check_role(role)
+    if (role is not None and role != "admin") or is_active is False:
+        _keep_an_active_admin(user)
+    for field, value in (("nickname", nickname), ("role", role), ("is_active", is_active)):
+        if value is not None:
+            setattr(user, field, value)
+    if email is not None:
+        user.email = new_email
     save_user(user)
-    if changes.get("is_active") is False:
+    if is_active is False:
         sessions.end_all_sessions(user.id)
     return user
 
 
-def delete_user(user: User) -> None:
-    """End the user's sessions, delete their files (bytes included), then the account."""
+def _keep_an_active_admin(user: User) -> None:
+    """403 when ``user`` is the only active admin. Runs before ``user`` is changed, and locks the active admins'
+    rows (SELECT … FOR UPDATE) until the change commits, so that two admins demoting each other at once cannot
+    both pass on PostgreSQL or MySQL/MariaDB (SQLite has no row locks)."""
+    admins = db.session.scalars(
+        select(User.id).where(User.role == "admin", User.is_active.is_(True)).order_by(User.id).with_for_update()
+    ).all()
+    if user.id in admins and len(admins) == 1:
+        raise Forbidden("This would leave no active admin.")
+
+
+def delete_user(user: User, deleted_by: int | None = None) -> None:
+    """Deactivate the user (403 for the last active admin; their sessions end), delete their files (bytes
+    included), then the account. 403 when ``deleted_by`` is the user themself."""
     from app.services.files import delete_files_of
 
-    sessions.end_all_sessions(user.id)
+    if user.id == deleted_by:
+        raise Forbidden("You may not delete your own account.")
+    update_user(user, is_active=False)
     delete_files_of(user.id)
     db.session.delete(user)
     db.session.commit()
