@@ -26,7 +26,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tornado.httpserver import HTTPServer
-from tornado.httputil import HTTPHeaders, HTTPServerRequest, ResponseStartLine
+from tornado.httputil import (
+    HTTPConnection,
+    HTTPHeaders,
+    HTTPMessageDelegate,
+    HTTPServerConnectionDelegate,
+    HTTPServerRequest,
+    RequestStartLine,
+    ResponseStartLine,
+)
 from tornado.netutil import bind_sockets
 from tornado.wsgi import WSGIContainer
 
@@ -43,7 +51,33 @@ class StartupError(Exception):
 BODILESS = ("204", "304")  # statuses that carry no body, and so no Content-Length (RFC 9110 8.6)
 
 
-class WSGIAdapter(WSGIContainer):
+class UnparsedRequest(HTTPMessageDelegate):
+    """Collects a request and hands it on with its body unparsed. HTTPServer's default delegate parses form
+    bodies itself first, answering a bare 400 (no JSON, no request id) to a multipart body it dislikes before
+    the app, which parses the body anyway, can answer with its error envelope."""
+
+    def __init__(self, adapter: WSGIAdapter, connection: HTTPConnection) -> None:
+        self.adapter, self.connection = adapter, connection
+        self.request: HTTPServerRequest | None = None
+        self.chunks: list[bytes] = []
+
+    def headers_received(self, start_line: Any, headers: HTTPHeaders) -> None:
+        assert isinstance(start_line, RequestStartLine)
+        self.request = HTTPServerRequest(connection=self.connection, start_line=start_line, headers=headers)
+
+    def data_received(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+
+    def finish(self) -> None:
+        assert self.request is not None
+        self.request.body = b"".join(self.chunks)
+        self.adapter(self.request)
+
+    def on_connection_close(self) -> None:
+        self.chunks.clear()
+
+
+class WSGIAdapter(WSGIContainer, HTTPServerConnectionDelegate):
     """Runs a request on the thread pool in one hop: the app call, its body and its close() together.
 
     Tornado's own WSGIContainer hands each body chunk to the pool separately (three hops for a JSON
@@ -55,6 +89,9 @@ class WSGIAdapter(WSGIContainer):
     def __init__(self, wsgi_application: Any, executor: ThreadPoolExecutor) -> None:
         super().__init__(wsgi_application, executor=executor)
         self.in_flight = 0
+
+    def start_request(self, server_conn: object, request_conn: HTTPConnection) -> HTTPMessageDelegate:
+        return UnparsedRequest(self, request_conn)
 
     def _respond(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
         started: list[Any] = []
