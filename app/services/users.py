@@ -42,10 +42,15 @@ def check_unique(phone: str | None = None, email: str | None = None, exclude: in
             raise Conflict(f"This {field} is already registered.", field=field)
 
 
-def save_user(user: User) -> User:
-    """Commit ``user``; a unique value taken meanwhile (a race past check_unique) is 409 on its field."""
+def save_user(user: User, *, keep_an_admin: bool = False) -> User:
+    """Commit ``user``; a unique value taken meanwhile (a race past check_unique) is 409 on its field. With
+    ``keep_an_admin``, 403 and nothing saved when no active admin would remain."""
     db.session.add(user)
     try:
+        db.session.flush()
+        if keep_an_admin and not _active_admins():
+            db.session.rollback()
+            raise Forbidden("This would leave no active admin.")
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
@@ -115,28 +120,26 @@ def update_user(
         check_unique(email=new_email, exclude=user.id)
     if role is not None:
         _check_role(role)
-    if (role is not None and role != "admin") or is_active is False:
-        _keep_an_active_admin(user)
+    demoting = (role is not None and role != "admin") or is_active is False
+    if demoting:
+        _active_admins(lock=True)
     for field, value in (("nickname", nickname), ("role", role), ("is_active", is_active)):
         if value is not None:
             setattr(user, field, value)
     if email is not None:
         user.email = new_email
-    save_user(user)
+    save_user(user, keep_an_admin=demoting)
     if is_active is False:
         sessions.end_all_sessions(user.id)
     return user
 
 
-def _keep_an_active_admin(user: User) -> None:
-    """403 when ``user`` is the only active admin. Runs before ``user`` is changed, and locks the active admins'
-    rows (SELECT … FOR UPDATE) until the change commits, so that two admins demoting each other at once cannot
-    both pass on PostgreSQL or MySQL/MariaDB (SQLite has no row locks)."""
-    admins = db.session.scalars(
-        select(User.id).where(User.role == "admin", User.is_active.is_(True)).order_by(User.id).with_for_update()
-    ).all()
-    if user.id in admins and len(admins) == 1:
-        raise Forbidden("This would leave no active admin.")
+def _active_admins(lock: bool = False) -> list[int]:
+    """The active admins' ids. A demotion locks their rows (FOR UPDATE) before it changes anything and counts
+    them again after its change, in one transaction: two admins demoting each other at once are serialised on
+    PostgreSQL and MySQL/MariaDB by the row locks, on SQLite by its single writer, and one of them gets 403."""
+    query = select(User.id).where(User.role == "admin", User.is_active.is_(True)).order_by(User.id)
+    return list(db.session.scalars(query.with_for_update() if lock else query))
 
 
 def delete_user(user: User, deleted_by: int | None = None) -> None:
