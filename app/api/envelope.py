@@ -86,13 +86,16 @@ class Email(fields.String):
         super().__init__(*args, **kwargs)
 
 
+PHONE_MAX_LENGTH = 32  # "+" and 15 digits, with room for separators: "+86 138-0013-8000"
+
+
 class Phone(fields.String):
     """A phone number (format ``phone``): 11-digit mainland mobile number or E.164; the service validates it."""
 
     __schema_format__ = "phone"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("max_length", 32)  # room for separators: "+86 138-0013-8000"
+        kwargs.setdefault("max_length", PHONE_MAX_LENGTH)
         super().__init__(*args, **kwargs)
 
 
