@@ -11,6 +11,7 @@ from typing import Any
 from flask import request
 from flask.json.provider import DefaultJSONProvider
 from flask_restx import Model, fields, reqparse
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from app.errors import BadRequest, InvalidField
@@ -82,7 +83,32 @@ def check_body(model: Model, payload: Any, resolver: Any) -> None:
             raise InvalidField(f"{shown} is not a field of this operation.", field=shown)
         if not is_valid_unicode(value):
             raise InvalidField(f"{name} is not valid Unicode (a lone surrogate).", field=name)
-    model.validate(payload, resolver)
+    try:
+        model.validate(payload, resolver)
+    except HTTPException as exc:  # jsonschema's messages quote the value: a password, or megabytes of text
+        errors = (getattr(exc, "data", None) or {}).get("errors") or {}
+        path = next(iter(errors), "")
+        name = path.split(".", 1)[0]
+        if name not in payload:
+            raise InvalidField(f"{name} is required.", field=name) from None
+        raise InvalidField(f"{name} must be {describe(model[name])}.", field=path) from None
+
+
+def describe(field: fields.Raw) -> str:
+    """What a valid value of ``field`` is, in words (never the value that was sent)."""
+    if isinstance(field, fields.String):
+        rule = "a string"
+        if getattr(field, "enum", None):
+            return f"one of {', '.join(field.enum)}"
+        low, high = field.min_length, field.max_length
+        rule += f" of {low} to {high} characters" if low else f" of at most {high} characters"
+        return rule + (f" matching {field.pattern}" if field.pattern else "")
+    if isinstance(field, fields.Integer):
+        low, high = getattr(field, "minimum", None), getattr(field, "maximum", None)
+        return "a whole number" + (f" from {low} to {high}" if low is not None and high is not None else "")
+    if isinstance(field, fields.Boolean):
+        return "true or false"
+    return f"a valid {field.__schema_type__}"
 
 
 class BoundedText:

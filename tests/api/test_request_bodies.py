@@ -134,3 +134,16 @@ def test_the_detail_line_of_a_body_with_a_lone_surrogate_is_logged_escaped(make_
     [line] = [line for line in text.splitlines() if "app.record" in line and "[sur-1]" in line]
     assert '"ignored": "\\ud800"' in line
     assert "Logging error" not in text
+
+
+@pytest.mark.parametrize("body", [
+    {"account": "13800138000", "password": "p" * 100 + "-secret-" + "p" * 100},
+    {"account": "a" * 100_000, "password": "short"},
+])
+def test_a_refused_value_is_not_echoed(client, body):
+    response = client.post("/api/auth/login", json=body)
+    answer = response.get_json()
+    assert response.status_code == 400 and answer["status"] == "INVALID_FIELD"
+    assert "secret" not in answer["message"] and "aaaa" not in answer["message"]
+    assert len(response.get_data()) < 1000
+    assert "at most" in answer["message"]
