@@ -21,6 +21,7 @@ def create_app(
     """Build an app from the settings (``overrides`` merged last) plus any extra namespaces."""
     from app import headers, request_id, urls
     from app.api import create_api
+    from app.api.validation import RequestJSONProvider
     from app.cli import register_commands
     from app.config import PROJECT_DIR, load_configs
     from app.decorators import RequestGlobals
@@ -33,8 +34,7 @@ def create_app(
     app.app_ctx_globals_class = RequestGlobals
     app.extensions["configs"] = settings
     app.config.update(flask_settings(settings))
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json = RequestJSONProvider(app)  # keys in order, UTF-8 as is; JSON nested too deep to parse is a 400
     configure_logging(settings)
 
     request_id.init_app(app)

@@ -176,7 +176,10 @@ def redact(value: Any, secret_keys: Iterable[str], depth: int = 0) -> Any:
 
 
 def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + f"…(+{len(text) - limit} chars)"
+    """``text`` cut to ``limit`` characters, lone surrogates (JSON's ``\\ud800``) escaped so the line can be
+    written as UTF-8."""
+    text = text if len(text) <= limit else text[:limit] + f"…(+{len(text) - limit} chars)"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def init_request_logging(app: Flask) -> None:
@@ -200,7 +203,7 @@ def init_request_logging(app: Flask) -> None:
             size = response.calculate_content_length() if not response.is_streamed else None
             record_log.info(
                 "%s %s query=%s body=%s -> %s size=%s %.1fms user=%s", request.method, request.path,
-                json.dumps(query, ensure_ascii=False),
+                _clip(json.dumps(query, ensure_ascii=False), settings.body_limit),
                 _clip(json.dumps(redact(body, settings.redact), ensure_ascii=False), settings.body_limit),
                 response.status_code, size, ms, user_id,
             )

@@ -17,6 +17,7 @@ from app.api.envelope import ERROR_DESCRIPTIONS, error_model
 from app.api.files import ns as files_ns
 from app.api.health import ns as health_ns
 from app.api.users import ns as users_ns
+from app.api.validation import AsciiIntegerConverter
 from app.errors import error_response
 
 # Add a namespace: write app/api/<name>.py with `ns = Namespace(...)`, then list it here.
@@ -86,6 +87,7 @@ def create_api(app: Flask, extra_namespaces: Iterable[tuple[Namespace, str]] = (
     )
     # add_specs only takes effect through init_app (flask-restx ignores it in the constructor).
     api.init_app(blueprint, add_specs=settings.api.docs)
+    app.url_map.converters["int"] = AsciiIntegerConverter  # before the blueprint's rules are bound
     api.models[error_model.name] = error_model
     for namespace, path in (*NAMESPACES, *extra_namespaces):
         api.add_namespace(namespace, path=path)

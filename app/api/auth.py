@@ -25,17 +25,18 @@ ns = Namespace("auth", description="Register, log in and manage sessions")
 ns.add_model(user_model.name, user_model)
 
 PASSWORD = fields.String(required=True, min_length=8, max_length=128, example="correct horse battery")
-SMS_CODE = fields.String(example="123456", pattern=r"^\d{6}$")
+SMS_CODE = fields.String(example="123456", pattern=r"^\d{6}$", max_length=6)
+TICKET = 128  # characters: tickets and tokens are 43 (32 random bytes, URL-safe base64)
 register_request = ns.model("Register", {
     "phone": Phone(required=True, example="13800138000"),
     "password": PASSWORD,
     "nickname": fields.String(required=True, min_length=1, max_length=64, example="小明"),
     "sms_code": SMS_CODE,
-    "sms_ticket": fields.String(description="from POST /common/sms/verify, instead of sms_code"),
-    "email": Email(max_length=254, example="me@example.com"),
+    "sms_ticket": fields.String(max_length=TICKET, description="from POST /common/sms/verify, instead of sms_code"),
+    "email": Email(example="me@example.com"),
 })
 login_request = ns.model("Login", {
-    "account": fields.String(description="phone or email, with password", example="13800138000"),
+    "account": fields.String(max_length=254, description="phone or email, with password", example="13800138000"),
     "password": fields.String(max_length=128),
     "phone": Phone(description="with sms_code (purpose login), instead of account and password"),
     "sms_code": SMS_CODE,
@@ -47,7 +48,7 @@ tokens = ns.model("Tokens", {
     "refresh_expires_in": fields.Integer(required=True, example=2592000),
     "user": fields.Nested(user_model, required=True),
 })
-refresh_request = ns.model("Refresh", {"refresh_token": fields.String(required=True)})
+refresh_request = ns.model("Refresh", {"refresh_token": fields.String(required=True, max_length=TICKET)})
 session_model = ns.model("Session", {
     "id": fields.String(required=True),
     "created_at": Timestamp(required=True),
@@ -62,12 +63,12 @@ password_change = ns.model("PasswordChange", {
 password_reset = ns.model("PasswordReset", {
     "phone": Phone(example="13800138000", description="with sms_code or sms_ticket (purpose reset_password)"),
     "sms_code": SMS_CODE,
-    "sms_ticket": fields.String(description="from POST /common/sms/verify, instead of sms_code"),
-    "email": Email(max_length=254, description="with email_code, from POST /auth/password/forgot"),
-    "email_code": fields.String(example="123456", pattern=r"^\d{6}$"),
+    "sms_ticket": fields.String(max_length=TICKET, description="from POST /common/sms/verify, instead of sms_code"),
+    "email": Email(description="with email_code, from POST /auth/password/forgot"),
+    "email_code": fields.String(example="123456", pattern=r"^\d{6}$", max_length=6),
     "new_password": PASSWORD,
 })
-password_forgot = ns.model("PasswordForgot", {"email": Email(required=True, max_length=254)})
+password_forgot = ns.model("PasswordForgot", {"email": Email(required=True)})
 
 
 def client() -> tuple[str, str]:
@@ -155,8 +156,8 @@ class Sessions(Resource):
         return [{**s, "current": s["id"] == g.session_id} for s in sessions.list_sessions(g.user_id)]
 
 
-@ns.route("/sessions/<string:session_id>")
-@ns.param("session_id", "a session id from GET /auth/sessions")
+@ns.route("/sessions/<string(maxlength=64):session_id>")
+@ns.param("session_id", "a session id from GET /auth/sessions", maxLength=64)
 class SessionItem(Resource):
     @login_check
     @returns_nothing(ns, "The session ended")

@@ -13,7 +13,7 @@ ns = Namespace("common", description="SMS verification codes")
 
 PHONE = Phone(required=True, example="13800138000",
               description="11-digit mainland mobile number, or E.164 (+ and 8 to 15 digits)")
-PURPOSE = fields.String(required=True, enum=list(sms.PURPOSES), example="register")
+PURPOSE = fields.String(required=True, enum=list(sms.PURPOSES), max_length=32, example="register")
 
 send_request = ns.model("SmsSendRequest", {"phone": PHONE, "purpose": PURPOSE})
 send_reply = ns.model("SmsSent", {
@@ -23,7 +23,7 @@ send_reply = ns.model("SmsSent", {
 verify_request = ns.model("SmsVerifyRequest", {
     "phone": PHONE,
     "purpose": PURPOSE,
-    "code": fields.String(required=True, example="123456", pattern=r"^\d{6}$"),
+    "code": fields.String(required=True, example="123456", pattern=r"^\d{6}$", max_length=6),
 })
 verify_reply = ns.model("SmsTicket", {
     "sms_ticket": fields.String(required=True, description="single-use proof of the phone, for register etc."),

@@ -2,7 +2,8 @@
 
 A resource method returns its payload; ``@returns(ns, model)`` wraps it as
 ``{"code", "status": "SUCCESS", "message", "data"}`` and documents exactly that in the spec.
-``@accepts(ns, model)`` validates a JSON body and documents its 400/413/415 answers, and
+``@accepts(ns, model)`` validates a JSON body (closed: an unknown property is 400) and documents its
+400/413/415 answers, and
 ``@fails(ns, 404, 409)`` documents further error statuses.
 """
 
@@ -16,6 +17,8 @@ from typing import Any, TypeVar
 
 from flask import Response, current_app
 from flask_restx import Model, Namespace, fields, marshal
+
+from app.api.validation import check_body, close_model
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,13 +82,21 @@ class Email(fields.String):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("pattern", EMAIL_OR_EMPTY)
+        kwargs.setdefault("max_length", 254)
         super().__init__(*args, **kwargs)
+
+
+PHONE_MAX_LENGTH = 32  # "+" and 15 digits, with room for separators: "+86 138-0013-8000"
 
 
 class Phone(fields.String):
     """A phone number (format ``phone``): 11-digit mainland mobile number or E.164; the service validates it."""
 
     __schema_format__ = "phone"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", PHONE_MAX_LENGTH)
+        super().__init__(*args, **kwargs)
 
 
 ERROR_FIELDS = {
@@ -189,16 +200,18 @@ def fails(ns: Namespace, *codes: int) -> Callable[[F], F]:
 
 
 def accepts(ns: Namespace, model: Model) -> Callable[[F], F]:
-    """Validate the JSON body against ``model`` and document what a bad body gets.
+    """Validate the JSON body against ``model``, closed (a property it does not name is 400 INVALID_FIELD
+    naming it), and document what a bad body gets. Every string property of ``model`` needs a max_length.
 
     The check runs when the method is called, so decorators above it (``@login_check``) come first:
     an anonymous request gets 401, not a list of missing fields.
     """
+    close_model(model)
 
     def decorate(func: F) -> F:
         @wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            model.validate(ns.payload, current_app.extensions["restx_api"].refresolver)
+            check_body(model, ns.payload, current_app.extensions["restx_api"].refresolver)
             return func(*args, **kwargs)
 
         return fails(ns, 400, 413, 415)(ns.expect(model, validate=False)(wrapper))

@@ -7,6 +7,7 @@ from werkzeug.http import parse_range_header
 
 from app.api.envelope import NullableString, Timestamp, fails, page_of, public, returns, returns_nothing
 from app.api.users import page_args
+from app.api.validation import BoundedText, PartsParser
 from app.decorators import login_check
 from app.services import files
 
@@ -37,11 +38,11 @@ upload_token_model = ns.model("UploadToken", {
     "expires_at": fields.Integer(required=True, description="Unix time"),
 })
 
-upload_args = reqparse.RequestParser()
+upload_args = PartsParser()
 upload_args.add_argument("file", type=FileStorage, location="files", required=True, help="the file")
 token_args = reqparse.RequestParser()
-token_args.add_argument("filename", type=str, location="args", required=True)
-token_args.add_argument("content_type", type=str, location="args")
+token_args.add_argument("filename", type=BoundedText(255), location="args", required=True)
+token_args.add_argument("content_type", type=BoundedText(255), location="args")
 
 
 @ns.route("/")

@@ -1,7 +1,7 @@
 """Users: the current user's profile, and the admin's user management."""
 
 from flask import g
-from flask_restx import Namespace, Resource, fields, inputs, reqparse
+from flask_restx import Namespace, Resource, fields, reqparse
 
 from app.api.envelope import (
     Email,
@@ -15,6 +15,7 @@ from app.api.envelope import (
     returns,
     returns_nothing,
 )
+from app.api.validation import BoundedText, WholeNumber
 from app.decorators import admin_required, login_check
 from app.errors import Forbidden
 from app.services import users
@@ -32,11 +33,12 @@ user_model = ns.model("User", {
     "last_login_at": NullableTimestamp(required=True),
 })
 NICKNAME = fields.String(min_length=1, max_length=64, example="小明")
-EMAIL = Email(max_length=254, example="me@example.com", description="an empty string removes it")
+EMAIL = Email(example="me@example.com", description="an empty string removes it")
+ROLE = fields.String(enum=list(users.ROLES), max_length=16)
 profile_changes = ns.model("ProfileChanges", {"nickname": NICKNAME, "email": EMAIL})
 admin_changes = ns.model("UserChanges", {
     "nickname": NICKNAME, "email": EMAIL,
-    "role": fields.String(enum=list(users.ROLES)),
+    "role": ROLE,
     "is_active": fields.Boolean(description="false ends every session of the user at once"),
 })
 new_user = ns.model("NewUser", {
@@ -44,13 +46,14 @@ new_user = ns.model("NewUser", {
     "password": fields.String(required=True, min_length=8, max_length=128),
     "nickname": fields.String(required=True, min_length=1, max_length=64),
     "email": EMAIL,
-    "role": fields.String(enum=list(users.ROLES), default="user"),
+    "role": fields.String(enum=list(users.ROLES), max_length=16, default="user"),
 })
 
 page_args = reqparse.RequestParser()
-page_args.add_argument("page", type=inputs.int_range(1, 1_000_000), default=1, location="args")
-page_args.add_argument("per_page", type=inputs.int_range(1, 100), default=20, location="args")
-page_args.add_argument("q", type=str, location="args", help="part of a phone, email or nickname")
+page_args.add_argument("page", type=WholeNumber(1, 1_000_000), default=1, location="args")
+page_args.add_argument("per_page", type=WholeNumber(1, 100), default=20, location="args")
+search_args = page_args.copy()
+search_args.add_argument("q", type=BoundedText(64), location="args", help="part of a phone, email or nickname")
 
 
 @ns.route("/me")
@@ -68,18 +71,19 @@ class Me(Resource):
     @fails(ns, 409, 503)
     def patch(self):
         """Change your nickname or email."""
-        return users.update_user(g.current_user, dict(ns.payload))
+        body = ns.payload
+        return users.update_user(g.current_user, nickname=body.get("nickname"), email=body.get("email"))
 
 
 @ns.route("/")
 class Users(Resource):
     @admin_required
-    @ns.expect(page_args)
+    @ns.expect(search_args)
     @returns(ns, page_of(ns, user_model))
     @fails(ns, 400, 503)
     def get(self):
         """Admin: a page of users, newest first; q matches phone, email or nickname."""
-        args = page_args.parse_args()
+        args = search_args.parse_args()
         return users.list_users(args["page"], args["per_page"], args["q"])
 
     @admin_required
@@ -110,12 +114,15 @@ class UserItem(Resource):
     @returns(ns, user_model)
     @fails(ns, 404, 409, 503)
     def patch(self, user_id: int):
-        """Admin: change a user; deactivating ends every session of that user at once."""
-        return users.update_user(users.get_user(user_id), dict(ns.payload))
+        """Admin: change a user; deactivating ends every session of that user at once. 403 for a change that
+        would leave no active admin."""
+        body = ns.payload
+        return users.update_user(users.get_user(user_id), nickname=body.get("nickname"), email=body.get("email"),
+                                 role=body.get("role"), is_active=body.get("is_active"))
 
     @admin_required
     @returns_nothing(ns, "Deleted; the user's sessions ended")
     @fails(ns, 404, 503)
     def delete(self, user_id: int):
-        """Admin: delete a user and end their sessions."""
-        users.delete_user(users.get_user(user_id))
+        """Admin: delete a user and end their sessions. 403 for your own account."""
+        users.delete_user(users.get_user(user_id), deleted_by=g.user_id)

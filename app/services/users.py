@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
-from app.errors import Conflict, InvalidField, NotFound
+from app.errors import Conflict, Forbidden, InvalidField, NotFound
 from app.extensions import db
 from app.models import User
 from app.services import sessions
@@ -42,10 +42,15 @@ def check_unique(phone: str | None = None, email: str | None = None, exclude: in
             raise Conflict(f"This {field} is already registered.", field=field)
 
 
-def save_user(user: User) -> User:
-    """Commit ``user``; a unique value taken meanwhile (a race past check_unique) is 409 on its field."""
+def save_user(user: User, *, keep_an_admin: bool = False) -> User:
+    """Commit ``user``; a unique value taken meanwhile (a race past check_unique) is 409 on its field. With
+    ``keep_an_admin``, 403 and nothing saved when no active admin would remain."""
     db.session.add(user)
     try:
+        db.session.flush()
+        if keep_an_admin and not _active_admins():
+            db.session.rollback()
+            raise Forbidden("This would leave no active admin.")
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
@@ -77,10 +82,11 @@ def get_user(user_id: int) -> User:
 def list_users(page: int, per_page: int, q: str | None = None) -> dict[str, Any]:
     """A page of users, newest first; ``q`` matches part of the phone, email or nickname."""
     query = select(User).order_by(User.id.desc())
-    if q:
-        pattern = f"%{q.strip().lower()}%"
-        query = query.where(or_(User.phone.like(pattern), User.email.like(pattern),
-                                db.func.lower(User.nickname).like(pattern)))
+    if q and q.strip():
+        # contains(autoescape=True): % and _ in q match only themselves (LIKE … ESCAPE '/', on every database)
+        text = q.strip().lower()
+        query = query.where(or_(User.phone.contains(text, autoescape=True), User.email.contains(text, autoescape=True),
+                                db.func.lower(User.nickname).contains(text, autoescape=True)))
     return paginate(query, page, per_page)
 
 
@@ -99,27 +105,51 @@ def _check_role(role: str) -> None:
         raise InvalidField(f"role must be one of {', '.join(ROLES)}", field="role")
 
 
-def update_user(user: User, changes: dict[str, Any]) -> User:
-    """Apply nickname, email, role and is_active; deactivating ends every session of the user."""
-    if "email" in changes:
-        changes["email"] = normalize_email(changes["email"])
-        check_unique(email=changes["email"], exclude=user.id)
-    if "role" in changes:
-        _check_role(changes["role"])
-    for field in ("nickname", "email", "role", "is_active"):
-        if field in changes:
-            setattr(user, field, changes[field])
-    save_user(user)
-    if changes.get("is_active") is False:
+def update_user(
+    user: User,
+    *,
+    nickname: str | None = None,
+    email: str | None = None,
+    role: str | None = None,
+    is_active: bool | None = None,
+) -> User:
+    """Change what is given (None leaves a value as it is; an empty email removes it). Deactivating ends every
+    session of the user; a demotion or deactivation that would leave no active admin is 403."""
+    if email is not None:
+        new_email = normalize_email(email)
+        check_unique(email=new_email, exclude=user.id)
+    if role is not None:
+        _check_role(role)
+    demoting = (role is not None and role != "admin") or is_active is False
+    if demoting:
+        _active_admins(lock=True)
+    for field, value in (("nickname", nickname), ("role", role), ("is_active", is_active)):
+        if value is not None:
+            setattr(user, field, value)
+    if email is not None:
+        user.email = new_email
+    save_user(user, keep_an_admin=demoting)
+    if is_active is False:
         sessions.end_all_sessions(user.id)
     return user
 
 
-def delete_user(user: User) -> None:
-    """End the user's sessions, delete their files (bytes included), then the account."""
+def _active_admins(lock: bool = False) -> list[int]:
+    """The active admins' ids. A demotion locks their rows (FOR UPDATE) before it changes anything and counts
+    them again after its change, in one transaction: two admins demoting each other at once are serialised on
+    PostgreSQL and MySQL/MariaDB by the row locks, on SQLite by its single writer, and one of them gets 403."""
+    query = select(User.id).where(User.role == "admin", User.is_active.is_(True)).order_by(User.id)
+    return list(db.session.scalars(query.with_for_update() if lock else query))
+
+
+def delete_user(user: User, deleted_by: int | None = None) -> None:
+    """Deactivate the user (403 for the last active admin; their sessions end), delete their files (bytes
+    included), then the account. 403 when ``deleted_by`` is the user themself."""
     from app.services.files import delete_files_of
 
-    sessions.end_all_sessions(user.id)
+    if user.id == deleted_by:
+        raise Forbidden("You may not delete your own account.")
+    update_user(user, is_active=False)
     delete_files_of(user.id)
     db.session.delete(user)
     db.session.commit()

@@ -134,7 +134,7 @@ def test_disallowed_type_is_415_and_leaves_nothing(app, client, tokens, data, na
 
 
 def test_missing_file_field_is_400(client, tokens):
-    response = client.post("/api/files/", data={"other": "x"}, headers=bearer(tokens["owner"]),
+    response = client.post("/api/files/", data={}, headers=bearer(tokens["owner"]),
                            content_type="multipart/form-data")
     assert (response.status_code, response.get_json()["field"]) == (400, "file")
 
@@ -200,3 +200,17 @@ def test_deleting_a_user_deletes_their_files_and_bytes(app, client, tokens):
         owner_id = db.session.scalar(db.select(User.id).where(User.phone == OWNER))
     assert client.delete(f"/api/users/{owner_id}", headers=bearer(tokens["admin"])).status_code == 204
     assert rows(app) == 1 and len(stored_files(app)) == 1
+
+
+@pytest.mark.parametrize(("data", "field"), [
+    ({"file": (io.BytesIO(b"plain text\n"), "a.txt"), "extra": "x"}, "extra"),
+    ({"file": (io.BytesIO(b"plain text\n"), "a.txt"), "second": (io.BytesIO(b"more\n"), "b.txt")}, "second"),
+    ({"": (io.BytesIO(b"plain text\n"), "a.txt")}, ""),
+])
+def test_a_part_the_upload_does_not_name_is_400_naming_it(app, client, tokens, data, field):
+    response = client.post("/api/files/", data=data, headers=bearer(tokens["owner"]),
+                           content_type="multipart/form-data")
+    body = response.get_json()
+    assert (response.status_code, body["status"], body["field"]) == (400, "INVALID_FIELD", field)
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert rows(app) == 0 and stored_files(app) == []

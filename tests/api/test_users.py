@@ -154,3 +154,94 @@ def test_a_value_the_database_cannot_store_is_not_a_server_error(client, people)
     assert response.status_code in (200, 400), response.get_json()
     if response.status_code == 400:
         assert response.get_json()["status"] == "BAD_REQUEST"
+
+
+# --- admins: no self-deletion, never without an active admin ---------------------------------------
+
+
+def test_an_admin_cannot_delete_themself(client, people):
+    ids, tokens = people
+    response = client.delete(f"/api/users/{ids['admin']}", headers=bearer(tokens["admin"]))
+    assert (response.status_code, response.get_json()["status"]) == (403, "FORBIDDEN")
+    assert client.get("/api/users/me", headers=bearer(tokens["admin"])).status_code == 200
+
+
+@pytest.mark.parametrize("change", [{"role": "user"}, {"is_active": False}])
+def test_the_only_active_admin_cannot_demote_or_deactivate_themself(client, people, change):
+    ids, tokens = people
+    response = client.patch(f"/api/users/{ids['admin']}", json=change, headers=bearer(tokens["admin"]))
+    assert (response.status_code, response.get_json()["status"]) == (403, "FORBIDDEN")
+    me = client.get("/api/users/me", headers=bearer(tokens["admin"])).get_json()["data"]
+    assert (me["role"], me["is_active"]) == ("admin", True)
+
+
+def test_an_admin_may_step_down_while_another_active_admin_remains(client, people):
+    ids, tokens = people
+    client.patch(f"/api/users/{ids['other']}", json={"role": "admin"}, headers=bearer(tokens["admin"]))
+    response = client.patch(f"/api/users/{ids['admin']}", json={"role": "user"}, headers=bearer(tokens["admin"]))
+    assert (response.status_code, response.get_json()["data"]["role"]) == (200, "user")
+    # the other admin is now the last one
+    response = client.patch(f"/api/users/{ids['other']}", json={"is_active": False}, headers=bearer(tokens["other"]))
+    assert response.status_code == 403
+
+
+def test_an_inactive_admin_does_not_count(client, people):
+    ids, tokens = people
+    client.patch(f"/api/users/{ids['other']}", json={"role": "admin", "is_active": False},
+                 headers=bearer(tokens["admin"]))
+    response = client.patch(f"/api/users/{ids['admin']}", json={"role": "user"}, headers=bearer(tokens["admin"]))
+    assert response.status_code == 403
+
+
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(app, client, people):
+    """Row locks serialise the two checks (PostgreSQL, MariaDB); SQLite runs one writer at a time."""
+    import threading
+
+    ids, tokens = people
+    client.patch(f"/api/users/{ids['other']}", json={"role": "admin"}, headers=bearer(tokens["admin"]))
+    barrier, answers = threading.Barrier(2), []
+
+    def demote(actor: str, target: str) -> None:
+        own = app.test_client()
+        barrier.wait()
+        answers.append(own.patch(f"/api/users/{ids[target]}", json={"role": "user"},
+                                 headers=bearer(tokens[actor])).status_code)
+
+    threads = [threading.Thread(target=demote, args=pair) for pair in (("admin", "other"), ("other", "admin"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 200 in answers
+    roles = {client.get(f"/api/users/{ids[who]}", headers=bearer(tokens[who])).get_json()["data"]["role"]
+             for who in ("admin", "other")}
+    assert roles == {"admin", "user"}, answers
+
+
+# --- search and numbers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wildcard", ["%25", "_", "%5C", "%2F"])
+def test_like_wildcards_in_q_match_only_themselves(admin_client, make_user, wildcard):
+    assert page(*admin_client, f"?q={wildcard}")[1]["data"]["total"] == 0
+
+
+def test_a_literal_percent_in_q_finds_it(app, admin_client):
+    from app.services.users import create_user
+
+    with app.app_context():
+        create_user("+8613300133000", "a good password", "100%_sure")
+    assert page(*admin_client, "?q=0%25_s")[1]["data"]["total"] == 1
+
+
+@pytest.mark.parametrize("query", ["?page=%D9%A1", "?per_page=%D9%A1%D9%A0", "?page=%EF%BC%91", "?page=+1"])
+def test_a_page_number_in_other_digits_is_400(admin_client, query):
+    status, body = page(*admin_client, query)
+    assert (status, body["status"], body["field"]) == (400, "INVALID_FIELD", query[1:].split("=")[0])
+
+
+@pytest.mark.parametrize("path", ["/api/users/%D9%A1", "/api/users/%EF%BC%91", "/api/files/%D9%A1"])
+def test_an_id_in_other_digits_is_404(client, people, path):
+    _, tokens = people
+    response = client.get(path, headers=bearer(tokens["admin"]))
+    assert (response.status_code, response.get_json()["status"]) == (404, "NOT_FOUND")

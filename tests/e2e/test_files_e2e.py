@@ -39,3 +39,35 @@ def test_upload_download_range_delete_over_http(live_server, test_settings, tmp_
     assert len([p for p in uploads.rglob("*") if p.is_file()]) == 1
     assert requests.delete(f"{server.url}/api/files/{meta['id']}", headers=headers, timeout=10).status_code == 204
     assert [p for p in uploads.rglob("*") if p.is_file()] == []
+
+
+PART = b'--b\r\nContent-Disposition: form-data; %s\r\nContent-Type: text/plain\r\n\r\nplain text\r\n--b--\r\n'
+
+
+@pytest.mark.parametrize(("disposition", "status", "field"), [
+    (b'name=""; filename="a.txt"', 400, ""),
+    (b'name="file"; filename="a\x00b.txt"', 201, None),
+])
+def test_malformed_multipart_gets_the_apps_answer_not_a_bare_400(live_server, test_settings, disposition, status,
+                                                                field):
+    """Tornado's own form parsing answered these with an empty 400 before the app saw them."""
+    from app import create_app
+    from app.extensions import db
+    from app.services.users import create_user
+
+    server = live_server()
+    app = create_app(test_settings)
+    with app.app_context():
+        create_user(PHONE, PASSWORD, "n")
+        db.engine.dispose()
+    token = requests.post(f"{server.url}/api/auth/login", json={"account": PHONE, "password": PASSWORD},
+                          timeout=10).json()["data"]["token"]
+    response = requests.post(f"{server.url}/api/files/", data=PART % disposition, timeout=10,
+                             headers={"token": token, "Content-Type": "multipart/form-data; boundary=b"})
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert body["code"] == status and body.get("field") == field
+    if status == 400:
+        assert body["request_id"] == response.headers["X-Request-ID"]
+    else:
+        assert body["data"]["filename"] == "ab.txt"

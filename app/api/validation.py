@@ -1,0 +1,151 @@
+"""What a request may carry: JSON that parses to something sane, closed and bounded bodies, bounded query
+arguments, and numbers (in paths and query strings) in ASCII digits only.
+
+Client text reaches Redis key names, log lines and queries; each value is bounded here, before any of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from flask.json.provider import DefaultJSONProvider
+from flask_restx import Model, fields, reqparse
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
+
+from app.errors import BadRequest, InvalidField
+
+SHOWN_NAME = 64  # characters of an unknown property's name that an error echoes
+
+
+class RequestJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, where a document nested too deep to parse is malformed JSON (a 400), not a RecursionError."""
+
+    sort_keys = False  # answers keep the order they were built in
+    ensure_ascii = False
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
+class AsciiIntegerConverter(IntegerConverter):
+    """``<int:…>`` in ASCII digits only: Python's ``\\d`` and ``int()`` read U+0661 (Arabic-Indic one) as 1."""
+
+    regex = r"[0-9]+"
+
+
+def printable(text: str, limit: int = SHOWN_NAME) -> str:
+    """``text`` cut to ``limit`` characters, lone surrogates escaped (``\\ud800``), safe to encode and log."""
+    text = text if len(text) <= limit else text[:limit] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_valid_unicode(value: Any) -> bool:
+    """Whether every string in ``value`` (keys too, at any depth) encodes to UTF-8: JSON's ``\\ud800`` does not."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def close_model(model: Model) -> Model:
+    """Mark ``model`` closed (``additionalProperties: false``); a string property without ``max_length`` is a
+    programming error, refused when the module defining the operation is imported."""
+    for name, field in model.items():
+        if isinstance(field, fields.String) and field.max_length is None:
+            raise TypeError(f"{model.name}.{name}: a request string needs max_length")
+    model.__strict__ = True
+    return model
+
+
+def check_body(model: Model, payload: Any, resolver: Any) -> None:
+    """400 unless ``payload`` is an object of ``model``'s properties only, valid Unicode, meeting the model."""
+    if not isinstance(payload, dict):
+        raise BadRequest("The body must be a JSON object.")
+    for name, value in payload.items():
+        if name not in model:
+            shown = printable(name)
+            raise InvalidField(f"{shown} is not a field of this operation.", field=shown)
+        if not is_valid_unicode(value):
+            raise InvalidField(f"{name} is not valid Unicode (a lone surrogate).", field=name)
+    try:
+        model.validate(payload, resolver)
+    except HTTPException as exc:  # jsonschema's messages quote the value: a password, or megabytes of text
+        errors = (getattr(exc, "data", None) or {}).get("errors") or {}
+        path = next(iter(errors), "")
+        name = path.split(".", 1)[0]
+        if name not in payload:
+            raise InvalidField(f"{name} is required.", field=name) from None
+        raise InvalidField(f"{name} must be {describe(model[name])}.", field=path) from None
+
+
+def describe(field: fields.Raw) -> str:
+    """What a valid value of ``field`` is, in words (never the value that was sent)."""
+    if isinstance(field, fields.String):
+        rule = "a string"
+        if getattr(field, "enum", None):
+            return f"one of {', '.join(field.enum)}"
+        low, high = field.min_length, field.max_length
+        rule += f" of {low} to {high} characters" if low else f" of at most {high} characters"
+        return rule + (f" matching {field.pattern}" if field.pattern else "")
+    if isinstance(field, fields.Integer):
+        low, high = getattr(field, "minimum", None), getattr(field, "maximum", None)
+        return "a whole number" + (f" from {low} to {high}" if low is not None and high is not None else "")
+    if isinstance(field, fields.Boolean):
+        return "true or false"
+    return f"a valid {field.__schema_type__}"
+
+
+class BoundedText:
+    """A query-string argument type: text of at most ``max_length`` characters, which the spec shows."""
+
+    def __init__(self, max_length: int) -> None:
+        self.max_length = max_length
+        self.__schema__ = {"type": "string", "maxLength": max_length}
+
+    def __call__(self, value: str) -> str:
+        if len(value) > self.max_length:
+            raise ValueError(f"at most {self.max_length} characters")
+        return value
+
+
+class WholeNumber:
+    """A query-string argument type: an integer from ``low`` to ``high`` written in ASCII digits."""
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low, self.high = low, high
+        self.__schema__ = {"type": "integer", "minimum": low, "maximum": high}
+
+    def __call__(self, value: Any) -> int:
+        text = str(value)
+        if not (text.isascii() and text.isdigit()) or not self.low <= int(text) <= self.high:
+            raise ValueError(f"a whole number from {self.low} to {self.high}")
+        return int(text)
+
+
+class PartsParser(reqparse.RequestParser):
+    """A parser of multipart parts, closed like a body: a part (file or field) it does not name is 400
+    INVALID_FIELD naming it."""
+
+    def parse_args(self, req: Any = None, strict: bool = False) -> Any:
+        known = {argument.name for argument in self.args}
+        for name in (*request.files, *request.form):
+            if name not in known:
+                shown = printable(name)
+                raise InvalidField(f"The part {shown!r} is not one this operation takes.", field=shown)
+        return super().parse_args(req, strict)
