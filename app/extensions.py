@@ -21,6 +21,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
 from app.config import configs, settings_of
+from app.config.sections import RedisSettings
 
 # Named constraints, so migrations can drop and alter them on every backend (SQLite batch mode too).
 NAMING_CONVENTION = {
@@ -51,7 +52,7 @@ class RedisStore:
         app.extensions["redis_own_connections"] = threading.local()
 
     @staticmethod
-    def connect(settings: Any) -> redis.Redis:
+    def connect(settings: RedisSettings) -> redis.Redis:
         url = settings.url
         if url.startswith("memory://"):
             import fakeredis
