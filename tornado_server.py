@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 
+from app.config import settings_of
 from app.server.lifecycle import make_app, prepare, run_child, serve, share_metrics
 from app.server.options import (
     EXIT_STARTUP,
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         share_metrics()
         app = make_app(factory)
-        tls = ssl_context(app.extensions["configs"])
+        tls = ssl_context(settings_of(app))
         processes = args.processes if args.processes > 0 else (os.cpu_count() or 1)
         prepare(app, processes)
         # Bound without SO_REUSEPORT even when children will share the port: a server already on it
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tornado_server.py: {exc}", file=sys.stderr)
         return EXIT_STARTUP
     # Pinned: forked processes one per CPU from --cpu (or 0); a single process only when --cpu says where.
-    pinned = app.extensions["configs"].server.cpu_affinity
+    pinned = settings_of(app).server.cpu_affinity
     first_cpu = args.cpu if args.cpu is not None else 0
 
     scheme = "https" if tls else "http"

@@ -20,6 +20,9 @@ from redis.retry import Retry
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from app.config import configs, settings_of
+from app.config.sections import RedisSettings
+
 # Named constraints, so migrations can drop and alter them on every backend (SQLite batch mode too).
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -44,12 +47,12 @@ class RedisStore:
     """
 
     def init_app(self, app: Flask) -> None:
-        settings = app.extensions["configs"].redis
+        settings = settings_of(app).redis
         app.extensions["redis"] = self.connect(settings)
         app.extensions["redis_own_connections"] = threading.local()
 
     @staticmethod
-    def connect(settings: Any) -> redis.Redis:
+    def connect(settings: RedisSettings) -> redis.Redis:
         url = settings.url
         if url.startswith("memory://"):
             import fakeredis
@@ -99,7 +102,7 @@ class RedisStore:
 
     def key(self, *parts: str) -> str:
         """A key name under the configured prefix: ``key("sms", phone)`` → ``app:sms:+86…``."""
-        return current_app.extensions["configs"].redis.prefix + ":".join(parts)
+        return configs.redis.prefix + ":".join(parts)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
@@ -114,7 +117,7 @@ class TaskPool:
     """The bounded thread pool behind @async_task (``async.workers`` threads per app)."""
 
     def init_app(self, app: Flask) -> None:
-        workers = app.extensions["configs"]["async"]["workers"]
+        workers = settings_of(app).async_.workers
         app.extensions["tasks"] = _Pool(workers)
 
     @property

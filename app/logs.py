@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from app.config import configs, project_path
+from app.config import Settings, configs, project_path
 from app.request_id import current_request_id
 
 access_log = logging.getLogger("app.access")
@@ -139,7 +139,7 @@ class BackgroundHandler(logging.Handler):
         super().close()
 
 
-def configure_logging(settings: Any) -> None:
+def configure_logging(settings: Settings) -> None:
     """Load ``log.ini`` with the file handler writing to ``log.file`` (its directory made), its handlers run by
     one background thread."""
     ini = project_path(settings.log.ini)

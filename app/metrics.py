@@ -21,6 +21,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
+from app.config import configs, settings_of
 from app.errors import NotAuthorized
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -94,8 +95,6 @@ def _record(response: Response) -> Response:
 def _scrape() -> Any:
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
-    from app.config import configs
-
     token = configs.metrics.token
     if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
         raise NotAuthorized("Send the metrics token: Authorization: Bearer <metrics.token>.")
@@ -108,7 +107,7 @@ def _scrape() -> Any:
 
 
 def init_app(app: Flask) -> None:
-    if not app.extensions["configs"].metrics.enabled:
+    if not settings_of(app).metrics.enabled:
         return
     metrics()
     app.before_request(_start_timer)

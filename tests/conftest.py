@@ -347,7 +347,9 @@ def sms_outbox(app: Any) -> list[dict]:
     """The messages the file SMS gateway wrote for ``app`` (oldest first)."""
     import json
 
-    path = Path(app.extensions["configs"].sms.outbox)
+    from app.config import settings_of
+
+    path = Path(settings_of(app).sms.outbox)
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import runpy
 import shutil
 import textwrap
+import typing
 
 import pytest
 
-from app.config import PROJECT_DIR, ConfigError, configs, load_configs
+from app.config import PROJECT_DIR, ConfigError, Settings, configs, load_configs, settings_of
 
 GOOD_SECRET = "s" * 40
 
@@ -37,7 +40,7 @@ def test_defaults_read_as_items_and_attributes(project):
 
 
 def test_missing_attribute_is_an_attribute_error(project):
-    with pytest.raises(AttributeError, match="no setting named 'nope'"):
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         _ = load(project[0]).sms.nope
 
 
@@ -181,5 +184,74 @@ def test_configs_reads_the_current_apps_settings(make_app):
         assert configs["sms"]["code_ttl"] == 11
     with second.app_context():
         assert configs.sms.code_ttl == 22
-    assert "sms" in configs  # outside an app: the process-wide settings
+    assert configs.sms.code_ttl > 0  # outside an app: the process-wide settings
     assert "secret" not in repr(configs)
+
+
+# --- typed sections ----------------------------------------------------------------------------
+
+
+def section_keys(cls) -> dict:
+    """The keys a settings dataclass reads, nested sections as dicts (``async`` for the field ``async_``)."""
+    hints = typing.get_type_hints(cls)
+    return {field.metadata.get("key", field.name): section_keys(hints[field.name])
+            if dataclasses.is_dataclass(hints[field.name]) else None for field in dataclasses.fields(cls)}
+
+
+def default_keys(values: dict) -> dict:
+    return {key: default_keys(value) if isinstance(value, dict) else None for key, value in values.items()}
+
+
+def test_the_settings_dataclasses_have_exactly_the_keys_of_config_default():
+    defaults = runpy.run_path(str(PROJECT_DIR / "config_default.py"))["configs"]
+    assert section_keys(Settings) == default_keys(defaults)
+
+
+def test_settings_are_frozen_dataclasses_read_as_attributes(project):
+    settings = load(project[0])
+    assert isinstance(settings, Settings)
+    assert settings.async_.workers == settings["async"]["workers"] == 4
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.auth.token_ttl = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("layer", "value", "message"), [
+    ("override", {"auth": {"token_ttl": "7200"}}, "'auth.token_ttl' in config_override.py must be int, not str"),
+    ("override", {"app": {"trusted_proxies": True}}, "'app.trusted_proxies' in config_override.py must be int, not bool"),
+    ("override", {"app": {"debug": 1}}, "'app.debug' in config_override.py must be bool, not int"),
+    ("override", {"sms": {"http": {"url": None}}}, "'sms.http.url' in config_override.py must be str, not NoneType"),
+    ("override", {"redis": {"socket_timeout": "1"}}, "'redis.socket_timeout' in config_override.py must be float"),
+    ("override", {"files": {"allowed_types": "image/png"}},
+     "'files.allowed_types' in config_override.py must be list of str, not str"),
+    ("environ", {"APP_MAIL__ADMINS": '["a@example.com", 1]'},
+     r"'mail.admins' in the environment must be list of str, not list \(item 1 is int\)"),
+    ("overrides", {"auth": {"token_ttl": 7200.0}}, r"'auth.token_ttl' in create_app\(\) overrides must be int, not float"),
+])
+def test_a_value_of_the_wrong_type_is_refused_naming_key_type_and_source(project, layer, value, message):
+    directory, write_override = project
+    if layer == "override":
+        write_override(f"configs = {value!r}\n")
+    with pytest.raises(ConfigError, match=message):
+        load(directory, value if layer == "environ" else None, value if layer == "overrides" else None)
+
+
+def test_an_int_is_accepted_for_a_float(project):
+    directory, write_override = project
+    write_override('configs = {"sms": {"http": {"timeout": 2}}}\n')
+    timeout = load(directory).sms.http.timeout
+    assert timeout == 2.0
+    assert type(timeout) is float
+
+
+def test_create_app_refuses_a_value_of_the_wrong_type():
+    from app import create_app
+
+    with pytest.raises(ConfigError, match=r"'sms.code_ttl' in create_app\(\) overrides must be int"):
+        create_app({"app": {"env": "testing"}, "sms": {"code_ttl": "300"}})
+
+
+def test_an_apps_settings_are_read_the_same_outside_its_context(make_app):
+    app = make_app({"sms": {"code_ttl": 33}})
+    assert settings_of(app).sms.code_ttl == 33
+    with app.app_context():
+        assert configs.sms.code_ttl == 33

@@ -18,6 +18,7 @@ from app.api.files import ns as files_ns
 from app.api.health import ns as health_ns
 from app.api.users import ns as users_ns
 from app.api.validation import AsciiIntegerConverter
+from app.config import settings_of
 from app.errors import error_response
 
 # Add a namespace: write app/api/<name>.py with `ns = Namespace(...)`, then list it here.
@@ -74,7 +75,7 @@ class EnvelopeApi(Api):
 
 def create_api(app: Flask, extra_namespaces: Iterable[tuple[Namespace, str]] = ()) -> EnvelopeApi:
     """Build the blueprint and the Api, add every namespace, and register them on ``app``."""
-    settings = app.extensions["configs"]
+    settings = settings_of(app)
     blueprint = Blueprint("api", __name__, url_prefix="/api")
     api = EnvelopeApi(
         version=__version__,

@@ -26,6 +26,7 @@ from tornado.httputil import (
     ResponseStartLine,
 )
 
+from app.config import settings_of
 from app.errors import PayloadTooLarge
 from app.request_id import HEADER, accept_or_make
 
@@ -43,7 +44,7 @@ class BodyLimits:
     def of(cls, app: Any) -> BodyLimits:
         """The limits of a Flask app: its MAX_CONTENT_LENGTH for uploads, ``server.max_body_size`` for the rest."""
         upload = int(app.config["MAX_CONTENT_LENGTH"])
-        return cls(upload=upload, other=min(upload, int(app.extensions["configs"].server.max_body_size)))
+        return cls(upload=upload, other=min(upload, settings_of(app).server.max_body_size))
 
     def for_type(self, content_type: str) -> int:
         return self.upload if content_type.lower().startswith("multipart/form-data") else self.other

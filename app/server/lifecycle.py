@@ -17,7 +17,7 @@ from typing import Any
 import flask_migrate
 from tornado.httpserver import HTTPServer
 
-from app.config import ConfigError, load_configs, project_path
+from app.config import ConfigError, load_configs, project_path, settings_of
 from app.extensions import db
 from app.metrics import use_directory_for
 from app.server.adapter import WSGIAdapter
@@ -32,11 +32,11 @@ def share_metrics() -> None:
     """With metrics on, give this server (and the children it forks) one directory where their values add up;
     before the app is made, because prometheus_client reads it when it is first imported."""
     try:
-        settings = load_configs()["metrics"]
+        settings = load_configs().metrics
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
-    if settings["enabled"]:
-        use_directory_for(os.getpid(), project_path(settings["directory"]))
+    if settings.enabled:
+        use_directory_for(os.getpid(), project_path(settings.directory))
 
 
 def make_app(factory: Callable[[], Any]) -> Any:
@@ -49,7 +49,7 @@ def make_app(factory: Callable[[], Any]) -> Any:
 
 def prepare(app: Any, processes: int) -> None:
     """Checks and one-off work done once, before any fork."""
-    settings = app.extensions["configs"]
+    settings = settings_of(app)
     if processes != 1 and settings.redis.url.startswith("memory://"):
         raise StartupError("memory:// Redis is one process only; set REDIS_URL to a real server for --processes")
     if settings.database.auto_migrate:
@@ -65,7 +65,7 @@ async def serve(app: Any, sockets: list[socket.socket], tls: ssl.SSLContext | No
     Returns False when a request or background task was still running at the shutdown timeout: its
     thread must not hold the process, so the caller ends it with ``os._exit``.
     """
-    settings = app.extensions["configs"]
+    settings = settings_of(app)
     hide_client_values()
     executor = ThreadPoolExecutor(max_workers=settings.server.threads, thread_name_prefix="request")
     limits = BodyLimits.of(app)

@@ -13,7 +13,7 @@ from typing import Any
 
 from tornado.netutil import bind_sockets
 
-from app.config import project_path
+from app.config import Settings, project_path
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def listen(args: argparse.Namespace, reuse_port: bool) -> list[socket.socket]:
         raise StartupError(f"cannot listen on {args.address}:{args.port}: {exc.strerror}") from None
 
 
-def ssl_context(settings: Any) -> ssl.SSLContext | None:
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     """The TLS context for ``cert.certfile`` and ``cert.keyfile``; None (plain HTTP) when neither is set."""
     certfile, keyfile = settings.cert.certfile, settings.cert.keyfile
     if not certfile and not keyfile:

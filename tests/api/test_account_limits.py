@@ -7,6 +7,7 @@ import re
 import pytest
 from conftest import PASSWORD, bearer, deep_merge, login, send_sms_code, wait_until
 
+from app.config import settings_of
 from app.extensions import redis_store
 
 PHONE, OTHER, EMAIL = "+8613800138000", "+8613900139000", "me@example.com"
@@ -54,7 +55,7 @@ def test_an_unparseable_account_is_counted_under_a_digest_not_its_text(limited):
     assert [log_in(client, account) for _ in range(4)] == [401, 401, 401, 429]
     assert log_in(client, account.upper()) == 429
     with app.app_context():
-        keys = list(redis_store.scan_iter(match=app.extensions["configs"].redis.prefix + "*"))
+        keys = list(redis_store.scan_iter(match=settings_of(app).redis.prefix + "*"))
     assert keys and not [k for k in keys if "no-such-account" in k.lower() or len(k) > 200], keys
 
 

@@ -9,6 +9,7 @@ from urllib.parse import unquote
 import pytest
 from conftest import bearer, deep_merge, login
 
+from app.config import project_path, settings_of
 from app.extensions import db
 from app.models import File
 
@@ -35,9 +36,7 @@ def upload(client, token, data=PNG, name="picture.png"):
 
 
 def stored_files(app) -> list:
-    root = app.extensions["configs"].files.local_dir
-    from app.config import project_path
-
+    root = settings_of(app).files.local_dir
     return [p for p in project_path(root).rglob("*") if p.is_file()]
 
 
@@ -155,7 +154,7 @@ def test_hostile_names_are_stored_under_safe_keys_and_served_safely(app, client,
     assert data["filename"] == shown
     [path] = stored_files(app)
     assert path.name.endswith(".txt") and len(path.stem) == 32 and path.is_relative_to(
-        app.extensions["configs"].files.local_dir)
+        settings_of(app).files.local_dir)
     disposition = client.get(f"/api/files/{data['id']}/content", headers=bearer(tokens["owner"])).headers[
         "Content-Disposition"]
     assert "\n" not in disposition and "/" not in disposition and "\x00" not in disposition

@@ -420,6 +420,12 @@ def test_production_with_the_default_secret_is_refused(server_env: dict[str, str
     assert "SECRET_KEY" in result.stderr
 
 
+def test_a_setting_of_the_wrong_type_is_refused_naming_it(server_env: dict[str, str]) -> None:
+    result = run_server({**server_env, "APP_MAIL__ADMINS": '["ops@example.com", 42]'}, "--port", str(free_port()))
+    assert result.returncode == 2
+    assert "'mail.admins' in the environment must be list of str" in result.stderr
+
+
 def test_a_port_in_use_is_refused(server_env: dict[str, str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -1,8 +1,7 @@
-"""Configuration: config_default.py ⊕ per-environment defaults ⊕ config_override.py ⊕ environment.
+"""Loading: config_default.py ⊕ per-environment defaults ⊕ config_override.py ⊕ environment ⊕ overrides.
 
-``configs`` is what code reads (``configs.sms.code_ttl`` or ``configs["sms"]["code_ttl"]``). Inside an
-application context it is that application's settings, so several apps with different settings can
-live in one process (tests do); outside one it is the process-wide settings, loaded on first use.
+Each layer is a nested dict as users write it; each is checked against the typed sections (app/config/sections.py)
+and the merged result becomes one frozen ``Settings``.
 """
 
 from __future__ import annotations
@@ -11,17 +10,16 @@ import copy
 import importlib.util
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlsplit
 
-from flask import current_app, has_app_context
+from app.config.checks import ConfigError, build, check_types, production_problems, setting_problems
+from app.config.sections import Settings
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("development", "production", "testing")
-MAIL_BACKENDS = ("smtp", "console")
 # Short environment variables and the keys they set.
 ENV_ALIASES = {
     "DATABASE_URL": ("database", "url"),
@@ -32,26 +30,6 @@ ENV_ALIASES = {
 ENV_PREFIX = "APP_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-
-
-class ConfigError(Exception):
-    """The settings are unusable; the message says which and why."""
-
-
-class Configs(dict):
-    """A dict whose keys also read as attributes, nested dicts included."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"no setting named {name!r}") from None
-
-    @classmethod
-    def wrap(cls, value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return cls({k: cls.wrap(v) for k, v in value.items()})
-        return value
 
 
 def project_path(path: str) -> Path:
@@ -142,44 +120,11 @@ def _environment_updates(defaults: dict, environ: Mapping[str, str]) -> dict:
     return updates
 
 
-def production_problems(settings: Mapping, default_secret: str) -> list[str]:
-    """Why these settings are unsafe to serve in production (empty when they are fine)."""
-    problems = []
-    secret = settings["app"]["secret_key"]
-    if not secret or secret == default_secret:
-        problems.append("SECRET_KEY is the development default; set a long random one")
-    elif len(secret) < 32:
-        problems.append("SECRET_KEY is shorter than 32 characters")
-    if settings["app"]["debug"]:
-        problems.append("debug is on (app.debug); turn it off")
-    if str(settings["redis"]["url"]).startswith("memory://"):
-        problems.append("the Redis URL is memory://, which is one process only; set REDIS_URL to a real server")
-    if not settings["app"]["public_url"]:
-        problems.append("app.public_url is empty; set it to the API's public base URL, e.g. https://api.example.com "
-                        "(APP_APP__PUBLIC_URL)")
-    if settings["mail"]["backend"] != "smtp":
-        problems.append(f"mail.backend is {settings['mail']['backend']!r}, which only logs mails; set it to smtp")
-    return problems
-
-
-def setting_problems(settings: Mapping) -> list[str]:
-    """Values no environment can use (empty when all are fine)."""
-    problems = []
-    public_url = settings["app"]["public_url"]
-    if public_url:
-        parts = urlsplit(public_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-            problems.append(f"app.public_url {public_url!r} is not an absolute http(s) URL like https://api.example.com")
-    if settings["mail"]["backend"] not in MAIL_BACKENDS:
-        problems.append(f"mail.backend must be one of {', '.join(MAIL_BACKENDS)}, not {settings['mail']['backend']!r}")
-    return problems
-
-
 def load_configs(
     overrides: Mapping | None = None,
     environ: Mapping[str, str] | None = None,
     directory: Path = PROJECT_DIR,
-) -> Configs:
+) -> Settings:
     """Build the settings from every layer; raise ConfigError when they are unusable.
 
     ``directory`` holds config_default.py and config_override.py; ``environ`` defaults to os.environ.
@@ -188,6 +133,7 @@ def load_configs(
     default_module = _load_module("config_default", directory)
     if default_module is None:
         raise ConfigError(f"config_default.py is missing from {directory}")
+    check_types(default_module.configs, "config_default.py")
     settings: dict = copy.deepcopy(default_module.configs)
     override_module = _load_module("config_override", directory)
     file_settings: Mapping = getattr(override_module, "configs", {}) or {}
@@ -200,51 +146,22 @@ def load_configs(
     if env_name not in ENVIRONMENTS:
         raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env_name!r}")
 
-    _merge(settings, getattr(default_module, "env_defaults", {}).get(env_name, {}), "config_default.env_defaults")
-    _merge(settings, file_settings, "config_override.py")
-    _merge(settings, env_settings, "the environment")
-    _merge(settings, explicit, "create_app() overrides")
+    for layer, source in (
+        (getattr(default_module, "env_defaults", {}).get(env_name, {}), "config_default.env_defaults"),
+        (file_settings, "config_override.py"),
+        (env_settings, "the environment"),
+        (explicit, "create_app() overrides"),
+    ):
+        _merge(settings, layer, source)
+        check_types(layer, source)
     settings["app"]["env"] = env_name
+    typed: Settings = build(settings)
 
-    problems = setting_problems(settings)
+    problems = setting_problems(typed)
     if problems:
         raise ConfigError("; ".join(problems))
     if env_name == "production":
-        problems = production_problems(settings, default_module.configs["app"]["secret_key"])
+        problems = production_problems(typed, default_module.configs["app"]["secret_key"])
         if problems:
             raise ConfigError("refusing to start in production: " + "; ".join(problems))
-    return Configs.wrap(settings)
-
-
-class _CurrentConfigs:
-    """Reads through to the current app's settings, or to the process-wide ones."""
-
-    _process: Configs | None = None
-
-    def _target(self) -> Configs:
-        if has_app_context():
-            return current_app.extensions["configs"]
-        if _CurrentConfigs._process is None:
-            _CurrentConfigs._process = load_configs()
-        return _CurrentConfigs._process
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._target(), name)
-
-    def __getitem__(self, key: str) -> Any:
-        return self._target()[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._target()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._target())
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._target().get(key, default)
-
-    def __repr__(self) -> str:
-        return f"<configs sections={sorted(self._target())}>"  # values may be secrets
-
-
-configs = _CurrentConfigs()
+    return typed

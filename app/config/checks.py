@@ -1,0 +1,124 @@
+"""What stops a start: a value of the wrong type, a value no environment can use, unsafe production settings."""
+
+from __future__ import annotations
+
+import functools
+import typing
+from collections.abc import Mapping
+from dataclasses import is_dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from app.config.sections import Settings, attribute_names
+
+MAIL_BACKENDS = ("smtp", "console")
+
+
+class ConfigError(Exception):
+    """The settings are unusable; the message says which and why."""
+
+
+@functools.cache
+def _types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _section(expected: Any) -> type | None:
+    """The dataclass ``expected`` when it is a section, else None."""
+    return expected if isinstance(expected, type) and is_dataclass(expected) else None
+
+
+def _type_name(expected: Any) -> str:
+    if typing.get_origin(expected) is list:
+        return f"list of {typing.get_args(expected)[0].__name__}"
+    return str(expected.__name__)
+
+
+def _mismatch(value: Any, expected: Any) -> str | None:
+    """Why ``value`` is not an ``expected`` (the type it is instead), or None when it is one.
+
+    bool is not an int here, an int is a float, and a list is checked item by item.
+    """
+    if typing.get_origin(expected) is list:
+        if not isinstance(value, list):
+            return type(value).__name__
+        item_type = typing.get_args(expected)[0]
+        for index, item in enumerate(value):
+            if not isinstance(item, item_type) or (isinstance(item, bool) and item_type is not bool):
+                return f"list (item {index} is {type(item).__name__})"
+        return None
+    if isinstance(value, bool) and expected is not bool:
+        return "bool"
+    accepted = (int, float) if expected is float else expected
+    return None if isinstance(value, accepted) else type(value).__name__
+
+
+def check_types(values: Mapping, source: str, cls: type = Settings, path: str = "") -> None:
+    """Refuse a key ``values`` (one layer, from ``source``) has that ``cls`` lacks, or a value of the wrong type;
+    the message names the dotted key, the type expected and the source, never the value (it may be a secret)."""
+    names = attribute_names(cls)
+    for key, value in values.items():
+        dotted = f"{path}{key}"
+        if key not in names:
+            raise ConfigError(f"setting {dotted!r} in {source} has no field in app/config/sections.py")
+        expected = _types(cls)[names[key]]
+        section = _section(expected)
+        if section is not None:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"setting {dotted!r} in {source} must be a section (a dict)")
+            check_types(value, source, section, dotted + ".")
+            continue
+        mismatch = _mismatch(value, expected)
+        if mismatch is not None:
+            raise ConfigError(f"setting {dotted!r} in {source} must be {_type_name(expected)}, not {mismatch}")
+
+
+def build(values: Mapping, cls: type = Settings, path: str = "") -> Any:
+    """The ``cls`` dataclass of ``values`` (checked already), ints given for floats made floats."""
+    arguments = {}
+    types = _types(cls)
+    for key, name in attribute_names(cls).items():
+        dotted = f"{path}{key}"
+        if key not in values:
+            raise ConfigError(f"setting {dotted!r} is missing from config_default.py")
+        value, expected = values[key], types[name]
+        section = _section(expected)
+        if section is not None:
+            value = build(value, section, dotted + ".")
+        elif expected is float:
+            value = float(value)
+        arguments[name] = value
+    return cls(**arguments)
+
+
+def setting_problems(settings: Settings) -> list[str]:
+    """Values no environment can use (empty when all are fine)."""
+    problems = []
+    public_url = settings.app.public_url
+    if public_url:
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            problems.append(f"app.public_url {public_url!r} is not an absolute http(s) URL like https://api.example.com")
+    if settings.mail.backend not in MAIL_BACKENDS:
+        problems.append(f"mail.backend must be one of {', '.join(MAIL_BACKENDS)}, not {settings.mail.backend!r}")
+    return problems
+
+
+def production_problems(settings: Settings, default_secret: str) -> list[str]:
+    """Why these settings are unsafe to serve in production (empty when they are fine)."""
+    problems = []
+    secret = settings.app.secret_key
+    if not secret or secret == default_secret:
+        problems.append("SECRET_KEY is the development default; set a long random one")
+    elif len(secret) < 32:
+        problems.append("SECRET_KEY is shorter than 32 characters")
+    if settings.app.debug:
+        problems.append("debug is on (app.debug); turn it off")
+    if settings.redis.url.startswith("memory://"):
+        problems.append("the Redis URL is memory://, which is one process only; set REDIS_URL to a real server")
+    if not settings.app.public_url:
+        problems.append("app.public_url is empty; set it to the API's public base URL, e.g. https://api.example.com "
+                        "(APP_APP__PUBLIC_URL)")
+    if settings.mail.backend != "smtp":
+        problems.append(f"mail.backend is {settings.mail.backend!r}, which only logs mails; set it to smtp")
+    return problems
