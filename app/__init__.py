@@ -23,14 +23,12 @@ def create_app(
     from app.api.validation import RequestJSONProvider
     from app.cli import register_commands
     from app.config import PROJECT_DIR, load_configs, use_settings
-    from app.decorators import RequestGlobals
     from app.errors import error_response
     from app.extensions import db, mail, migrate, redis_store, tasks
     from app.logs import configure_logging, init_request_logging
 
     settings = load_configs(overrides)
     app = Flask(__name__, instance_path=str(PROJECT_DIR / "instance"))
-    app.app_ctx_globals_class = RequestGlobals
     use_settings(app, settings)
     app.json = RequestJSONProvider(app)  # keys in order, UTF-8 as is; JSON nested too deep to parse is a 400
     configure_logging(settings)

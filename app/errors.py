@@ -122,6 +122,23 @@ class ServiceUnavailable(APIError):
     code, status, message = 503, "SERVICE_UNAVAILABLE", "A service this request needs is unavailable."
 
 
+# What each status means, as the spec says it for every operation that can answer it.
+ERROR_DESCRIPTIONS = {
+    400: "INVALID_FIELD (field names it) or BAD_REQUEST",
+    401: "NOT_AUTHORIZED: no token, or an unknown, expired or revoked one",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    409: "CONFLICT: a unique value is taken",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "TOO_MANY_REQUESTS: see Retry-After",
+    500: "SERVER_ERROR",
+    501: "STORAGE_NOT_CONFIGURED",
+    502: "SMS_FAILED",
+    503: "SERVICE_UNAVAILABLE: the database or Redis cannot be reached",
+}
+ERROR_MODEL = "Error"  # the name the error envelope's model is registered under in the spec (app.api.envelope)
+
 ERRORS_BY_CODE: dict[int, type[APIError]] = {
     cls.code: cls
     for cls in (

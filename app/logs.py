@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
+from app import auth
 from app.config import Settings, configs, project_path
 from app.request_id import current_request_id
 
@@ -193,7 +194,8 @@ def init_request_logging(app: Flask) -> None:
     def log_request(response: Response) -> Response:
         started = g.get("started")
         ms = (time.perf_counter() - started) * 1000 if started is not None else 0.0
-        user_id = g.get("user_id", "-")
+        signed_in = auth.signed_in_user_id()
+        user_id = "-" if signed_in is None else signed_in
         access_log.info("%s %s %s %.1fms user=%s ip=%s", request.method, request.path, response.status_code, ms,
                         user_id, request.remote_addr)
         if g.get("log_record"):

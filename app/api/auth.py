@@ -2,9 +2,10 @@
 
 from typing import Any
 
-from flask import g, request
+from flask import request
 from flask_restx import Namespace, Resource, fields
 
+from app import auth
 from app.api.envelope import (
     Email,
     Phone,
@@ -76,7 +77,7 @@ def client() -> tuple[str, str]:
 
 
 def issued(pair: sessions.TokenPair, user: Any) -> dict:
-    g.user_id = user.id  # the access line names who just signed in (app.logs reads g.user_id)
+    auth.note_signed_in(user.id)  # the access line names who just signed in
     return {"token": pair.token, "expires_in": configs.auth.token_ttl, "refresh_token": pair.refresh_token,
             "refresh_expires_in": configs.auth.refresh_ttl, "user": user}
 
@@ -132,7 +133,8 @@ class Logout(Resource):
     @fails(ns, 503)
     def post(self):
         """End the current session."""
-        sessions.end_session(g.session_id, g.user_id)
+        caller = auth.current_identity()
+        sessions.end_session(caller.session_id, caller.user_id)
 
 
 @ns.route("/logout-all")
@@ -143,7 +145,7 @@ class LogoutAll(Resource):
     @fails(ns, 503)
     def post(self):
         """End every session of the user, on every process and host."""
-        sessions.end_all_sessions(g.user_id)
+        sessions.end_all_sessions(auth.current_identity().user_id)
 
 
 @ns.route("/sessions")
@@ -153,7 +155,8 @@ class Sessions(Resource):
     @fails(ns, 503)
     def get(self):
         """Your open sessions, oldest first."""
-        return [{**s, "current": s["id"] == g.session_id} for s in sessions.list_sessions(g.user_id)]
+        caller = auth.current_identity()
+        return [{**s, "current": s["id"] == caller.session_id} for s in sessions.list_sessions(caller.user_id)]
 
 
 @ns.route("/sessions/<string(maxlength=64):session_id>")
@@ -164,7 +167,7 @@ class SessionItem(Resource):
     @fails(ns, 404, 503)
     def delete(self, session_id: str):
         """End one of your sessions."""
-        if not sessions.end_session(session_id, g.user_id):
+        if not sessions.end_session(session_id, auth.current_identity().user_id):
             raise NotFound("No such session.")
 
 
@@ -178,8 +181,8 @@ class Password(Resource):
     def put(self):
         """Change your password; your other sessions end. Wrong old passwords count as failed logins (429)."""
         body = ns.payload
-        accounts.change_password(g.current_user, g.session_id, body["old_password"], body["new_password"],
-                                 client()[0])
+        accounts.change_password(auth.current_user(), auth.current_identity().session_id, body["old_password"],
+                                 body["new_password"], client()[0])
 
 
 @ns.route("/password/forgot")

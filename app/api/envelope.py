@@ -19,23 +19,9 @@ from flask import Response, current_app
 from flask_restx import Model, Namespace, fields, marshal
 
 from app.api.validation import check_body, close_model
+from app.errors import ERROR_DESCRIPTIONS, ERROR_MODEL
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-ERROR_DESCRIPTIONS = {
-    400: "INVALID_FIELD (field names it) or BAD_REQUEST",
-    401: "NOT_AUTHORIZED: no token, or an unknown, expired or revoked one",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    409: "CONFLICT: a unique value is taken",
-    413: "PAYLOAD_TOO_LARGE",
-    415: "UNSUPPORTED_MEDIA_TYPE",
-    429: "TOO_MANY_REQUESTS: see Retry-After",
-    500: "SERVER_ERROR",
-    501: "STORAGE_NOT_CONFIGURED",
-    502: "SMS_FAILED",
-    503: "SERVICE_UNAVAILABLE: the database or Redis cannot be reached",
-}
 
 
 class _Nullable:
@@ -106,7 +92,7 @@ ERROR_FIELDS = {
     "field": NullableString(required=True, description="the offending field, when there is one"),
     "request_id": fields.String(required=True, description="X-Request-ID of this request"),
 }
-error_model = Model("Error", ERROR_FIELDS)
+error_model = Model(ERROR_MODEL, ERROR_FIELDS)
 
 
 @dataclass

@@ -1,10 +1,11 @@
 """Files: uploads to the configured storage, downloads, and Qiniu direct uploads."""
 
-from flask import g, redirect, request, send_file
+from flask import redirect, request, send_file
 from flask_restx import Namespace, Resource, fields, reqparse
 from werkzeug.datastructures import FileStorage
 from werkzeug.http import parse_range_header
 
+from app import auth
 from app.api.envelope import NullableString, Timestamp, fails, page_of, public, returns, returns_nothing
 from app.api.users import page_args
 from app.api.validation import BoundedText, PartsParser
@@ -54,7 +55,7 @@ class Files(Resource):
     def post(self):
         """Upload a file (multipart field `file`): 413 over files.max_size, 415 for a type not allowed."""
         upload = upload_args.parse_args()["file"]
-        return files.store_upload(g.current_user, upload.stream, upload.filename)
+        return files.store_upload(auth.current_user(), upload.stream, upload.filename)
 
     @login_check
     @ns.expect(page_args)
@@ -63,7 +64,7 @@ class Files(Resource):
     def get(self):
         """Your files, newest first."""
         args = page_args.parse_args()
-        return files.list_files(g.current_user, args["page"], args["per_page"])
+        return files.list_files(auth.current_user(), args["page"], args["per_page"])
 
 
 @ns.route("/<int:file_id>")
@@ -74,14 +75,14 @@ class FileItem(Resource):
     @fails(ns, 404, 503)
     def get(self, file_id: int):
         """A file's metadata; owner or admin."""
-        return files.get_file(file_id, g.current_user)
+        return files.get_file(file_id, auth.current_user())
 
     @login_check
     @returns_nothing(ns, "Deleted, bytes included")
     @fails(ns, 404, 503)
     def delete(self, file_id: int):
         """Delete a file and its bytes; owner or admin."""
-        files.delete_file(files.get_file(file_id, g.current_user))
+        files.delete_file(files.get_file(file_id, auth.current_user()))
 
 
 @ns.route("/<int:file_id>/content")
@@ -97,7 +98,7 @@ class FileContent(Resource):
     @fails(ns, 404, 503)
     def get(self, file_id: int):
         """Download the bytes; owner or admin."""
-        record = files.get_file(file_id, g.current_user)
+        record = files.get_file(file_id, auth.current_user())
         if record.backend != "local":
             return redirect(files.file_url(record) or "", code=302)
         ignore_unusable_range()
@@ -126,7 +127,7 @@ class UploadToken(Resource):
     def get(self):
         """A Qiniu direct-upload token for one file; 501 while Qiniu keys are not configured."""
         args = token_args.parse_args()
-        return files.qiniu_upload_token(g.current_user, args["filename"], args["content_type"])
+        return files.qiniu_upload_token(auth.current_user(), args["filename"], args["content_type"])
 
 
 @ns.route("/qiniu/callback")

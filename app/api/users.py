@@ -1,8 +1,8 @@
 """Users: the current user's profile, and the admin's user management."""
 
-from flask import g
 from flask_restx import Namespace, Resource, fields, reqparse
 
+from app import auth
 from app.api.envelope import (
     Email,
     NullableString,
@@ -63,7 +63,7 @@ class Me(Resource):
     @fails(ns, 503)
     def get(self):
         """The current user."""
-        return g.profile
+        return auth.current_identity().profile
 
     @login_check
     @accepts(ns, profile_changes)
@@ -72,7 +72,7 @@ class Me(Resource):
     def patch(self):
         """Change your nickname or email."""
         body = ns.payload
-        return users.update_user(g.current_user, nickname=body.get("nickname"), email=body.get("email"))
+        return users.update_user(auth.current_user(), nickname=body.get("nickname"), email=body.get("email"))
 
 
 @ns.route("/")
@@ -105,7 +105,8 @@ class UserItem(Resource):
     @fails(ns, 404, 503)
     def get(self, user_id: int):
         """The user itself, or any user for an admin."""
-        if user_id != g.user_id and not g.profile.is_admin:
+        caller = auth.current_identity()
+        if user_id != caller.user_id and not caller.is_admin:
             raise Forbidden("You may only see your own account.")
         return users.get_user(user_id)
 
@@ -125,4 +126,4 @@ class UserItem(Resource):
     @fails(ns, 404, 503)
     def delete(self, user_id: int):
         """Admin: delete a user and end their sessions. 403 for your own account."""
-        users.delete_user(users.get_user(user_id), deleted_by=g.user_id)
+        users.delete_user(users.get_user(user_id), deleted_by=auth.current_identity().user_id)

@@ -1,4 +1,11 @@
-"""Accounts: register, log in (password or SMS code), refresh, passwords, and the token check."""
+"""Accounts: register, log in (password or SMS code), refresh, passwords. (Checking a token: app.auth.)
+
+Redis keys this module names (under the configured prefix), for reset codes sent by mail:
+  auth:email_code:<address>           the code, a hash (app.services.codes)    TTL auth.email_code_ttl
+  auth:email_wait:<address>           the resend cooldown                      TTL sms.resend_after
+  auth:email_day:address:<address>    mails asked for the address             TTL a day from the first
+  auth:email_day:ip:<client address>  reset mails asked by the client         TTL a day from the first
+"""
 
 from __future__ import annotations
 
@@ -9,14 +16,13 @@ from app.config import configs
 from app.errors import Forbidden, InvalidField, NotAuthorized, TooManyRequests
 from app.extensions import db, redis_store
 from app.models import User
-from app.services import sessions, user_cache
+from app.services import sessions
 from app.services.codes import issue_code, reserve_send, use_code
 from app.services.login_limits import account_key, check_login_allowed, clear_login_failures, record_login_failure
 from app.services.mail import send_email
 from app.services.passwords import hash_password, needs_rehash, verify_password
 from app.services.phones import normalize_phone
 from app.services.sms import consume_sms_proof
-from app.services.user_cache import Profile
 from app.services.users import (
     check_password_rules,
     check_unique,
@@ -101,28 +107,6 @@ def refresh(refresh_token: str) -> tuple[sessions.TokenPair, User]:
         sessions.end_all_sessions(pair.user_id)
         raise (NotAuthorized() if user is None else Forbidden("This account is deactivated."))
     return pair, user
-
-
-def user_for_token(token: str) -> tuple[Profile, str, User | None]:
-    """(profile, session id, the user's row if it had to be read) for an access token: one Redis round trip, and
-    no SQL query while the user's snapshot is cached (app.services.user_cache); otherwise one query, and the
-    snapshot is stored."""
-    found = sessions.authenticate(token, user_cache.key_prefix())
-    if found is None:
-        raise NotAuthorized("The token is missing, unknown, expired or revoked.")
-    session_id, user_id, snapshot = found
-    profile = Profile.parse(snapshot) if snapshot else None
-    user = None
-    if profile is None:
-        user = db.session.get(User, user_id)
-        if user is None:
-            sessions.end_session(session_id)
-            raise NotAuthorized("The token is missing, unknown, expired or revoked.")
-        profile = Profile.of(user)
-        user_cache.store(profile)
-    if not profile.is_active:
-        raise Forbidden("This account is deactivated.")
-    return profile, session_id, user
 
 
 def change_password(user: User, session_id: str, old_password: str, new_password: str, ip: str) -> None:

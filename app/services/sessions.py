@@ -6,7 +6,8 @@ Redis keys (under the configured prefix; tokens appear only as SHA-256 digests):
   auth:session:<id>         hash: user_id, created_at, last_seen_at, ip, user_agent, access, refresh
                             (the digests of its live tokens)    TTL auth.refresh_ttl, renewed on refresh
   auth:user:<user id>       set of the user's session ids       TTL auth.refresh_ttl, renewed on login
-  auth:profile:<user id>    the user's row, cached              app.services.user_cache
+This module names these keys and no other module touches them. The token check also fetches the user's cached
+row, whose key app.services.user_cache names (its prefix comes in as an argument).
 A refresh retires the old refresh token; presenting a retired one ends its whole session (theft).
 """
 
@@ -68,6 +69,15 @@ return redis.call('DEL', KEYS[1])
 
 
 @dataclass(frozen=True)
+class LiveToken:
+    """What a live access token names: its session and user, and the user's cached snapshot (None if not cached)."""
+
+    session_id: str
+    user_id: int
+    snapshot: str | None
+
+
+@dataclass(frozen=True)
 class TokenPair:
     session_id: str
     user_id: int
@@ -108,9 +118,9 @@ def open_session(user_id: int, ip: str, user_agent: str) -> TokenPair:
     return TokenPair(session_id, user_id, token, refresh)
 
 
-def authenticate(token: str, snapshot_prefix: str) -> tuple[str, int, str | None] | None:
-    """(session id, user id, the user's cached snapshot or None) for a live access token, recording last-seen;
-    one Redis round trip."""
+def authenticate(token: str, snapshot_prefix: str) -> LiveToken | None:
+    """What a live access token names, with the snapshot stored at ``snapshot_prefix`` + user id, recording
+    last-seen; one Redis round trip. None for any other token."""
     if not token:
         return None
     found = redis_store.run_script(AUTHENTICATE, keys=[_key("access", _digest(token))],
@@ -119,7 +129,7 @@ def authenticate(token: str, snapshot_prefix: str) -> tuple[str, int, str | None
         return None
     value, snapshot = found
     session_id, user_id = str(value).split(":", 1)
-    return session_id, int(user_id), snapshot
+    return LiveToken(session_id, int(user_id), snapshot)
 
 
 def rotate(refresh_token: str) -> TokenPair | None:

@@ -3,12 +3,13 @@ signed-in request costs one Redis round trip, no SQL query, and no ORM work unti
 
     auth:profile:<user id>   JSON of Profile's fields      TTL auth.profile_cache_ttl (0 turns the cache off)
 
-@login_check puts the snapshot in ``g.profile`` (a ``Profile``: who is signed in, their role, …) and makes
-``g.current_user`` on first use: a persistent ``User`` attached to the session without a query, with these
-columns loaded and the others (the password hash, …) loaded from the database when first read; a change to it is
-written as usual. Any committed change to a user row through the ORM deletes that user's snapshot; the next
-request reads the row and stores a new one. A change made outside the ORM (raw SQL, another program) shows after
-at most the TTL.
+This module names that key and is the only one that writes it; the token check (app.services.sessions) reads it
+with the prefix app.auth passes from ``key_prefix()``. app.auth hands the snapshot to handlers as a ``Profile``
+(who is signed in, their role, …) and makes the ``User`` from it on first use (``attach``): a persistent row
+attached to the session without a query, with these columns loaded and the others (the password hash, …) loaded
+from the database when first read; a change to it is written as usual. Any committed change to a user row through
+the ORM deletes that user's snapshot; the next request reads the row and stores a new one. A change made outside
+the ORM (raw SQL, another program) shows after at most the TTL.
 """
 
 from __future__ import annotations
@@ -66,7 +67,21 @@ class Profile:
 
 
 def key_prefix() -> str:
+    """Every snapshot's key but the user id."""
     return redis_store.key("auth", "profile", "")
+
+
+def key(user_id: int) -> str:
+    """The key of the user's snapshot."""
+    return key_prefix() + str(user_id)
+
+
+def read(user_id: int) -> User | None:
+    """The user's row from the database (one query), its snapshot stored for the next requests; None if gone."""
+    user = db.session.get(User, user_id)
+    if user is not None:
+        store(Profile.of(user))
+    return user
 
 
 def attach(profile: Profile) -> User:
@@ -83,7 +98,7 @@ def store(profile: Profile) -> None:
         return
     data = asdict(profile)
     data.update({name: data[name].isoformat() if data[name] else None for name in TIMES})
-    redis_store.set(key_prefix() + str(profile.id), json.dumps(data), ex=ttl)
+    redis_store.set(key(profile.id), json.dumps(data), ex=ttl)
 
 
 @event.listens_for(User, "after_update")
@@ -100,7 +115,7 @@ def _forget_changed(session: Session) -> None:
     if not stale:
         return
     try:
-        redis_store.delete(*(key_prefix() + str(user_id) for user_id in stale))
+        redis_store.delete(*(key(user_id) for user_id in stale))
     except redis.RedisError as exc:  # the change is committed: say so, and let the snapshot expire
         log.warning("could not drop the cached snapshot of user(s) %s: %s", sorted(stale), exc)
 

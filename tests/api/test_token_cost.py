@@ -8,11 +8,12 @@ from contextlib import contextmanager
 
 import pytest
 from conftest import PASSWORD, bearer, login
-from flask import g, request_finished
+from flask import request_finished
 from flask_restx import Namespace, Resource
 from redis.connection import AbstractConnection
 from sqlalchemy import event
 
+from app import auth
 from app.decorators import login_check
 from app.extensions import db
 from app.services import sessions
@@ -140,17 +141,19 @@ def test_a_cached_read_of_who_is_signed_in_does_no_orm_work(app, client, make_us
     assert opened == [False, False, True]  # only the change needed the row
 
 
+probe = Namespace("probe")
+
+
+@probe.route("/user")
+class Probe(Resource):
+    @login_check
+    def get(self):
+        user = auth.current_user()  # made here, from the snapshot, without a query
+        return {"same": user is auth.current_user(), "attached": user in db.session,
+                "hash_loaded_on_demand": user.password_hash.startswith("$argon2"), "nickname": user.nickname}
+
+
 def test_current_user_is_the_attached_row_on_first_use(make_app, accounts_settings, make_user):
-    probe = Namespace("probe")
-
-    @probe.route("/user")
-    class Probe(Resource):
-        @login_check
-        def get(self):
-            user = g.get("current_user")  # made here, from the snapshot, without a query
-            return {"same": user is g.current_user, "attached": user in db.session,
-                    "hash_loaded_on_demand": user.password_hash.startswith("$argon2"), "nickname": user.nickname}
-
     app = make_app(accounts_settings, extra_namespaces=[(probe, "/probe")])
     client = app.test_client()
     from app.services.users import create_user
@@ -164,3 +167,18 @@ def test_current_user_is_the_attached_row_on_first_use(make_app, accounts_settin
         answer = client.get("/api/probe/user", headers=bearer(token))
     assert answer.get_json() == {"same": True, "attached": True, "hash_loaded_on_demand": True, "nickname": "probe"}
     assert round_trips == ["EVALSHA"] and len(statements) == 1, (round_trips, statements)  # the hash only
+
+
+def test_current_user_is_the_row_the_token_check_read_when_the_snapshot_was_gone(make_app, accounts_settings):
+    app = make_app(accounts_settings, extra_namespaces=[(probe, "/probe")])
+    client = app.test_client()
+    from app.services.users import create_user
+
+    with app.app_context():
+        create_user("+8613800138003", PASSWORD, "probe", None)
+    token = login(client, "+8613800138003")["token"]  # nothing cached yet
+
+    with counting(app) as (round_trips, statements):
+        answer = client.get("/api/probe/user", headers=bearer(token))
+    assert answer.get_json() == {"same": True, "attached": True, "hash_loaded_on_demand": True, "nickname": "probe"}
+    assert round_trips == ["EVALSHA", "SET"] and len(statements) == 1, (round_trips, statements)  # the row only

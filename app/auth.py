@@ -1,0 +1,104 @@
+"""Who is calling: the token a request carries, the one check of it, and the identity it proves for the request.
+
+GET /api/users/me with a token: the route (app/api/users.py) → @login_check (app/decorators.py) → ``authenticate``
+here → the token, its session and the user's cached profile in one Redis round trip (app/services/sessions.py,
+app/services/user_cache.py) → back to the handler, which reads ``current_identity()`` or ``current_user()``.
+
+For one request this module keeps plain values on ``flask.g``: ``g.auth_identity``, ``g.auth_user`` and
+``g.auth_signed_in``; only this module reads or writes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import g, request
+
+from app.errors import Forbidden, NotAuthorized
+from app.models import User
+from app.services import sessions, user_cache
+from app.services.user_cache import Profile
+
+REFUSED = "The token is missing, unknown, expired or revoked."
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a live access token belongs to: the user, the session, and the user's cached columns."""
+
+    user_id: int
+    session_id: str
+    profile: Profile
+    row: User | None = field(default=None, compare=False, repr=False)  # the user's row, if the check read it
+
+    @property
+    def is_admin(self) -> bool:
+        return self.profile.is_admin
+
+
+def request_token() -> str:
+    """The access token from the ``token`` header, or from ``Authorization: Bearer <token>``."""
+    token = request.headers.get("token", "").strip()
+    if not token:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            token = value.strip()
+    return token
+
+
+def authenticate(token: str) -> Identity:
+    """The identity of a live access token: one Redis round trip, and no SQL query while the user's profile is
+    cached (otherwise one, and the profile is cached). 401 for a token that is not live or whose user is gone,
+    403 for a deactivated user."""
+    live = sessions.authenticate(token, user_cache.key_prefix())
+    if live is None:
+        raise NotAuthorized(REFUSED)
+    profile = Profile.parse(live.snapshot) if live.snapshot else None
+    row = None
+    if profile is None:  # not cached, or cached in an older layout
+        row = user_cache.read(live.user_id)
+        if row is None:
+            sessions.end_session(live.session_id)
+            raise NotAuthorized(REFUSED)
+        profile = Profile.of(row)
+    if not profile.is_active:
+        raise Forbidden("This account is deactivated.")
+    return Identity(live.user_id, live.session_id, profile, row)
+
+
+def check_request() -> Identity:
+    """Authenticate this request's token and keep the identity for the rest of the request (@login_check)."""
+    identity = authenticate(request_token())
+    g.auth_identity = identity
+    return identity
+
+
+def current_identity() -> Identity:
+    """Who is calling, as @login_check checked it; an error in a handler without @login_check."""
+    identity: Identity | None = g.get("auth_identity")
+    if identity is None:
+        raise RuntimeError("current_identity() needs @login_check on the operation")
+    return identity
+
+
+def current_user() -> User:
+    """The caller's ``User`` row: the one the check read, or else made from the cached profile on first call and
+    attached to the database session without a query (the columns the profile lacks load when first read); the
+    same object for the rest of the request. A request that never calls this does no ORM work."""
+    user: User | None = g.get("auth_user")
+    if user is None:
+        identity = current_identity()
+        user = identity.row if identity.row is not None else user_cache.attach(identity.profile)
+        g.auth_user = user
+    return user
+
+
+def note_signed_in(user_id: int) -> None:
+    """Name the user a login or refresh just signed in as this request's user (for its log lines)."""
+    g.auth_signed_in = user_id
+
+
+def signed_in_user_id() -> int | None:
+    """The id of the user this request is from, or None; never touches the ORM (log lines use it)."""
+    identity: Identity | None = g.get("auth_identity")
+    return identity.user_id if identity is not None else g.get("auth_signed_in")
