@@ -12,6 +12,7 @@ from app.errors import Conflict, Forbidden, InvalidField, NotFound
 from app.extensions import db
 from app.models import User
 from app.services import sessions
+from app.services.files import delete_files_of
 from app.services.passwords import hash_password
 from app.services.phones import normalize_phone
 from app.services.records import get_by_id, paginate
@@ -145,8 +146,6 @@ def _active_admins(lock: bool = False) -> list[int]:
 def delete_user(user: User, deleted_by: int | None = None) -> None:
     """Deactivate the user (403 for the last active admin; their sessions end), delete their files (bytes
     included), then the account. 403 when ``deleted_by`` is the user themself."""
-    from app.services.files import delete_files_of
-
     if user.id == deleted_by:
         raise Forbidden("You may not delete your own account.")
     update_user(user, is_active=False)
