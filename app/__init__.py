@@ -9,7 +9,23 @@ from flask import Flask
 from flask_restx import Namespace
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-__version__ = "0.1.0"
+from app import (
+    headers,
+    metrics,
+    models,  # noqa: F401  (registers the tables on db.metadata)
+    request_id,
+    urls,
+)
+from app.api import create_api
+from app.api.validation import RequestJSONProvider
+from app.cli import register_commands
+from app.config import PROJECT_DIR, load_configs, use_settings
+from app.errors import error_response
+from app.extensions import db, mail, migrate, redis_store, tasks
+from app.logs import configure_logging, init_request_logging
+from app.version import __version__
+
+__all__ = ["__version__", "create_app"]
 
 
 def create_app(
@@ -18,15 +34,6 @@ def create_app(
     extra_namespaces: Iterable[tuple[Namespace, str]] = (),
 ) -> Flask:
     """Build an app from the settings (``overrides`` merged last) plus any extra namespaces."""
-    from app import headers, request_id, urls
-    from app.api import create_api
-    from app.api.validation import RequestJSONProvider
-    from app.cli import register_commands
-    from app.config import PROJECT_DIR, load_configs, use_settings
-    from app.errors import error_response
-    from app.extensions import db, mail, migrate, redis_store, tasks
-    from app.logs import configure_logging, init_request_logging
-
     settings = load_configs(overrides)
     app = Flask(__name__, instance_path=str(PROJECT_DIR / "instance"))
     use_settings(app, settings)
@@ -42,12 +49,8 @@ def create_app(
     mail.init_app(app)
     redis_store.init_app(app)
     tasks.init_app(app)
-    from app import models  # noqa: F401  (registers the tables on db.metadata)
-
     create_api(app, extra_namespaces)
     app.register_error_handler(Exception, error_response)
-    from app import metrics
-
     metrics.init_app(app)
     register_commands(app)
 

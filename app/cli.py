@@ -6,6 +6,7 @@ import click
 from flask import Flask
 
 from app.errors import APIError
+from app.services.users import create_user
 
 
 @click.command("create-admin")
@@ -16,8 +17,6 @@ from app.errors import APIError
               help="8 to 128 characters; prompted (hidden) when omitted")
 def create_admin(phone: str, nickname: str, email: str, password: str) -> None:
     """Create an admin account (the first one, typically)."""
-    from app.services.users import create_user
-
     try:
         user = create_user(phone, password, nickname, email or None, role="admin")
     except APIError as exc:

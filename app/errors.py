@@ -9,6 +9,7 @@ exceptions come out in the same shape:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -18,6 +19,7 @@ from werkzeug import exceptions as http
 from werkzeug.routing import RoutingException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from app.extensions import db
 from app.request_id import current_request_id
 
 log = logging.getLogger(__name__)
@@ -156,6 +158,13 @@ OUTAGES: tuple[type[BaseException], ...] = (
     sa_exc.InterfaceError,
     sa_exc.TimeoutError,
 )
+_outage_listeners: list[Callable[[BaseException], None]] = []
+
+
+def on_outage(listener: Callable[[BaseException], None]) -> None:
+    """Have ``listener`` called with each outage a request answers with 503 (app.metrics counts them)."""
+    if listener not in _outage_listeners:
+        _outage_listeners.append(listener)
 
 
 def _from_http_exception(exc: http.HTTPException) -> APIError:
@@ -194,18 +203,15 @@ def as_api_error(exc: BaseException) -> APIError:
         log.warning("database refused a value: %s", exc.orig)
         return BadRequest("A value in the request cannot be stored.")
     if isinstance(exc, OUTAGES):
-        from app.metrics import record_outage
-
         log.error("dependency unavailable: %s: %s", type(exc).__name__, exc)
-        record_outage(exc)
+        for listener in _outage_listeners:
+            listener(exc)
         return ServiceUnavailable()
     log.error("unhandled exception", exc_info=exc)
     return ServerError()
 
 
 def _roll_back() -> None:
-    from app.extensions import db
-
     try:
         db.session.rollback()
     except Exception:  # the connection itself may be gone (an outage): nothing left to roll back

@@ -55,7 +55,8 @@ class RedisStore:
     def connect(settings: RedisSettings) -> redis.Redis:
         url = settings.url
         if url.startswith("memory://"):
-            import fakeredis
+            import fakeredis  # only the embedded mode needs it: production processes do not load it
+
 
             return fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
         return redis.Redis.from_url(

@@ -22,7 +22,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from app.config import configs, settings_of
-from app.errors import NotAuthorized
+from app.errors import NotAuthorized, on_outage
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -46,6 +46,8 @@ class Metrics:
     """The metric objects, made once per process (prometheus_client keeps them in a global registry)."""
 
     def __init__(self) -> None:
+        # Imported on first use: prometheus_client picks its multiprocess mode from PROMETHEUS_MULTIPROC_DIR when
+        # first imported, which use_directory_for sets after this module is imported.
         from prometheus_client import Counter, Histogram
 
         self.requests = Counter("http_requests_total", "Requests answered, by route, method and status",
@@ -67,11 +69,9 @@ def metrics() -> Metrics:
 
 
 def record_outage(exc: BaseException) -> None:
-    """Count a database or Redis failure that a request answered with 503 (called by app.errors)."""
-    if _metrics is None:
-        return
+    """Count a database or Redis failure that a request answered with 503 (an app.errors outage listener)."""
     dependency = "redis" if type(exc).__module__.startswith("redis") else "database"
-    _metrics.outages.labels(dependency, type(exc).__name__).inc()
+    metrics().outages.labels(dependency, type(exc).__name__).inc()
 
 
 def _endpoint() -> str:
@@ -93,6 +93,7 @@ def _record(response: Response) -> Response:
 
 
 def _scrape() -> Any:
+    # Imported on first use, as in Metrics: the multiprocess directory must be set before.
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
     token = configs.metrics.token
@@ -110,6 +111,7 @@ def init_app(app: Flask) -> None:
     if not settings_of(app).metrics.enabled:
         return
     metrics()
+    on_outage(record_outage)
     app.before_request(_start_timer)
     app.after_request(_record)
     app.add_url_rule("/metrics", "metrics", _scrape)

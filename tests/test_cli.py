@@ -55,3 +55,11 @@ def test_create_admin_explains_a_bad_value(cli):
     result = cli("--phone", "12345", "--nickname", "boss", "--password", "a strong secret")
     assert result.returncode != 0
     assert "phone" in result.stderr
+
+
+def test_create_admin_refuses_an_email_the_api_would_refuse(cli, test_settings):
+    result = cli("--phone", "13800138000", "--nickname", "boss", "--password", "a strong secret",
+                 "--email", "zoë@example.com")
+    assert result.returncode != 0
+    assert "email" in result.stderr
+    assert admins(test_settings) == []

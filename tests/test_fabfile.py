@@ -43,6 +43,7 @@ def test_fab_build_packs_what_runs_and_nothing_else(tmp_path):
         assert "__pycache__" not in name and not name.endswith(".pyc"), name
     assert "config_override.py" not in names  # each host keeps its own
     assert "hot_deploy.py" not in names and "fabfile.py" not in names  # development tools
+    assert "deploy/fabric_steps.py" not in names and "deploy/healthcheck.py" in names
 
 
 def test_remote_tasks_without_hosts_say_how_to_name_them(tmp_path):

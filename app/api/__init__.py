@@ -10,7 +10,6 @@ from flask import Blueprint, Flask
 from flask_restx import Api, Namespace
 from flask_restx.swagger import Swagger
 
-from app import __version__
 from app.api.auth import ns as auth_ns
 from app.api.common import ns as common_ns
 from app.api.envelope import ERROR_DESCRIPTIONS, error_model
@@ -20,6 +19,7 @@ from app.api.users import ns as users_ns
 from app.api.validation import AsciiIntegerConverter
 from app.config import settings_of
 from app.errors import error_response
+from app.version import __version__
 
 # Add a namespace: write app/api/<name>.py with `ns = Namespace(...)`, then list it here.
 NAMESPACES: tuple[tuple[Namespace, str], ...] = (

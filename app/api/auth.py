@@ -6,17 +6,8 @@ from flask import request
 from flask_restx import Namespace, Resource, fields
 
 from app import auth
-from app.api.envelope import (
-    Email,
-    Phone,
-    Timestamp,
-    accepts,
-    fails,
-    public,
-    returns,
-    returns_nothing,
-)
-from app.api.users import user_model
+from app.api.envelope import Timestamp, accepts, fails, public, returns, returns_nothing
+from app.api.fields import Email, Phone, given_password, new_password, nickname, six_digit_code, user_model
 from app.config import configs
 from app.decorators import log_record, login_check
 from app.errors import InvalidField, NotFound
@@ -25,20 +16,20 @@ from app.services import accounts, sessions
 ns = Namespace("auth", description="Register, log in and manage sessions")
 ns.add_model(user_model.name, user_model)
 
-PASSWORD = fields.String(required=True, min_length=8, max_length=128, example="correct horse battery")
-SMS_CODE = fields.String(example="123456", pattern=r"^\d{6}$", max_length=6)
+PASSWORD = new_password(required=True, example="correct horse battery")
+SMS_CODE = six_digit_code()
 TICKET = 128  # characters: tickets and tokens are 43 (32 random bytes, URL-safe base64)
 register_request = ns.model("Register", {
     "phone": Phone(required=True, example="13800138000"),
     "password": PASSWORD,
-    "nickname": fields.String(required=True, min_length=1, max_length=64, example="小明"),
+    "nickname": nickname(required=True, example="小明"),
     "sms_code": SMS_CODE,
     "sms_ticket": fields.String(max_length=TICKET, description="from POST /common/sms/verify, instead of sms_code"),
     "email": Email(example="me@example.com"),
 })
 login_request = ns.model("Login", {
     "account": fields.String(max_length=254, description="phone or email, with password", example="13800138000"),
-    "password": fields.String(max_length=128),
+    "password": given_password(),
     "phone": Phone(description="with sms_code (purpose login), instead of account and password"),
     "sms_code": SMS_CODE,
 })
@@ -59,14 +50,14 @@ session_model = ns.model("Session", {
     "current": fields.Boolean(required=True),
 })
 password_change = ns.model("PasswordChange", {
-    "old_password": fields.String(required=True, max_length=128), "new_password": PASSWORD,
+    "old_password": given_password(required=True), "new_password": PASSWORD,
 })
 password_reset = ns.model("PasswordReset", {
     "phone": Phone(example="13800138000", description="with sms_code or sms_ticket (purpose reset_password)"),
     "sms_code": SMS_CODE,
     "sms_ticket": fields.String(max_length=TICKET, description="from POST /common/sms/verify, instead of sms_code"),
     "email": Email(description="with email_code, from POST /auth/password/forgot"),
-    "email_code": fields.String(example="123456", pattern=r"^\d{6}$", max_length=6),
+    "email_code": six_digit_code(),
     "new_password": PASSWORD,
 })
 password_forgot = ns.model("PasswordForgot", {"email": Email(required=True)})

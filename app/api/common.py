@@ -3,7 +3,8 @@
 from flask import request
 from flask_restx import Namespace, Resource, fields
 
-from app.api.envelope import Phone, accepts, fails, public, returns
+from app.api.envelope import accepts, fails, public, returns
+from app.api.fields import Phone, six_digit_code
 from app.decorators import log_record
 from app.services import sms
 from app.services.phones import normalize_phone
@@ -23,7 +24,7 @@ send_reply = ns.model("SmsSent", {
 verify_request = ns.model("SmsVerifyRequest", {
     "phone": PHONE,
     "purpose": PURPOSE,
-    "code": fields.String(required=True, example="123456", pattern=r"^\d{6}$", max_length=6),
+    "code": six_digit_code(required=True),
 })
 verify_reply = ns.model("SmsTicket", {
     "sms_ticket": fields.String(required=True, description="single-use proof of the phone, for register etc."),

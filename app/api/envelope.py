@@ -56,35 +56,6 @@ class NullableTimestamp(_Nullable, Timestamp):
     """A Timestamp that may be null."""
 
 
-# An address (ASCII, as format "email" means), or "" for none: a pattern, since Swagger 2.0 has no other way
-# to say "an address or empty". Explicit character classes only, so that Python (which validates bodies
-# here) and the JavaScript and Rust engines of clients and fuzzers read it alike; the service accepts all
-# it matches.
-EMAIL_OR_EMPTY = r"^$|^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z0-9-]{2,}$"
-
-
-class Email(fields.String):
-    """An email address, or "" for none (which removes one); bodies are checked against the pattern."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("pattern", EMAIL_OR_EMPTY)
-        kwargs.setdefault("max_length", 254)
-        super().__init__(*args, **kwargs)
-
-
-PHONE_MAX_LENGTH = 32  # "+" and 15 digits, with room for separators: "+86 138-0013-8000"
-
-
-class Phone(fields.String):
-    """A phone number (format ``phone``): 11-digit mainland mobile number or E.164; the service validates it."""
-
-    __schema_format__ = "phone"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("max_length", PHONE_MAX_LENGTH)
-        super().__init__(*args, **kwargs)
-
-
 ERROR_FIELDS = {
     "code": fields.Integer(required=True, description="the HTTP status", example=404),
     "status": fields.String(required=True, description="the status name", example="NOT_FOUND"),

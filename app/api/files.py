@@ -7,7 +7,7 @@ from werkzeug.http import parse_range_header
 
 from app import auth
 from app.api.envelope import NullableString, Timestamp, fails, page_of, public, returns, returns_nothing
-from app.api.users import page_args
+from app.api.fields import page_args
 from app.api.validation import BoundedText, PartsParser
 from app.decorators import login_check
 from app.services import files

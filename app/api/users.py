@@ -1,57 +1,34 @@
 """Users: the current user's profile, and the admin's user management."""
 
-from flask_restx import Namespace, Resource, fields, reqparse
+from flask_restx import Namespace, Resource, fields
 
 from app import auth
-from app.api.envelope import (
-    Email,
-    NullableString,
-    NullableTimestamp,
-    Phone,
-    Timestamp,
-    accepts,
-    fails,
-    page_of,
-    returns,
-    returns_nothing,
-)
-from app.api.validation import BoundedText, WholeNumber
+from app.api.envelope import accepts, fails, page_of, returns, returns_nothing
+from app.api.fields import Email, Phone, new_password, nickname, page_args, role, user_model
+from app.api.validation import BoundedText
 from app.decorators import admin_required, login_check
 from app.errors import Forbidden
 from app.services import users
 
 ns = Namespace("users", description="Users (listing and changing others is for admins)")
 
-user_model = ns.model("User", {
-    "id": fields.Integer(required=True, example=1),
-    "phone": fields.String(required=True, example="+8613800138000"),
-    "email": NullableString(required=True, example="me@example.com"),
-    "nickname": fields.String(required=True, example="小明"),
-    "role": fields.String(required=True, enum=list(users.ROLES)),
-    "is_active": fields.Boolean(required=True),
-    "created_at": Timestamp(required=True),
-    "last_login_at": NullableTimestamp(required=True),
-})
-NICKNAME = fields.String(min_length=1, max_length=64, example="小明")
+ns.add_model(user_model.name, user_model)
+NICKNAME = nickname(example="小明")
 EMAIL = Email(example="me@example.com", description="an empty string removes it")
-ROLE = fields.String(enum=list(users.ROLES), max_length=16)
 profile_changes = ns.model("ProfileChanges", {"nickname": NICKNAME, "email": EMAIL})
 admin_changes = ns.model("UserChanges", {
     "nickname": NICKNAME, "email": EMAIL,
-    "role": ROLE,
+    "role": role(),
     "is_active": fields.Boolean(description="false ends every session of the user at once"),
 })
 new_user = ns.model("NewUser", {
     "phone": Phone(required=True, example="13800138000"),
-    "password": fields.String(required=True, min_length=8, max_length=128),
-    "nickname": fields.String(required=True, min_length=1, max_length=64),
+    "password": new_password(required=True),
+    "nickname": nickname(required=True),
     "email": EMAIL,
-    "role": fields.String(enum=list(users.ROLES), max_length=16, default="user"),
+    "role": role(default="user"),
 })
 
-page_args = reqparse.RequestParser()
-page_args.add_argument("page", type=WholeNumber(1, 1_000_000), default=1, location="args")
-page_args.add_argument("per_page", type=WholeNumber(1, 100), default=20, location="args")
 search_args = page_args.copy()
 search_args.add_argument("q", type=BoundedText(64), location="args", help="part of a phone, email or nickname")
 

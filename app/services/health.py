@@ -6,9 +6,9 @@ import logging
 
 from sqlalchemy import text
 
-from app import __version__
 from app.errors import OUTAGES, ServiceUnavailable
 from app.extensions import db, redis_store
+from app.version import __version__
 
 log = logging.getLogger(__name__)
 

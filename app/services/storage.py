@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import qiniu
+
 from app.config import configs, project_path
 from app.errors import PayloadTooLarge, ServiceUnavailable, StorageNotConfigured
 
@@ -83,20 +85,14 @@ class QiniuStorage:
         settings = configs.qiniu
         if not (settings.access_key and settings.secret_key and settings.bucket_name):
             raise StorageNotConfigured("Set qiniu.access_key, qiniu.secret_key and qiniu.bucket_name.")
-        import qiniu
-
         return qiniu.Auth(settings.access_key, settings.secret_key)
 
     def region(self) -> Any:
-        import qiniu
-
         host = configs.qiniu.upload_host
         scheme, _, rest = host.partition("://")
         return qiniu.Region(up_host=rest or host, scheme=scheme if rest else "https")
 
     def save(self, key: str, chunks: Iterator[bytes], content_type: str) -> Written:
-        import qiniu
-
         auth = self.auth()
         data = b"".join(chunks)  # at most files.max_size
         token = auth.upload_token(configs.qiniu.bucket_name, key, 300)
@@ -107,8 +103,6 @@ class QiniuStorage:
         return Written(len(data), hashlib.sha256(data).hexdigest())
 
     def delete(self, key: str) -> None:
-        import qiniu
-
         _, info = qiniu.BucketManager(self.auth()).delete(configs.qiniu.bucket_name, key)
         if info.status_code not in (200, 612):  # 612: no such file
             log.error("Qiniu delete of %s failed: %s", key, info.status_code)

@@ -12,12 +12,18 @@ from app.errors import Conflict, Forbidden, InvalidField, NotFound
 from app.extensions import db
 from app.models import User
 from app.services import sessions
+from app.services.files import delete_files_of
 from app.services.passwords import hash_password
 from app.services.phones import normalize_phone
 from app.services.records import get_by_id, paginate
 
 ROLES = ("user", "admin")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH = 8, 128
+EMAIL_MAX_LENGTH = 254
+# An address in ASCII (as the spec's format "email" means). Explicit character classes only, so that Python and the
+# JavaScript and Rust engines of clients and fuzzers, which read it in the spec (app.api.fields), agree on it.
+EMAIL_PATTERN = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z0-9-]{2,}$"
+_EMAIL = re.compile(EMAIL_PATTERN)
 
 
 def normalize_email(email: str | None) -> str | None:
@@ -25,14 +31,16 @@ def normalize_email(email: str | None) -> str | None:
     if email is None or not str(email).strip():
         return None
     value = str(email).strip().lower()
-    if len(value) > 254 or not _EMAIL.match(value):
+    if len(value) > EMAIL_MAX_LENGTH or not _EMAIL.match(value):
         raise InvalidField("email is not a valid address", field="email")
     return value
 
 
 def check_password_rules(password: str, field: str = "password") -> None:
-    if not isinstance(password, str) or not 8 <= len(password) <= 128:
-        raise InvalidField(f"{field} must be 8 to 128 characters", field=field)
+    """400 on ``field`` unless ``password`` is PASSWORD_MIN_LENGTH to PASSWORD_MAX_LENGTH characters."""
+    if not isinstance(password, str) or not PASSWORD_MIN_LENGTH <= len(password) <= PASSWORD_MAX_LENGTH:
+        raise InvalidField(f"{field} must be {PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH} characters",
+                           field=field)
 
 
 def check_unique(phone: str | None = None, email: str | None = None, exclude: int | None = None) -> None:
@@ -145,8 +153,6 @@ def _active_admins(lock: bool = False) -> list[int]:
 def delete_user(user: User, deleted_by: int | None = None) -> None:
     """Deactivate the user (403 for the last active admin; their sessions end), delete their files (bytes
     included), then the account. 403 when ``deleted_by`` is the user themself."""
-    from app.services.files import delete_files_of
-
     if user.id == deleted_by:
         raise Forbidden("You may not delete your own account.")
     update_user(user, is_active=False)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
 
-from app.api.envelope import PHONE_MAX_LENGTH
+from app.api.fields import PHONE_MAX_LENGTH
 
 # The spec's "phone" format: numbers that exist (random digits of the right length mostly do not), padded with
 # spaces (which the service ignores) to any length up to one past the spec's maxLength, so that schemathesis

@@ -1,0 +1,76 @@
+"""What the namespaces share: the request fields (password, email, phone, nickname, codes), the pagination
+arguments and the user model. The rules they document are the services' (app.services.users), written there once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_restx import Model, fields, reqparse
+
+from app.api.envelope import NullableString, NullableTimestamp, Timestamp
+from app.api.validation import WholeNumber
+from app.services.users import EMAIL_MAX_LENGTH, EMAIL_PATTERN, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, ROLES
+
+# An address or "" for none: a pattern, since Swagger 2.0 has no other way to say "an address or empty".
+EMAIL_OR_EMPTY = "^$|" + EMAIL_PATTERN
+PHONE_MAX_LENGTH = 32  # "+" and 15 digits, with room for separators: "+86 138-0013-8000"
+NICKNAME_MAX_LENGTH = 64  # the column's length
+
+
+class Email(fields.String):
+    """An email address, or "" for none (which removes one); bodies are checked against the pattern."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("pattern", EMAIL_OR_EMPTY)
+        kwargs.setdefault("max_length", EMAIL_MAX_LENGTH)
+        super().__init__(*args, **kwargs)
+
+
+class Phone(fields.String):
+    """A phone number (format ``phone``): 11-digit mainland mobile number or E.164; the service validates it."""
+
+    __schema_format__ = "phone"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", PHONE_MAX_LENGTH)
+        super().__init__(*args, **kwargs)
+
+
+def new_password(**kwargs: Any) -> fields.String:
+    """A password to set: as long as app.services.users.check_password_rules wants."""
+    return fields.String(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH, **kwargs)
+
+
+def given_password(**kwargs: Any) -> fields.String:
+    """A password to check against the stored one: only bounded (a wrong one is answered as wrong, not invalid)."""
+    return fields.String(max_length=PASSWORD_MAX_LENGTH, **kwargs)
+
+
+def nickname(**kwargs: Any) -> fields.String:
+    return fields.String(min_length=1, max_length=NICKNAME_MAX_LENGTH, **kwargs)
+
+
+def six_digit_code(**kwargs: Any) -> fields.String:
+    """An SMS or email code as sent: six ASCII digits."""
+    return fields.String(example="123456", pattern=r"^\d{6}$", max_length=6, **kwargs)
+
+
+def role(**kwargs: Any) -> fields.String:
+    return fields.String(enum=list(ROLES), max_length=16, **kwargs)
+
+
+user_model = Model("User", {
+    "id": fields.Integer(required=True, example=1),
+    "phone": fields.String(required=True, example="+8613800138000"),
+    "email": NullableString(required=True, example="me@example.com"),
+    "nickname": fields.String(required=True, example="小明"),
+    "role": fields.String(required=True, enum=list(ROLES)),
+    "is_active": fields.Boolean(required=True),
+    "created_at": Timestamp(required=True),
+    "last_login_at": NullableTimestamp(required=True),
+})
+
+page_args = reqparse.RequestParser()
+page_args.add_argument("page", type=WholeNumber(1, 1_000_000), default=1, location="args")
+page_args.add_argument("per_page", type=WholeNumber(1, 100), default=20, location="args")
