@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT_DIR, SECRET
 
 from app import create_app
 from app.extensions import db
 from app.models import User
+from tests.support import PROJECT_DIR, SECRET
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ from textwrap import dedent
 
 import pytest
 import requests
-from conftest import PROJECT_DIR, free_port, service_missing, wait_until
+
+from tests.support import PROJECT_DIR, free_port, service_missing, wait_until
 
 README = PROJECT_DIR / "README.md"
 PAGES = [README, *sorted((PROJECT_DIR / "docs").glob("*.md"))]

@@ -10,7 +10,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from conftest import PROJECT_DIR
+from tests.support import PROJECT_DIR
 
 FAB = str(Path(sys.executable).with_name("fab"))
 

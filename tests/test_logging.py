@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import time
 
-from conftest import free_port, wait_until
-
 from app.logs import AdminMailHandler, BackgroundHandler
+from tests.fixtures.accounts import PASSWORD, login, send_sms_code
+from tests.support import deep_merge, free_port, wait_until
 
 
 def test_log_directory_is_made_and_lines_carry_the_request_id(make_app, tmp_path):
@@ -130,8 +130,6 @@ def test_a_failing_task_is_logged_with_its_request_id(make_app, tmp_path):
 
 
 def test_logs_hold_no_password_token_or_code_after_the_account_flows(make_app, accounts_settings, tmp_path):
-    from conftest import deep_merge, send_sms_code
-
     logfile = tmp_path / "flows" / "app.log"
     app = make_app(deep_merge(accounts_settings, {"log": {"file": str(logfile)}}))
     client = app.test_client()
@@ -164,8 +162,6 @@ def test_logs_hold_no_password_token_or_code_after_the_account_flows(make_app, a
 
 def test_the_access_and_record_lines_of_a_login_or_refresh_name_the_user_who_signed_in(make_app, accounts_settings,
                                                                                       tmp_path):
-    from conftest import PASSWORD, deep_merge, login
-
     from app.services.users import create_user
 
     logfile = tmp_path / "login" / "app.log"

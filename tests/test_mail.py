@@ -7,11 +7,12 @@ import io
 import re
 
 import pytest
-from conftest import deep_merge, send_sms_code, wait_until
 from probe_api import PROBE
 
 from app.extensions import db
 from app.models import User
+from tests.fixtures.accounts import send_sms_code
+from tests.support import deep_merge, wait_until
 
 EMAIL, PHONE, PASSWORD = "me@example.com", "+8613800138000", "correct horse battery"
 

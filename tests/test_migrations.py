@@ -21,13 +21,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from conftest import PROJECT_DIR, SECRET, fresh_database
 from flask import Flask, current_app
 from sqlalchemy import Column, MetaData, String, inspect, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.extensions import db
+from tests.fixtures.databases import fresh_database
+from tests.support import PROJECT_DIR, SECRET
 
 MIGRATIONS = PROJECT_DIR / "migrations"
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import PASSWORD, bearer, deep_merge, login, send_sms_code, wait_until
 
 from app.config import settings_of
 from app.extensions import redis_store
+from tests.fixtures.accounts import PASSWORD, bearer, login, send_sms_code
+from tests.support import deep_merge, wait_until
 
 PHONE, OTHER, EMAIL = "+8613800138000", "+8613900139000", "me@example.com"
 WRONG = "wrong password"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import PASSWORD, bearer, deep_merge, login, send_sms_code, wait_until
 
 from app.extensions import db
 from app.models import User
+from tests.fixtures.accounts import PASSWORD, bearer, login, send_sms_code
+from tests.support import deep_merge, wait_until
 
 PHONE, OTHER = "+8613800138000", "+8613900139000"
 USER_FIELDS = {"id", "phone", "email", "nickname", "role", "is_active", "created_at", "last_login_at"}

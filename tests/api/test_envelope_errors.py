@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import free_port
 from probe_api import PROBE
+
+from tests.support import free_port
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ import io
 from urllib.parse import unquote
 
 import pytest
-from conftest import bearer, deep_merge, login
 
 from app.config import project_path, settings_of
 from app.extensions import db
 from app.models import File
+from tests.fixtures.accounts import bearer, login
+from tests.support import deep_merge
 
 OWNER, STRANGER, ADMIN = "+8613800138000", "+8613900139000", "+8613700137000"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40

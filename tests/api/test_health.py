@@ -6,9 +6,8 @@ import shutil
 import subprocess
 import time
 
-from conftest import free_port, service_missing, wait_until
-
 from app import __version__
+from tests.support import free_port, service_missing, wait_until
 
 
 def test_readiness_reports_database_and_redis_ok(client):

@@ -8,7 +8,9 @@ import io
 import re
 
 import pytest
-from conftest import bearer, deep_merge, login
+
+from tests.fixtures.accounts import bearer, login
+from tests.support import deep_merge
 
 PHONE, ADMIN = "+8613800138000", "+8613700137000"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4

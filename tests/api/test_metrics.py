@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 import requests
-from conftest import PASSWORD, bearer, login
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.fixtures.accounts import PASSWORD, bearer, login
 
 METRICS_ON = {"metrics": {"enabled": True}}
 

@@ -6,7 +6,9 @@ import io
 
 import pytest
 import qiniu
-from conftest import SECRET, bearer, deep_merge, login
+
+from tests.fixtures.accounts import bearer, login
+from tests.support import SECRET, deep_merge
 
 PHONE = "+8613800138000"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x01" * 300

@@ -14,10 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import qiniu
-from conftest import bearer, deep_merge, login
 
 from app.extensions import db
 from app.models import File
+from tests.fixtures.accounts import bearer, login
+from tests.support import deep_merge
 
 AK, SK, BUCKET = "test-access-key", "test-secret-key", "uploads"
 PHONE = "+8613800138000"

@@ -6,7 +6,8 @@ import logging
 import re
 
 import pytest
-from conftest import bearer, login
+
+from tests.fixtures.accounts import bearer, login
 
 ADMIN = "+8613700137000"
 UNKNOWN = "not_in_the_model"

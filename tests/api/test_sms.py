@@ -1,4 +1,4 @@
-"""POST /api/common/sms/send and /verify on a real Redis: codes, cooldowns, caps, tries, gateways, tickets."""
+"""POST /api/common/sms/send and /verify: codes, cooldowns, caps, tries, gateways, tickets."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import deep_merge, sms_outbox, wait_until
 
 from app.errors import InvalidField
 from app.extensions import db, redis_store
 from app.models import User
 from app.services import sms
+from tests.fixtures.accounts import sms_outbox
+from tests.support import deep_merge, free_port, wait_until
 
 PHONE = "+8613800138000"
 SEND = "/api/common/sms/send"
@@ -22,11 +23,11 @@ VERIFY = "/api/common/sms/verify"
 
 
 @pytest.fixture
-def make_sms_app(make_app, real_redis_settings):
-    """Apps on a real Redis with the file gateway writing to this test's outbox."""
+def make_sms_app(make_app, accounts_settings):
+    """Apps on this test's Redis namespace with the file gateway writing to this test's outbox."""
 
     def factory(overrides=None):
-        return make_app(deep_merge({**real_redis_settings, "sms": {"gateway": "file"}}, overrides or {}))
+        return make_app(deep_merge(accounts_settings, overrides or {}))
 
     return factory
 
@@ -291,8 +292,6 @@ def test_http_gateway_with_a_wrong_secret_is_refused_by_the_gateway(make_sms_app
 
 
 def test_unreachable_http_gateway_is_502(make_sms_app):
-    from conftest import free_port
-
     client = http_app(make_sms_app, f"http://127.0.0.1:{free_port()}/sms").test_client()
     assert send(client).status_code == 502
 

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from conftest import PASSWORD, bearer, login
 from flask import request_finished
 from flask_restx import Namespace, Resource
 from redis.connection import AbstractConnection
@@ -17,6 +16,7 @@ from app import auth
 from app.decorators import login_check
 from app.extensions import db
 from app.services import sessions
+from tests.fixtures.accounts import PASSWORD, bearer, login
 
 
 @pytest.fixture

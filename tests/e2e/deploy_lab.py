@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import PROJECT_DIR, SECRET, process_alive, service_missing, wait_until
+from tests.support import PROJECT_DIR, SECRET, process_alive, service_missing, wait_until
 
 FAB = str(Path(sys.executable).with_name("fab"))
 # The interpreter that makes the hosts' virtual environments: the one this venv was made from.

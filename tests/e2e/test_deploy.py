@@ -18,8 +18,10 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from conftest import PASSWORD, PROJECT_DIR, SECRET, service_missing, wait_until
 from deploy_lab import DeployLab, Host
+
+from tests.fixtures.accounts import PASSWORD
+from tests.support import PROJECT_DIR, SECRET, service_missing, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.deploy, pytest.mark.timeout(420)]
 PORTS = (5000, 5001)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import PROJECT_DIR, free_port, process_alive, wait_until
+
+from tests.support import PROJECT_DIR, free_port, process_alive, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest import PASSWORD, PROJECT_DIR, free_port, service_missing, wait_until
+
+from tests.fixtures.accounts import PASSWORD
+from tests.support import PROJECT_DIR, free_port, service_missing, wait_until
 
 pytestmark = pytest.mark.e2e
 

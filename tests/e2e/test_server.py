@@ -23,8 +23,10 @@ from typing import Any
 import pytest
 import requests
 from certificates import make_certificate
-from conftest import PROJECT_DIR, LiveServer, free_port, process_alive, wait_until
 from sqlalchemy import create_engine, inspect, text
+
+from tests.fixtures.live_servers import LiveServer
+from tests.support import PROJECT_DIR, free_port, process_alive, wait_until
 
 pytestmark = pytest.mark.e2e
 

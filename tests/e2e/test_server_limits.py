@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import wait_until
+
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 PHONE, PASSWORD = "+8613800138000", "correct horse battery"

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import PASSWORD, PROJECT_DIR, process_alive, wait_until
 from sqlalchemy import create_engine, text
+
+from tests.fixtures.accounts import PASSWORD
+from tests.support import PROJECT_DIR, process_alive, wait_until
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent

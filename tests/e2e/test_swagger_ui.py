@@ -7,7 +7,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from conftest import PASSWORD, service_missing
+
+from tests.fixtures.accounts import PASSWORD
+from tests.support import service_missing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import wait_until
 from wsgi_served import Served, WSGIApp, serving
 
 from app.server.adapter import PIECE
+from tests.support import wait_until
 
 
 @pytest.fixture

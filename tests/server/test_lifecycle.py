@@ -7,13 +7,13 @@ import sys
 from typing import Any
 
 import pytest
-from conftest import PROJECT_DIR
 from sqlalchemy import inspect
 
 from app.config import ConfigError
 from app.extensions import db
 from app.server.lifecycle import make_app, prepare
 from app.server.options import StartupError
+from tests.support import PROJECT_DIR
 
 
 def test_settings_the_app_refuses_are_a_startup_error() -> None:

@@ -12,9 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 from certificates import make_certificate
-from conftest import PROJECT_DIR
 
 from app.server.options import StartupError, listen, load_factory, parse_args, ssl_context, url_host
+from tests.support import PROJECT_DIR
 
 
 def cert_settings(certfile: str = "", keyfile: str = "") -> SimpleNamespace:

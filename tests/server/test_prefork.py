@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_DIR, process_alive, wait_until
+
+from tests.support import PROJECT_DIR, process_alive, wait_until
 
 SUPERVISOR = """
 import os, signal, sys, time
