@@ -134,8 +134,9 @@ class UploadToken(Resource):
 class QiniuCallback(Resource):
     @public
     @returns(ns, file_model, description="Recorded; Qiniu relays this answer to the uploader")
-    @fails(ns, 401, 404, 501, 503)
+    @fails(ns, 400, 401, 404, 501, 503)
     def post(self):
-        """Called by Qiniu after a direct upload; its signature is checked (401 when wrong)."""
+        """Called by Qiniu after a direct upload; its signature is checked (401 when wrong), then its fields (400
+        for a field sent twice, or a key, user, size or type we did not issue)."""
         return files.record_qiniu_callback(request.headers.get("Authorization", ""), request.url,
                                            request.get_data(), request.content_type or "")

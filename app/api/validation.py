@@ -14,7 +14,7 @@ from flask_restx import Model, fields, reqparse
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from app.errors import BadRequest, InvalidField
+from app.errors import BadRequest, InvalidField, UnsupportedMediaType
 
 SHOWN_NAME = 64  # characters of an unknown property's name that an error echoes
 
@@ -139,13 +139,18 @@ class WholeNumber:
 
 
 class PartsParser(reqparse.RequestParser):
-    """A parser of multipart parts, closed like a body: a part (file or field) it does not name is 400
-    INVALID_FIELD naming it."""
+    """A parser of multipart parts, closed like a body: another body type is 415; a part (file or field) it does
+    not name, or one sent twice, is 400 INVALID_FIELD naming it."""
 
     def parse_args(self, req: Any = None, strict: bool = False) -> Any:
+        if request.mimetype != "multipart/form-data":
+            raise UnsupportedMediaType("Send the upload as multipart/form-data.")
         known = {argument.name for argument in self.args}
-        for name in (*request.files, *request.form):
-            if name not in known:
+        for parts in (request.files, request.form):
+            for name, values in parts.lists():
                 shown = printable(name)
-                raise InvalidField(f"The part {shown!r} is not one this operation takes.", field=shown)
+                if name not in known:
+                    raise InvalidField(f"The part {shown!r} is not one this operation takes.", field=shown)
+                if len(values) > 1:
+                    raise InvalidField(f"The part {shown!r} is sent more than once.", field=shown)
         return super().parse_args(req, strict)

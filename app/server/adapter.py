@@ -21,7 +21,7 @@ from tornado.httputil import (
 from tornado.iostream import StreamClosedError
 from tornado.wsgi import WSGIContainer
 
-from app.server.bodies import BodyLimits, BodyReader
+from app.server.bodies import BodyLimits, BodyReader, SpooledRequest
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,16 @@ class WSGIAdapter(WSGIContainer, HTTPServerConnectionDelegate):
     def start_request(self, server_conn: object, request_conn: HTTPConnection) -> HTTPMessageDelegate:
         return BodyReader(self.limits, server_conn, request_conn, self)
 
+    def environ(self, request: HTTPServerRequest) -> dict[str, Any]:
+        """Tornado's environ, with the spooled body as ``wsgi.input`` and its length (chunks already joined)."""
+        environ = super().environ(request)
+        if isinstance(request, SpooledRequest):
+            environ["wsgi.input"] = request.body_file
+            chunked = environ.pop("HTTP_TRANSFER_ENCODING", None) is not None  # its chunks are joined in the file
+            if chunked or "CONTENT_LENGTH" in environ:
+                environ["CONTENT_LENGTH"] = str(request.body_size)
+        return environ
+
     def _start(self, environ: dict[str, Any]) -> Answer:
         """In a request thread: call the app and take the first piece of its body (all of a short one)."""
         started: list[Any] = []
@@ -123,6 +133,8 @@ class WSGIAdapter(WSGIContainer, HTTPServerConnectionDelegate):
                 return
             await self._stream(connection, start_line, headers, answer, loop)
         finally:
+            if isinstance(request, SpooledRequest):
+                request.close_body()
             self.in_flight -= 1
 
     async def _stream(self, connection: HTTPConnection, start_line: ResponseStartLine, headers: HTTPHeaders,

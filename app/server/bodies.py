@@ -5,7 +5,8 @@ Here a body is refused as soon as its headers show it is too large: a ``Content-
 answered at once, a chunked body when it reaches the limit. A multipart upload may have the app's
 ``MAX_CONTENT_LENGTH`` (``files.max_size`` plus room for the multipart framing), any other body (JSON,
 forms) ``server.max_body_size``. The 413 is the contract's error envelope, with ``X-Request-ID``, and the
-connection closes after it (the rest of the body is never read).
+connection closes after it (the rest of the body is never read). A body that is accepted is held in memory up to
+SPOOL bytes and past that in a temporary file, so parallel uploads cost about SPOOL each, not their size.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +33,17 @@ from app.errors import PayloadTooLarge
 from app.request_id import HEADER, accept_or_make
 
 access_log = logging.getLogger("app.access")
+SPOOL = 1024 * 1024  # bytes of a request body held in memory; the rest goes to a temporary file
+
+
+class SpooledRequest(HTTPServerRequest):
+    """A request whose body is ``body_file`` (``body_size`` bytes, read from its start), not ``body``."""
+
+    body_file: tempfile.SpooledTemporaryFile[bytes]
+    body_size = 0
+
+    def close_body(self) -> None:
+        self.body_file.close()
 
 
 @dataclass(frozen=True)
@@ -69,15 +82,15 @@ class BodyReader(HTTPMessageDelegate):
     def __init__(self, limits: BodyLimits, server_conn: object, request_conn: HTTPConnection,
                  respond: Callable[[HTTPServerRequest], None]) -> None:
         self.limits, self.server_conn, self.connection, self.respond = limits, server_conn, request_conn, respond
-        self.request: HTTPServerRequest | None = None
-        self.chunks = bytearray()
+        self.request: SpooledRequest | None = None
         self.limit = 0
         self.refused = False
 
     def headers_received(self, start_line: RequestStartLine | ResponseStartLine, headers: HTTPHeaders) -> None:
         assert isinstance(start_line, RequestStartLine)
-        self.request = HTTPServerRequest(connection=self.connection, server_connection=self.server_conn,
-                                         start_line=start_line, headers=headers)
+        self.request = SpooledRequest(connection=self.connection, server_connection=self.server_conn,
+                                      start_line=start_line, headers=headers)
+        self.request.body_file = tempfile.SpooledTemporaryFile(max_size=SPOOL)  # noqa: SIM115 closed by close_body
         self.limit = self.limits.for_type(headers.get("Content-Type", ""))
         declared = headers.get("Content-Length", "")
         set_max_body_size = self.connection.set_max_body_size  # type: ignore[attr-defined]
@@ -93,27 +106,30 @@ class BodyReader(HTTPMessageDelegate):
     def data_received(self, chunk: bytes) -> None:
         if self.refused:
             return
-        if len(self.chunks) + len(chunk) > self.limit:
+        assert self.request is not None
+        if self.request.body_size + len(chunk) > self.limit:
             self.refuse()
             return
-        self.chunks += chunk
+        self.request.body_file.write(chunk)
+        self.request.body_size += len(chunk)
 
     def finish(self) -> None:
         if self.refused:
             return
         assert self.request is not None
-        self.request.body = bytes(self.chunks)
-        self.chunks = bytearray()
-        self.respond(self.request)
+        self.request.body_file.seek(0)
+        self.respond(self.request)  # the adapter closes the body once the answer is written
 
     def on_connection_close(self) -> None:
-        self.chunks = bytearray()
+        """The client went away before the body was whole (Tornado calls this only then)."""
+        if self.request is not None:
+            self.request.close_body()
 
     def refuse(self) -> None:
         """Answer 413 now; Tornado closes the connection once it is written, the body unread."""
         assert self.request is not None
         self.refused = True
-        self.chunks = bytearray()
+        self.request.close_body()
         headers, body = payload_too_large(self.request)
         self.connection.write_headers(ResponseStartLine("HTTP/1.1", 413, "Payload Too Large"), headers, body)
         self.connection.finish()

@@ -18,7 +18,7 @@ from app.extensions import db, redis_store
 from app.models import User
 from app.services import sessions
 from app.services.codes import issue_code, reserve_send, use_code
-from app.services.login_limits import account_key, check_login_allowed, clear_login_failures, record_login_failure
+from app.services.login_limits import account_key, clear_login_failures, reserve_password_check
 from app.services.mail import send_email
 from app.services.passwords import hash_password, needs_rehash, verify_password
 from app.services.phones import normalize_phone
@@ -77,12 +77,11 @@ def _open(user: User, ip: str, user_agent: str) -> sessions.TokenPair:
 def login_with_password(account: str, password: str, ip: str, user_agent: str) -> tuple[sessions.TokenPair, User]:
     """Unknown account and wrong password answer the same 401 in the same time."""
     keys = [account_key(account)]
-    check_login_allowed(keys, ip)
+    reserve_password_check(keys, ip)
     user = _account_user(account.strip().lower())
     if not verify_password(user.password_hash if user else None, password) or user is None:
-        record_login_failure(keys, ip)
         raise NotAuthorized(WRONG_CREDENTIALS)
-    clear_login_failures(keys)
+    clear_login_failures(keys, ip)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return _open(user, ip, user_agent), user
@@ -113,11 +112,10 @@ def change_password(user: User, session_id: str, old_password: str, new_password
     """Every other session of the user ends. A wrong old password counts as a failed login of the user's phone
     and email, and from ``ip``."""
     keys = [account_key(user.phone), *([account_key(user.email)] if user.email else [])]
-    check_login_allowed(keys, ip)
+    reserve_password_check(keys, ip)
     if not verify_password(user.password_hash, old_password):
-        record_login_failure(keys, ip)
         raise InvalidField("The old password is wrong.", field="old_password")
-    clear_login_failures(keys)
+    clear_login_failures(keys, ip)
     check_password_rules(new_password, "new_password")
     _replace_password(user, new_password, keep_session=session_id)
 

@@ -9,12 +9,12 @@ import secrets
 import time
 import unicodedata
 from typing import IO, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 from sqlalchemy import select
 
 from app.config import configs
-from app.errors import Forbidden, NotAuthorized, NotFound, UnsupportedMediaType
+from app.errors import Forbidden, InvalidField, NotAuthorized, NotFound, UnsupportedMediaType
 from app.extensions import db
 from app.models import File, User
 from app.services.records import get_by_id, paginate
@@ -140,9 +140,13 @@ def local_path(record: File) -> Any:
 
 # --- Qiniu direct upload ---------------------------------------------------------------------------------
 
-# Form-encoded, so that both of Qiniu's signature schemes (QBox and Qiniu) cover the body.
-CALLBACK_BODY = "key=$(key)&size=$(fsize)&content_type=$(mimeType)&filename=$(fname)&user_id={user_id}"
+# Form-encoded, so that both of Qiniu's signature schemes (QBox and Qiniu) cover the body. Our fields come first and
+# the client's file name last: a name that carries "&user_id=..." only repeats a field, which is refused.
+CALLBACK_BODY = "user_id={user_id}&key=$(key)&size=$(fsize)&content_type=$(mimeType)&filename=$(fname)"
 CALLBACK_TYPE = "application/x-www-form-urlencoded"
+CALLBACK_FIELDS = ("user_id", "key", "size", "content_type")
+# A direct upload's key names its user: the token's scope fixes the key, so the client cannot choose another.
+QINIU_KEY = re.compile(r"u([1-9][0-9]{0,17})/[0-9a-f]{32}(?:\.[a-z]{3,4})?")
 
 
 def qiniu_upload_token(user: User, filename: str, content_type: str | None) -> dict[str, Any]:
@@ -154,7 +158,7 @@ def qiniu_upload_token(user: User, filename: str, content_type: str | None) -> d
     wanted = content_type or mimetypes.guess_type(name)[0] or ""
     if wanted not in files.allowed_types:
         raise UnsupportedMediaType(f"Allowed types: {', '.join(files.allowed_types)}.")
-    key = new_key(wanted)
+    key = f"u{user.id}/{new_key(wanted)}"
     policy = {
         "fsizeLimit": files.max_size,
         "mimeLimit": ";".join(files.allowed_types),
@@ -173,12 +177,9 @@ def record_qiniu_callback(authorization: str, url: str, body: bytes, content_typ
     if not authorization or not auth.verify_callback(authorization, url, body.decode("utf-8", "replace"),
                                                      content_type, method="POST"):
         raise NotAuthorized("The callback signature is wrong.")
-    data = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
-    try:
-        key, user_id = data["key"], int(data["user_id"])
-        size, mime, name = int(data["size"]), data["content_type"], clean_filename(data.get("filename"))
-    except (ValueError, KeyError):
-        raise NotAuthorized("The callback body is not ours.") from None
+    data = callback_fields(body.decode("utf-8", "replace"))
+    key, user_id, size, mime = data["key"], int(data["user_id"]), int(data["size"]), data["content_type"]
+    name = clean_filename(data.get("filename"))
     existing = db.session.scalar(select(File).where(File.key == key))
     if existing:
         return existing
@@ -189,3 +190,31 @@ def record_qiniu_callback(authorization: str, url: str, body: bytes, content_typ
     db.session.add(record)
     db.session.commit()
     return record
+
+
+def callback_fields(body: str) -> dict[str, str]:
+    """The fields of a signed callback body, each checked against what we issued; 400 on the first that is not,
+    or on any field sent twice (the first is never simply taken)."""
+    data: dict[str, str] = {}
+    try:
+        pairs = parse_qsl(body, keep_blank_values=True, max_num_fields=20)
+    except ValueError:
+        raise InvalidField("The callback body has too many fields.") from None
+    for name, value in pairs:
+        if name in data:
+            raise InvalidField("A callback field is repeated.", field=name if name in CALLBACK_FIELDS else None)
+        data[name] = value
+    for name in CALLBACK_FIELDS:
+        if name not in data:
+            raise InvalidField(f"The callback has no {name}.", field=name)
+    if not (data["user_id"].isascii() and data["user_id"].isdigit()):
+        raise InvalidField("The user id is not a number.", field="user_id")
+    issued = QINIU_KEY.fullmatch(data["key"])
+    if issued is None or issued.group(1) != data["user_id"]:
+        raise InvalidField("The key is not one issued to this user.", field="key")
+    size = data["size"]
+    if not (size.isascii() and size.isdigit() and int(size) <= configs.files.max_size):
+        raise InvalidField(f"The size is not from 0 to {configs.files.max_size}.", field="size")
+    if data["content_type"] not in configs.files.allowed_types:
+        raise InvalidField("The content type is not allowed.", field="content_type")
+    return data

@@ -2,7 +2,9 @@
 
 Redis keys: auth:fail:account:<account key> and auth:fail:ip:<address>, counters that expire
 ``auth.failure_window`` seconds after the first failure. An account key names the account however it was
-written (``account_key``). A success clears the account's counters. Logins and password changes count here.
+written (``account_key``). Each check is counted before it runs (``reserve_password_check``), so requests in
+flight cannot pass the limit; a success clears the account's counters and gives the address back its attempt.
+Logins and password changes count here.
 """
 
 from __future__ import annotations
@@ -36,29 +38,39 @@ def _keys(accounts: Sequence[str], ip: str) -> list[str]:
             redis_store.key("auth", "fail", "ip", ip)]
 
 
-def check_login_allowed(accounts: Sequence[str], ip: str) -> None:
-    """429 with Retry-After while one of the account keys or the address has used up its failures."""
+# KEYS: the accounts' counters, then the address's. ARGV: the window (seconds), then each key's limit.
+# Refuses with {index of the first used-up key, its ttl in ms}; otherwise counts the attempt on every key (the window
+# starting at the first) and returns {0, 0}.
+_RESERVE = """
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i + 1]) then return {i, redis.call('PTTL', key)} end
+end
+for _, key in ipairs(KEYS) do
+  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+end
+return {0, 0}
+"""
+# KEYS: the accounts' counters, then the address's. The accounts' are cleared; the address's loses the attempt
+# counted for a check that succeeded.
+_RELEASE = """
+for i = 1, #KEYS - 1 do redis.call('DEL', KEYS[i]) end
+if tonumber(redis.call('GET', KEYS[#KEYS]) or '0') > 0 then redis.call('DECR', KEYS[#KEYS]) end
+return 0
+"""
+
+
+def reserve_password_check(accounts: Sequence[str], ip: str) -> None:
+    """Count a password check as failed before it runs, so no more than the limits can be in flight at once;
+    429 with Retry-After while one of the account keys or the address has used up its failures. A check that
+    succeeds gives its count back (``clear_login_failures``)."""
     auth = configs.auth
-    keys = _keys(accounts, ip)
-    with redis_store.pipeline(transaction=False) as pipe:
-        for key in keys:
-            pipe.get(key).pttl(key)
-        found = pipe.execute()
     limits = [auth.max_failures_per_account] * len(accounts) + [auth.max_failures_per_ip]
-    for count, ttl, limit in zip(found[::2], found[1::2], limits, strict=True):
-        if int(count or 0) >= limit:
-            raise TooManyRequests("Too many failed password checks; try again later.",
-                                  retry_after=math.ceil(max(ttl, 1000) / 1000))
+    refused, ttl = redis_store.run_script(_RESERVE, keys=_keys(accounts, ip), args=[auth.failure_window, *limits])
+    if int(refused):
+        raise TooManyRequests("Too many failed password checks; try again later.",
+                              retry_after=math.ceil(max(int(ttl), 1000) / 1000))
 
 
-def record_login_failure(accounts: Sequence[str], ip: str) -> None:
-    window = configs.auth.failure_window
-    with redis_store.pipeline(transaction=True) as pipe:
-        for key in _keys(accounts, ip):
-            pipe.incr(key)
-            pipe.expire(key, window, nx=True)
-        pipe.execute()
-
-
-def clear_login_failures(accounts: Sequence[str]) -> None:
-    redis_store.delete(*_keys(accounts, "-")[:-1])
+def clear_login_failures(accounts: Sequence[str], ip: str) -> None:
+    """After a successful check: the accounts' failures are forgotten, the address's reserved attempt returned."""
+    redis_store.run_script(_RELEASE, keys=_keys(accounts, ip), args=[])

@@ -214,3 +214,19 @@ def test_a_part_the_upload_does_not_name_is_400_naming_it(app, client, tokens, d
     assert (response.status_code, body["status"], body["field"]) == (400, "INVALID_FIELD", field)
     assert body["request_id"] == response.headers["X-Request-ID"]
     assert rows(app) == 0 and stored_files(app) == []
+
+
+def test_two_parts_named_file_are_400_on_file_and_store_nothing(app, client, tokens):
+    data = {"file": [(io.BytesIO(b"first\n"), "a.txt"), (io.BytesIO(b"second\n"), "b.txt")]}
+    response = client.post("/api/files/", data=data, headers=bearer(tokens["owner"]),
+                           content_type="multipart/form-data")
+    body = response.get_json()
+    assert (response.status_code, body["status"], body["field"]) == (400, "INVALID_FIELD", "file")
+    assert rows(app) == 0 and stored_files(app) == []
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-www-form-urlencoded", "text/plain"])
+def test_an_upload_sent_as_another_type_than_multipart_is_415(client, tokens, content_type):
+    response = client.post("/api/files/", data=b'{"file": "x"}', headers=bearer(tokens["owner"]),
+                           content_type=content_type)
+    assert (response.status_code, response.get_json()["status"]) == (415, "UNSUPPORTED_MEDIA_TYPE")

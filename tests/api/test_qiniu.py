@@ -127,7 +127,7 @@ def test_a_correctly_signed_callback_records_the_file(app, client, token):
         from app.models import User
 
         user_id = db.session.scalar(db.select(User.id))
-    body = f"key={key}&size=1234&content_type=image%2Fpng&filename=photo.png&user_id={user_id}"
+    body = f"user_id={user_id}&key={key}&size=1234&content_type=image%2Fpng&filename=photo.png"
     response = callback(client, body, signed(body))
     assert response.status_code == 200, response.get_json()
     data = response.get_json()["data"]
@@ -180,3 +180,65 @@ def test_server_side_upload_refused_by_the_host_stores_nothing(make_app, account
     assert response.status_code == 503
     with app.app_context():
         assert db.session.scalar(db.select(db.func.count(File.id))) == 0
+
+
+def issued(app, client, token) -> tuple[str, int]:
+    """(key, user id) of an upload token issued to the logged-in user."""
+    from app.models import User
+
+    key = client.get("/api/files/upload-token?filename=photo.png", headers=bearer(token)).get_json()["data"]["key"]
+    with app.app_context():
+        return key, db.session.scalar(db.select(User.id))
+
+
+def test_the_callback_body_puts_our_fields_before_the_clients_file_name(app, client, token):
+    data = client.get("/api/files/upload-token?filename=photo.png", headers=bearer(token)).get_json()["data"]
+    body = qiniu.Auth.up_token_decode(data["token"])[2]["callbackBody"]
+    assert body.startswith("user_id=") and body.endswith("&filename=$(fname)")
+
+
+@pytest.mark.parametrize(("fields", "field"), [
+    ("key=../../etc/passwd&size=5&content_type=image%2Fpng", "key"),
+    ("key={key}&size=-5&content_type=image%2Fpng", "size"),
+    ("key={key}&size=99999999999&content_type=image%2Fpng", "size"),
+    ("key={key}&size=5&content_type=text%2Fhtml", "content_type"),
+    ("key={key}&size=5", "content_type"),
+])
+def test_a_signed_callback_with_a_field_we_never_issued_is_400(app, client, token, fields, field):
+    key, user_id = issued(app, client, token)
+    body = f"user_id={user_id}&" + fields.format(key=key) + "&filename=a.png"
+    response = callback(client, body, signed(body))
+    assert (response.status_code, response.get_json()["field"]) == (400, field)
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count(File.id))) == 0
+
+
+def test_a_callback_for_a_key_issued_to_another_user_is_400(app, client, token, make_user):
+    key, user_id = issued(app, client, token)
+    other = make_user("+8613900139000")
+    body = f"user_id={other}&key={key}&size=5&content_type=image%2Fpng&filename=a.png"
+    response = callback(client, body, signed(body))
+    assert (response.status_code, response.get_json()["field"]) == (400, "key")
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count(File.id))) == 0
+
+
+@pytest.mark.parametrize("smuggled", ["&user_id={other}", "&key={key}", "&size=1"])
+def test_a_file_name_that_repeats_one_of_our_fields_is_400(app, client, token, make_user, smuggled):
+    key, user_id = issued(app, client, token)
+    other = make_user("+8613900139000")
+    body = (f"user_id={user_id}&key={key}&size=5&content_type=image%2Fpng&filename=a.png"
+            + smuggled.format(other=other, key=key))
+    response = callback(client, body, signed(body))
+    assert (response.status_code, response.get_json()["status"]) == (400, "INVALID_FIELD")
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count(File.id))) == 0
+
+
+def test_repeated_user_ids_are_refused_not_the_first_taken(app, client, token, make_user):
+    key, user_id = issued(app, client, token)
+    other = make_user("+8613900139000")
+    body = f"user_id={other}&user_id={user_id}&key={key}&size=5&content_type=image%2Fpng&filename=a.png"
+    response = callback(client, body, signed(body))
+    assert (response.status_code, response.get_json()["field"]) == (400, "user_id")
+
