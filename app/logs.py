@@ -85,7 +85,7 @@ class RequestFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = one_line(bounded_message(record))
-        record.request_id = one_line(str(record.request_id), 128)
+        record.request_id = one_line(str(record.request_id), 128)  # type: ignore[attr-defined]
         return super().formatMessage(record)
 
 
