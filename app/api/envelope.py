@@ -30,6 +30,7 @@ ERROR_DESCRIPTIONS = {
     409: "CONFLICT: a unique value is taken",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    416: "RANGE_NOT_SATISFIABLE: the Range lies outside the file; Content-Range names its size",
     429: "TOO_MANY_REQUESTS: see Retry-After",
     500: "SERVER_ERROR",
     501: "STORAGE_NOT_CONFIGURED",
