@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from flask import Response, jsonify
 from sqlalchemy import exc as sa_exc
 from werkzeug import exceptions as http
-from werkzeug.routing import RoutingException
+from werkzeug.routing import RequestRedirect
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from app.extensions import db
@@ -100,6 +101,12 @@ class UnsupportedMediaType(APIError):
     code, status, message = 415, "UNSUPPORTED_MEDIA_TYPE", "This media type is not supported here."
 
 
+class RangeNotSatisfiable(APIError):
+    """A download's Range lies outside the file (the contract's table names no 416: this status name is ours)."""
+
+    code, status, message = 416, "RANGE_NOT_SATISFIABLE", "The requested range is not satisfiable."
+
+
 class TooManyRequests(APIError):
     code, status, message = 429, "TOO_MANY_REQUESTS", "Too many requests; try again later."
 
@@ -133,6 +140,7 @@ ERROR_DESCRIPTIONS = {
     409: "CONFLICT: a unique value is taken",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
+    416: "RANGE_NOT_SATISFIABLE: the Range lies outside the file; Content-Range names its size",
     429: "TOO_MANY_REQUESTS: see Retry-After",
     500: "SERVER_ERROR",
     501: "STORAGE_NOT_CONFIGURED",
@@ -145,7 +153,7 @@ ERRORS_BY_CODE: dict[int, type[APIError]] = {
     cls.code: cls
     for cls in (
         BadRequest, NotAuthorized, Forbidden, NotFound, MethodNotAllowed, Conflict, PayloadTooLarge,
-        UnsupportedMediaType, TooManyRequests, ServerError, StorageNotConfigured, SmsFailed,
+        UnsupportedMediaType, RangeNotSatisfiable, TooManyRequests, ServerError, StorageNotConfigured, SmsFailed,
         ServiceUnavailable,
     )
 }
@@ -218,10 +226,18 @@ def _roll_back() -> None:
         log.debug("rollback after a database error failed", exc_info=True)
 
 
+def relative_redirect(redirect: RequestRedirect) -> Response:
+    """Routing's redirect (``/api`` → ``/api/``) with no body and a relative Location: Werkzeug's own is an HTML
+    page whose Location is built from the Host header, which the client chooses."""
+    target = urlsplit(redirect.new_url)
+    location = target.path + (f"?{target.query}" if target.query else "")
+    return Response(status=redirect.code, headers={"Location": location}, mimetype="application/json")
+
+
 def error_response(exc: BaseException) -> Response | WerkzeugResponse:
-    """The error envelope for ``exc``; redirects from routing pass through untouched."""
-    if isinstance(exc, RoutingException) and isinstance(exc, http.HTTPException):
-        return exc.get_response()
+    """The error envelope for ``exc``; a redirect from routing is ``relative_redirect``."""
+    if isinstance(exc, RequestRedirect):
+        return relative_redirect(exc)
     error = as_api_error(exc)
     response = jsonify(error.body())
     response.status_code = error.code

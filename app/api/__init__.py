@@ -41,8 +41,9 @@ AUTHORIZATIONS = {
 
 
 class _Swagger(Swagger):
-    """Documents 500 on every operation: any of them can meet a bug; and 400 on every one but the probes: in
-    production a request for another host than app.public_url's is 400 (app.urls)."""
+    """Documents 500 on every operation: any of them can meet a bug; 413 on every one: the server refuses a body
+    over server.max_body_size before any route is known (app.server.bodies); and 400 on every one but the probes:
+    in production a request for another host than app.public_url's is 400 (app.urls)."""
 
     _probes = False
 
@@ -55,6 +56,8 @@ class _Swagger(Swagger):
         if not self._probes:
             responses.setdefault("400", {"description": ERROR_DESCRIPTIONS[400],
                                          "schema": self.serialize_schema(error_model)})
+        responses.setdefault("413", {"description": ERROR_DESCRIPTIONS[413],
+                                     "schema": self.serialize_schema(error_model)})
         responses.setdefault("500", {
             "description": ERROR_DESCRIPTIONS[500],
             "schema": self.serialize_schema(error_model),

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Response, current_app
+from flask import Response, current_app, g
 from flask_restx import Model, Namespace, fields, marshal
 
 from app.api.validation import check_body, close_model
@@ -168,6 +168,7 @@ def accepts(ns: Namespace, model: Model) -> Callable[[F], F]:
     def decorate(func: F) -> F:
         @wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            g.body_fields = model.keys()  # what @log_record may show the values of (app.logs)
             check_body(model, ns.payload, current_app.extensions["restx_api"].refresolver)
             return func(*args, **kwargs)
 

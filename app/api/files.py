@@ -8,7 +8,7 @@ from werkzeug.http import parse_range_header
 from app import auth
 from app.api.envelope import NullableString, Timestamp, fails, page_of, public, returns, returns_nothing
 from app.api.fields import page_args
-from app.api.validation import BoundedText, PartsParser
+from app.api.validation import BoundedText, PartsParser, WholeNumber
 from app.decorators import login_check
 from app.services import files
 
@@ -44,6 +44,15 @@ upload_args.add_argument("file", type=FileStorage, location="files", required=Tr
 token_args = reqparse.RequestParser()
 token_args.add_argument("filename", type=BoundedText(255), location="args", required=True)
 token_args.add_argument("content_type", type=BoundedText(255), location="args")
+# What Qiniu posts (form-encoded, the policy's callbackBody); documented here, read by the service once the
+# signature over the raw body holds.
+callback_form = reqparse.RequestParser()
+callback_form.add_argument("key", type=BoundedText(128), location="form", required=True, help="the stored key")
+callback_form.add_argument("size", type=WholeNumber(0, 2**53), location="form", required=True, help="bytes")
+callback_form.add_argument("content_type", type=BoundedText(255), location="form", required=True)
+callback_form.add_argument("filename", type=BoundedText(255), location="form", help="the uploader's file name")
+callback_form.add_argument("user_id", type=WholeNumber(1, 2**53), location="form", required=True,
+                           help="the user the upload token was issued to")
 
 
 @ns.route("/")
@@ -94,8 +103,7 @@ class FileContent(Resource):
     @ns.response(206, "Part of the bytes, for a Range request")
     @ns.response(302, "Stored in Qiniu: redirected to its (signed) URL")
     @ns.response(304, "Not modified (If-None-Match)")
-    @ns.response(416, "The range is not satisfiable")
-    @fails(ns, 404, 503)
+    @fails(ns, 404, 416, 503)
     def get(self, file_id: int):
         """Download the bytes; owner or admin."""
         record = files.get_file(file_id, auth.current_user())
@@ -133,6 +141,7 @@ class UploadToken(Resource):
 @ns.route("/qiniu/callback")
 class QiniuCallback(Resource):
     @public
+    @ns.expect(callback_form)
     @returns(ns, file_model, description="Recorded; Qiniu relays this answer to the uploader")
     @fails(ns, 400, 401, 404, 501, 503)
     def post(self):

@@ -63,6 +63,23 @@ def is_valid_unicode(value: Any) -> bool:
     return True
 
 
+def has_nul(value: Any) -> bool:
+    """Whether a string in ``value`` (keys too, at any depth) holds U+0000, which PostgreSQL's text cannot store
+    and C-string code and log readers cut at: refused here, alike on every backend."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def close_model(model: Model) -> Model:
     """Mark ``model`` closed (``additionalProperties: false``); a string property without ``max_length`` is a
     programming error, refused when the module defining the operation is imported."""
@@ -83,6 +100,8 @@ def check_body(model: Model, payload: Any, resolver: Any) -> None:
             raise InvalidField(f"{shown} is not a field of this operation.", field=shown)
         if not is_valid_unicode(value):
             raise InvalidField(f"{name} is not valid Unicode (a lone surrogate).", field=name)
+        if has_nul(value):
+            raise InvalidField(f"{name} must not contain a NUL character (U+0000).", field=name)
     try:
         model.validate(payload, resolver)
     except HTTPException as exc:  # jsonschema's messages quote the value: a password, or megabytes of text
@@ -121,6 +140,8 @@ class BoundedText:
     def __call__(self, value: str) -> str:
         if len(value) > self.max_length:
             raise ValueError(f"at most {self.max_length} characters")
+        if "\x00" in value:
+            raise ValueError("no NUL character (U+0000)")
         return value
 
 

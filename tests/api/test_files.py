@@ -91,7 +91,7 @@ def test_an_unsatisfiable_range_is_416_naming_the_size(client, tokens):
                           headers={**bearer(tokens["owner"]), "Range": f"bytes={len(PNG)}-"})
     assert response.status_code == 416
     assert response.headers["Content-Range"] == f"bytes */{len(PNG)}"
-    assert response.get_json()["code"] == 416
+    assert (response.get_json()["code"], response.get_json()["status"]) == (416, "RANGE_NOT_SATISFIABLE")
 
 
 def test_delete_removes_the_row_and_the_bytes(app, client, tokens):

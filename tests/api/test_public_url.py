@@ -112,3 +112,32 @@ def test_every_operation_but_the_probes_documents_the_400_of_another_host(client
                 continue
             documented = "400" in operation["responses"]
             assert documented is not path.startswith("/health"), f"{method.upper()} {path}"
+
+
+# --- redirects and the port ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("path", "location"), [("/api", "/api/"), ("/api?x=1", "/api/?x=1")])
+def test_a_routing_redirect_is_relative_whatever_the_host_header(client, path, location):
+    response = client.get(path, headers={"Host": "127.0.0.1:9999"})
+    assert response.status_code == 308
+    assert response.headers["Location"] == location
+    assert response.data == b"" and "html" not in response.headers.get("Content-Type", "")
+
+
+@pytest.mark.parametrize(("public_url", "host", "status"), [
+    ("http://127.0.0.1:8000", "127.0.0.1:9999", 400),
+    ("http://127.0.0.1:8000", "127.0.0.1", 400),
+    ("http://127.0.0.1:8000", "127.0.0.1:8000", 401),
+    ("https://api.example.com:8443", "api.example.com", 400),
+    ("https://api.example.com:8443", "api.example.com:8443", 401),
+    ("https://api.example.com:443", "api.example.com", 401),
+    ("http://api.example.com", "api.example.com:80", 401),
+])
+def test_production_checks_the_port_when_public_url_names_one(make_app, real_redis_settings, public_url, host,
+                                                              status):
+    app = make_app(deep_merge(real_redis_settings, {
+        "app": {"env": "production", "secret_key": SECRET, "public_url": public_url}, "mail": {"backend": "smtp"},
+    }))
+    response = app.test_client().get("/api/users/me", headers={"Host": host}, environ_base=EXTERNAL)
+    assert response.status_code == status
