@@ -7,7 +7,8 @@ import json
 import logging
 
 import pytest
-from conftest import wait_until
+
+from tests.support import wait_until
 
 FORGED = "2026-11-29 01:00:00,000 INFO [7232] app.access [abc] POST /api/auth/login 200 1.0ms user=1 ip=10.0.0.1"
 # (percent-encoded payload, the character it decodes to, how the log line must show it)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import bearer, login
+
+from tests.fixtures.accounts import bearer, login
 
 SELF, ADMIN = "+8613800138000", "+8613700137000"
 

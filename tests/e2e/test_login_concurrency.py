@@ -9,7 +9,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import PASSWORD
+
+from tests.fixtures.accounts import PASSWORD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 PHONE, WRONG = "+8613800138000", "wrong password"
