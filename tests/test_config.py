@@ -152,9 +152,16 @@ def test_a_public_url_that_is_not_an_absolute_http_url_is_refused(project, url):
         load(project[0], {"APP_APP__PUBLIC_URL": url})
 
 
-def test_an_unknown_mail_backend_is_refused(project):
-    with pytest.raises(ConfigError, match=r"mail\.backend must be one of smtp, console, not 'carrier-pigeon'"):
-        load(project[0], {"APP_MAIL__BACKEND": "carrier-pigeon"})
+@pytest.mark.parametrize(("variable", "choices"), [
+    ("APP_MAIL__BACKEND", "console, smtp"),
+    ("APP_SMS__GATEWAY", "console, file, http"),
+    ("APP_FILES__BACKEND", "local, qiniu"),
+    ("APP_LOG__FORMAT", "plain, json"),
+])
+def test_a_value_outside_a_settings_choices_stops_the_start(project, variable, choices):
+    key = variable[len("APP_"):].lower().replace("__", ".")
+    with pytest.raises(ConfigError, match=rf"{key}' in the environment must be one of {choices}, not another value"):
+        load(project[0], {variable: "carrier-pigeon"})
 
 
 @pytest.mark.parametrize(("environ", "reason"), [

@@ -7,7 +7,7 @@ see every setting. tests/test_config.py checks that both name the same keys.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 
 class Section:
@@ -114,7 +114,7 @@ class SmsHttpSettings(Section):
 
 @dataclass(frozen=True, slots=True)
 class SmsSettings(Section):
-    gateway: str
+    gateway: Literal["console", "file", "http"]
     code_ttl: int
     resend_after: int
     max_attempts: int
@@ -128,7 +128,7 @@ class SmsSettings(Section):
 
 @dataclass(frozen=True, slots=True)
 class FilesSettings(Section):
-    backend: str
+    backend: Literal["local", "qiniu"]
     max_size: int
     allowed_types: list[str]
     local_dir: str
@@ -158,7 +158,7 @@ class MailSettings(Section):
     default_sender: str
     admins: list[str]
     suppress: bool
-    backend: str
+    backend: Literal["console", "smtp"]
     debug: bool
 
 
@@ -172,8 +172,8 @@ class CertSettings(Section):
 class LogSettings(Section):
     ini: str
     file: str
-    level: str
-    format: str
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+    format: Literal["plain", "json"]
     mail_errors: bool
     body_limit: int
     redact: list[str]
