@@ -262,3 +262,19 @@ def test_an_apps_settings_are_read_the_same_outside_its_context(make_app):
     assert settings_of(app).sms.code_ttl == 33
     with app.app_context():
         assert configs.sms.code_ttl == 33
+
+
+def test_a_key_in_config_default_without_a_field_stops_the_start(project):
+    directory = project[0]
+    source = (directory / "config_default.py").read_text()
+    (directory / "config_default.py").write_text(source.replace('"sms": {', '"sms": {\n        "new_key": 1,', 1))
+    with pytest.raises(ConfigError, match=r"'sms\.new_key' in config_default\.py has no field in app/config/sections"):
+        load(directory)
+
+
+def test_a_field_without_a_key_in_config_default_stops_the_start(project):
+    directory = project[0]
+    source = (directory / "config_default.py").read_text()
+    (directory / "config_default.py").write_text(source.replace('"max_attempts": 5,', "", 1))
+    with pytest.raises(ConfigError, match=r"'sms\.max_attempts' is missing from config_default\.py"):
+        load(directory)
