@@ -246,11 +246,14 @@ def table(results: dict[tuple[str, str], Result], names: list[str]) -> str:
                          f"| {r.non_2xx} |")
     tornado, gunicorn = names
     lines += ["", "| ratio | value | target |", "|---|---:|---|"]
+    def ratio_of(a: Result, b: Result) -> float:
+        return a.rps / b.rps if b.rps else float("nan")  # a scenario that finished nothing (a very short run)
+
     for scenario in scenarios[:3]:
-        ratio = results[(scenario, tornado)].rps / results[(scenario, gunicorn)].rps
+        ratio = ratio_of(results[(scenario, tornado)], results[(scenario, gunicorn)])
         target = "≥ 1.0" if scenario == "GET /api/users/me" else ""
         lines.append(f"| tornado / gunicorn, `{scenario}` | {ratio:.2f} | {target} |")
-    me = results[("GET /api/users/me", tornado)].rps / results[("GET /api/health/live", tornado)].rps
+    me = ratio_of(results[("GET /api/users/me", tornado)], results[("GET /api/health/live", tornado)])
     lines.append(f"| tornado: `/api/users/me` / `/api/health/live` | {me:.2f} | ≥ 0.6 |")
     for name in names:
         p99 = results[("GET /api/health/live while 4 clients log in", name)].p99_ms
