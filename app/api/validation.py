@@ -6,6 +6,7 @@ Client text reaches Redis key names, log lines and queries; each value is bounde
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from flask import request
@@ -44,40 +45,37 @@ def printable(text: str, limit: int = SHOWN_NAME) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def is_valid_unicode(value: Any) -> bool:
-    """Whether every string in ``value`` (keys too, at any depth) encodes to UTF-8: JSON's ``\\ud800`` does not."""
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string in a parsed JSON ``value``, keys included, at any depth (without recursion: nesting is deep)."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if not item.isascii():
-                try:
-                    item.encode("utf-8")
-                except UnicodeEncodeError:
-                    return False
+            yield item
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
     return True
 
 
+def is_valid_unicode(value: Any) -> bool:
+    """Whether every string in ``value`` encodes to UTF-8: JSON's ``\\ud800`` does not."""
+    return all(text.isascii() or _encodes(text) for text in strings_in(value))
+
+
 def has_nul(value: Any) -> bool:
-    """Whether a string in ``value`` (keys too, at any depth) holds U+0000, which PostgreSQL's text cannot store
-    and C-string code and log readers cut at: refused here, alike on every backend."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
+    """Whether a string in ``value`` holds U+0000, which PostgreSQL's text cannot store and C-string code and log
+    readers cut at: refused here, alike on every backend."""
+    return any("\x00" in text for text in strings_in(value))
 
 
 def close_model(model: Model) -> Model:
