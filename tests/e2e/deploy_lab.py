@@ -153,10 +153,10 @@ class DeployLab:
             else:
                 shutil.copy2(path, source / item)
         (source / "config_override.py").write_text("configs = {}\n")
-        init = source / "app" / "__init__.py"
-        text = init.read_text()
+        version_file = source / "app" / "version.py"
+        text = version_file.read_text()
         assert '__version__ = "' in text
-        init.write_text(text.replace('__version__ = "', f'__version__ = "{version}+', 1))
+        version_file.write_text(text.replace('__version__ = "', f'__version__ = "{version}+', 1))
         if patch:
             file, old, new = patch
             content = (source / file).read_text()
