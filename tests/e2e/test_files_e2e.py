@@ -8,28 +8,16 @@ import os
 import pytest
 import requests
 
-from app import create_app
-from app.extensions import db
-from app.services.users import create_user
+from tests.fixtures.accounts import signed_in
 
 pytestmark = pytest.mark.e2e
-PHONE, PASSWORD = "+8613800138000", "correct horse battery"
 
-
-def signed_in(server, test_settings) -> str:
-    """An access token from ``server`` for a user made in the server's database."""
-    app = create_app(test_settings)
-    with app.app_context():
-        create_user(PHONE, PASSWORD, "n")
-        db.engine.dispose()
-    return requests.post(f"{server.url}/api/auth/login", json={"account": PHONE, "password": PASSWORD},
-                         timeout=10).json()["data"]["token"]
 
 
 def test_upload_download_range_delete_over_http(live_server, test_settings, tmp_path):
     uploads = tmp_path / "served-uploads"
     server = live_server(env={"APP_FILES__LOCAL_DIR": str(uploads)})
-    token = signed_in(server, test_settings)
+    token = signed_in(server.url, test_settings)
     headers = {"token": token}
     data = b"%PDF-1.7\n" + os.urandom(300_000)
     created = requests.post(f"{server.url}/api/files/", files={"file": ("report.pdf", data)}, headers=headers,
@@ -57,7 +45,7 @@ def test_malformed_multipart_gets_the_apps_answer_not_a_bare_400(live_server, te
                                                                 field):
     """Tornado's own form parsing answered these with an empty 400 before the app saw them."""
     server = live_server()
-    token = signed_in(server, test_settings)
+    token = signed_in(server.url, test_settings)
     response = requests.post(f"{server.url}/api/files/", data=PART % disposition, timeout=10,
                              headers={"token": token, "Content-Type": "multipart/form-data; boundary=b"})
     assert response.status_code == status, response.content

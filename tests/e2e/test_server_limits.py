@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 import requests
 
+from tests.fixtures.accounts import signed_in
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
-PHONE, PASSWORD = "+8613800138000", "correct horse battery"
 MiB = 1024 * 1024
 
 
@@ -199,7 +199,7 @@ def test_a_chunked_body_is_stopped_at_the_limit(live_server: Any) -> None:
 
 def test_a_body_within_the_limits_still_reaches_the_app(live_server: Any, test_settings: dict) -> None:
     server = live_server()
-    token = signed_in(server, test_settings)
+    token = signed_in(server.url, test_settings)
     data = b"%PDF-1.7\n" + os.urandom(2 * MiB)
     created = requests.post(f"{server.url}/api/files/", files={"file": ("a.pdf", data)}, headers={"token": token},
                             timeout=20)
@@ -210,22 +210,10 @@ def test_a_body_within_the_limits_still_reaches_the_app(live_server: Any, test_s
 # --- slow downloads ----------------------------------------------------------------------------
 
 
-def signed_in(server: Any, test_settings: dict) -> str:
-    from app import create_app
-    from app.extensions import db
-    from app.services.users import create_user
-
-    app = create_app(test_settings)
-    with app.app_context():
-        create_user(PHONE, PASSWORD, "n")
-        db.engine.dispose()
-    return requests.post(f"{server.url}/api/auth/login", json={"account": PHONE, "password": PASSWORD},
-                         timeout=10).json()["data"]["token"]
-
 
 def test_slow_readers_of_a_large_file_do_not_make_the_server_hold_it(live_server: Any, test_settings: dict) -> None:
     server = live_server()
-    token = signed_in(server, test_settings)
+    token = signed_in(server.url, test_settings)
     data = b"%PDF-1.7\n" + os.urandom(16 * MiB - 9)
     created = requests.post(f"{server.url}/api/files/", files={"file": ("big.pdf", data)},
                             headers={"token": token}, timeout=30)
