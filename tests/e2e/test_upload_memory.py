@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 import requests
-from test_server_limits import MiB, PeakRSS, rss, run_together, signed_in
+from test_server_limits import MiB, PeakRSS, rss, run_together
+
+from tests.fixtures.accounts import signed_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 UPLOADS, SIZE = 12, 16 * MiB
@@ -17,7 +19,7 @@ UPLOADS, SIZE = 12, 16 * MiB
 
 def test_parallel_16_mib_uploads_do_not_hold_their_bodies_in_memory(live_server: Any, test_settings: dict) -> None:
     server = live_server(env={"APP_SERVER__THREADS": "4"})
-    token = signed_in(server, test_settings)
+    token = signed_in(server.url, test_settings)
     data = b"%PDF-1.7\n" + os.urandom(SIZE - 9)
     url, headers = f"{server.url}/api/files/", {"token": token}
     assert requests.post(url, files={"file": ("warm.pdf", data[:MiB])}, headers=headers, timeout=20).status_code == 201
@@ -35,7 +37,7 @@ def test_parallel_16_mib_uploads_do_not_hold_their_bodies_in_memory(live_server:
 
 def test_a_chunked_upload_within_the_limits_is_stored_whole(live_server: Any, test_settings: dict) -> None:
     server = live_server()
-    token = signed_in(server, test_settings)
+    token = signed_in(server.url, test_settings)
     data = b"%PDF-1.7\n" + os.urandom(3 * MiB)
     boundary = "b0undary"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"c.pdf\"\r\n"
