@@ -64,6 +64,10 @@ configs = {
         "reset_mails_per_address": 5,  # password-reset mails to one address per 24 hours (from its first)
         "reset_mails_per_ip": 20,  # password-reset mails one client address may ask for per 24 hours
         "profile_cache_ttl": 60,  # seconds a signed-in user's row stays cached in Redis (0 = read it every time)
+        "idle_timeout": 7 * 24 * 3600,  # a session ends after this many seconds without a request or refresh
+        "session_max_age": 30 * 24 * 3600,  # a session ends this many seconds after its login, whatever happens
+        "reauth_window": 600,  # seconds a login, reauth or second factor counts as recent (email, TOTP changes)
+        "events_ttl_days": 90,  # days security events (GET /api/auth/events) are kept before they are pruned
     },
     "async": {
         "workers": 4,  # threads per process that run @async_task work (emails and the like)

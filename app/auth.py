@@ -10,11 +10,13 @@ For one request this module keeps plain values on ``flask.g``: ``g.auth_identity
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from flask import g, request
 
-from app.errors import Forbidden, NotAuthorized
+from app.config import configs
+from app.errors import Forbidden, NotAuthorized, ReauthRequired
 from app.models import User
 from app.services import sessions, user_cache
 from app.services.user_cache import Profile
@@ -29,6 +31,7 @@ class Identity:
     user_id: int
     session_id: str
     profile: Profile
+    authenticated_at: float  # when the session last proved the password or a second factor (epoch seconds)
     row: User | None = field(default=None, compare=False, repr=False)  # the user's row, if the check read it
 
     @property
@@ -63,7 +66,7 @@ def authenticate(token: str) -> Identity:
         profile = Profile.of(row)
     if not profile.is_active:
         raise Forbidden("This account is deactivated.")
-    return Identity(live.user_id, live.session_id, profile, row)
+    return Identity(live.user_id, live.session_id, profile, live.authenticated_at, row)
 
 
 def check_request() -> Identity:
@@ -79,6 +82,13 @@ def current_identity() -> Identity:
     if identity is None:
         raise RuntimeError("current_identity() needs @login_check on the operation")
     return identity
+
+
+def require_recent_auth() -> None:
+    """401 REAUTH_REQUIRED unless the caller's session proved the password or a second factor within
+    ``auth.reauth_window`` (a login, POST /api/auth/reauth or /auth/login/mfa): for sensitive changes."""
+    if time.time() - current_identity().authenticated_at > configs.auth.reauth_window:
+        raise ReauthRequired()
 
 
 def current_user() -> User:

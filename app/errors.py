@@ -77,6 +77,19 @@ class NotAuthorized(APIError):
         self.headers.setdefault("WWW-Authenticate", self.challenge)
 
 
+class ReauthRequired(NotAuthorized):
+    """A sensitive change, and the session has not proved the password or a second factor lately (POST
+    /api/auth/reauth makes it recent)."""
+
+    status, message = "REAUTH_REQUIRED", "Confirm your password or code first (POST /api/auth/reauth)."
+
+
+class MfaRequired(NotAuthorized):
+    """POST /api/auth/login/mfa with a ticket that is missing, expired, used or void."""
+
+    status, message = "MFA_REQUIRED", "The ticket is missing, expired or used; log in again."
+
+
 class Forbidden(APIError):
     code, status, message = 403, "FORBIDDEN", "You are not allowed to do this."
 
@@ -134,7 +147,8 @@ class ServiceUnavailable(APIError):
 # What each status means, as the spec says it for every operation that can answer it.
 ERROR_DESCRIPTIONS = {
     400: "INVALID_FIELD (field names it) or BAD_REQUEST",
-    401: "NOT_AUTHORIZED: no token, or an unknown, expired or revoked one",
+    401: "NOT_AUTHORIZED: no token, or an unknown, expired or revoked one; REAUTH_REQUIRED or MFA_REQUIRED where the "
+         "operation says so",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
     409: "CONFLICT: a unique value is taken",

@@ -15,6 +15,8 @@ from app.api.common import ns as common_ns
 from app.api.envelope import ERROR_DESCRIPTIONS, error_model
 from app.api.files import ns as files_ns
 from app.api.health import ns as health_ns
+from app.api.mfa import ns as mfa_ns
+from app.api.sessions import ns as sessions_ns
 from app.api.users import ns as users_ns
 from app.api.validation import AsciiIntegerConverter
 from app.config import settings_of
@@ -26,6 +28,8 @@ NAMESPACES: tuple[tuple[Namespace, str], ...] = (
     (health_ns, "/health"),
     (common_ns, "/common"),
     (auth_ns, "/auth"),
+    (sessions_ns, "/auth"),
+    (mfa_ns, "/auth/mfa"),
     (users_ns, "/users"),
     (files_ns, "/files"),
 )

@@ -1,4 +1,5 @@
-"""Authentication: register, log in, refresh, log out, sessions and passwords."""
+"""Authentication: register, log in (with a second factor when the user has one), refresh, passwords. Sessions,
+step-up and events: app/api/sessions.py; the second factor's setup: app/api/mfa.py."""
 
 from typing import Any
 
@@ -6,11 +7,20 @@ from flask import request
 from flask_restx import Namespace, Resource, fields
 
 from app import auth
-from app.api.envelope import Timestamp, accepts, fails, public, returns, returns_nothing
-from app.api.fields import Email, Phone, given_password, new_password, nickname, six_digit_code, user_model
-from app.config import configs
+from app.api.envelope import Reply, accepts, fails, public, returns
+from app.api.fields import (
+    TICKET,
+    Email,
+    Phone,
+    given_password,
+    new_password,
+    nickname,
+    recovery_code,
+    six_digit_code,
+    user_model,
+)
 from app.decorators import log_record, login_check
-from app.errors import InvalidField, NotFound
+from app.errors import InvalidField
 from app.services import accounts, sessions
 
 ns = Namespace("auth", description="Register, log in and manage sessions")
@@ -18,7 +28,6 @@ ns.add_model(user_model.name, user_model)
 
 PASSWORD = new_password(required=True, example="correct horse battery")
 SMS_CODE = six_digit_code()
-TICKET = 128  # characters: tickets and tokens are 43 (32 random bytes, URL-safe base64)
 register_request = ns.model("Register", {
     "phone": Phone(required=True, example="13800138000"),
     "password": PASSWORD,
@@ -33,22 +42,36 @@ login_request = ns.model("Login", {
     "phone": Phone(description="with sms_code (purpose login), instead of account and password"),
     "sms_code": SMS_CODE,
 })
+TOKEN_FIELDS = {
+    "token": fields.String(description="access token: header `token` or `Authorization: Bearer`"),
+    "expires_in": fields.Integer(example=7200, description="seconds the token (or the mfa_ticket) is valid"),
+    "refresh_token": fields.String(),
+    "refresh_expires_in": fields.Integer(example=2592000),
+    "user": fields.Nested(user_model),
+}
 tokens = ns.model("Tokens", {
     "token": fields.String(required=True, description="access token: header `token` or `Authorization: Bearer`"),
-    "expires_in": fields.Integer(required=True, example=7200),
+    "expires_in": fields.Integer(required=True, example=7200, description="seconds the token is valid"),
     "refresh_token": fields.String(required=True),
     "refresh_expires_in": fields.Integer(required=True, example=2592000),
     "user": fields.Nested(user_model, required=True),
 })
-refresh_request = ns.model("Refresh", {"refresh_token": fields.String(required=True, max_length=TICKET)})
-session_model = ns.model("Session", {
-    "id": fields.String(required=True),
-    "created_at": Timestamp(required=True),
-    "last_seen_at": Timestamp(required=True),
-    "ip": fields.String(required=True),
-    "user_agent": fields.String(required=True),
-    "current": fields.Boolean(required=True),
+CHALLENGE_FIELDS = {  # what a user with a second factor gets instead of the tokens
+    "mfa_required": fields.Boolean(description="true: no tokens yet; send mfa_ticket and a code to /auth/login/mfa"),
+    "mfa_ticket": fields.String(description="single use, 5 tries"),
+}
+challenge = ns.model("MfaChallenge", {
+    "mfa_required": fields.Boolean(required=True, example=True),
+    "mfa_ticket": fields.String(required=True, description="single use, 5 tries; for POST /auth/login/mfa"),
+    "expires_in": fields.Integer(required=True, example=300),
 })
+login_result = ns.model("LoginResult", {**TOKEN_FIELDS, **CHALLENGE_FIELDS})
+login_mfa_request = ns.model("LoginMfa", {
+    "mfa_ticket": fields.String(required=True, max_length=TICKET, description="from POST /auth/login"),
+    "code": six_digit_code(description="from the authenticator app"),
+    "recovery_code": recovery_code(),
+})
+refresh_request = ns.model("Refresh", {"refresh_token": fields.String(required=True, max_length=TICKET)})
 password_change = ns.model("PasswordChange", {
     "old_password": given_password(required=True), "new_password": PASSWORD,
 })
@@ -69,8 +92,18 @@ def client() -> tuple[str, str]:
 
 def issued(pair: sessions.TokenPair, user: Any) -> dict:
     auth.note_signed_in(user.id)  # the access line names who just signed in
-    return {"token": pair.token, "expires_in": configs.auth.token_ttl, "refresh_token": pair.refresh_token,
-            "refresh_expires_in": configs.auth.refresh_ttl, "user": user}
+    return {"token": pair.token, "expires_in": pair.expires_in, "refresh_token": pair.refresh_token,
+            "refresh_expires_in": pair.refresh_expires_in, "user": user}
+
+
+def challenged(found: accounts.Challenge) -> dict:
+    return {"mfa_required": True, "mfa_ticket": found.ticket, "expires_in": found.expires_in}
+
+
+def signed_in(result: accounts.SignIn) -> Reply:
+    if isinstance(result, accounts.Challenge):
+        return Reply(challenged(result), "A second factor is required")
+    return Reply(issued(*result))
 
 
 @ns.route("/register")
@@ -92,16 +125,35 @@ class Login(Resource):
     @public
     @log_record
     @accepts(ns, login_request)
+    @returns(ns, login_result, skip_none=True,
+             description="Logged in: the tokens; or, for a user with a second factor, mfa_required, mfa_ticket and "
+                         "expires_in (no tokens)")
+    @fails(ns, 401, 403, 429, 503)
+    def post(self):
+        """Log in with {account, password} or {phone, sms_code}. Repeated failures answer 429. A user with TOTP on
+        gets an mfa_ticket for POST /auth/login/mfa instead of tokens."""
+        body = ns.payload
+        if body.get("phone") and body.get("sms_code"):
+            return signed_in(accounts.login_with_sms(body["phone"], body["sms_code"], *client()))
+        if body.get("account") and body.get("password") is not None:
+            return signed_in(accounts.login_with_password(body["account"], body["password"], *client()))
+        raise InvalidField("Give account and password, or phone and sms_code.", field="account")
+
+
+@ns.route("/login/mfa")
+class LoginMfa(Resource):
+    @public
+    @log_record
+    @accepts(ns, login_mfa_request)
     @returns(ns, tokens, description="Logged in")
     @fails(ns, 401, 403, 429, 503)
     def post(self):
-        """Log in with {account, password} or {phone, sms_code}. Repeated failures answer 429."""
+        """Finish a login (or a password reset) with the mfa_ticket and a TOTP code or a recovery code. A code is
+        accepted once; 5 wrong codes void the ticket; 401 MFA_REQUIRED for a ticket that is missing, expired or
+        used."""
         body = ns.payload
-        if body.get("phone") and body.get("sms_code"):
-            return issued(*accounts.login_with_sms(body["phone"], body["sms_code"], *client()))
-        if body.get("account") and body.get("password") is not None:
-            return issued(*accounts.login_with_password(body["account"], body["password"], *client()))
-        raise InvalidField("Give account and password, or phone and sms_code.", field="account")
+        return issued(*accounts.login_with_second_factor(body["mfa_ticket"], *client(), code=body.get("code"),
+                                                         recovery_code=body.get("recovery_code")))
 
 
 @ns.route("/refresh")
@@ -114,52 +166,6 @@ class Refresh(Resource):
     def post(self):
         """Trade a refresh token for a new pair. Presenting a retired one ends that whole session."""
         return issued(*accounts.refresh(ns.payload["refresh_token"]))
-
-
-@ns.route("/logout")
-class Logout(Resource):
-    @login_check
-    @log_record
-    @returns(ns, description="The session ended")
-    @fails(ns, 503)
-    def post(self):
-        """End the current session."""
-        caller = auth.current_identity()
-        sessions.end_session(caller.session_id, caller.user_id)
-
-
-@ns.route("/logout-all")
-class LogoutAll(Resource):
-    @login_check
-    @log_record
-    @returns(ns, description="Every session ended")
-    @fails(ns, 503)
-    def post(self):
-        """End every session of the user, on every process and host."""
-        sessions.end_all_sessions(auth.current_identity().user_id)
-
-
-@ns.route("/sessions")
-class Sessions(Resource):
-    @login_check
-    @returns(ns, session_model, as_list=True)
-    @fails(ns, 503)
-    def get(self):
-        """Your open sessions, oldest first."""
-        caller = auth.current_identity()
-        return [{**s, "current": s["id"] == caller.session_id} for s in sessions.list_sessions(caller.user_id)]
-
-
-@ns.route("/sessions/<string(maxlength=64):session_id>")
-@ns.param("session_id", "a session id from GET /auth/sessions", maxLength=64)
-class SessionItem(Resource):
-    @login_check
-    @returns_nothing(ns, "The session ended")
-    @fails(ns, 404, 503)
-    def delete(self, session_id: str):
-        """End one of your sessions."""
-        if not sessions.end_session(session_id, auth.current_identity().user_id):
-            raise NotFound("No such session.")
 
 
 @ns.route("/password")
@@ -194,15 +200,19 @@ class PasswordReset(Resource):
     @public
     @log_record
     @accepts(ns, password_reset)
-    @returns(ns, description="Reset; every session of the user ended")
+    @returns(ns, challenge, nullable=True, description="Reset, every session of the user ended (data null); or, "
+                                                       "for a user with a second factor, an mfa_ticket whose code "
+                                                       "(POST /auth/login/mfa) sets the password")
     @fails(ns, 503)
     def post(self):
         """Reset a forgotten password with {phone, sms_code or sms_ticket} or {email, email_code}."""
         body = ns.payload
         if body.get("email"):
-            accounts.reset_password_by_email(body["email"], body.get("email_code") or "", body["new_password"])
-            return
-        if not body.get("phone"):
+            found = accounts.reset_password_by_email(body["email"], body.get("email_code") or "",
+                                                     body["new_password"])
+        elif body.get("phone"):
+            found = accounts.reset_password_by_sms(body["phone"], body["new_password"], sms_code=body.get("sms_code"),
+                                                   sms_ticket=body.get("sms_ticket"))
+        else:
             raise InvalidField("Give phone with sms_code or sms_ticket, or email with email_code.", field="phone")
-        accounts.reset_password_by_sms(body["phone"], body["new_password"], sms_code=body.get("sms_code"),
-                                       sms_ticket=body.get("sms_ticket"))
+        return None if found is None else Reply(challenged(found), "A second factor is required")

@@ -41,6 +41,10 @@ class NullableRaw(_Nullable, fields.Raw):
     """Any JSON value, null included."""
 
 
+class NullableNested(_Nullable, fields.Nested):
+    """A nested model that may be null."""
+
+
 class Timestamp(fields.DateTime):
     """An ISO 8601 UTC time from a datetime (naive ones are UTC, as MySQL returns them) or epoch seconds."""
 
@@ -74,10 +78,13 @@ class Reply:
     message: str = "OK"
 
 
-def envelope_of(ns: Namespace, model: Model | None, *, as_list: bool = False, code: int = 200) -> Model:
-    """The success envelope around ``model``, registered on ``ns`` once."""
+def envelope_of(ns: Namespace, model: Model | None, *, as_list: bool = False, code: int = 200,
+                nullable: bool = False) -> Model:
+    """The success envelope around ``model`` (or null, when ``nullable``), registered on ``ns`` once."""
     if model is None:
         name, data = "EmptyEnvelope", NullableRaw(description="always null")
+    elif nullable:
+        name, data = f"{model.name}OrNullEnvelope", NullableNested(model, required=True, allow_null=True)
     else:
         name = f"{model.name}{'List' if as_list else ''}Envelope"
         data = fields.Nested(model, as_list=as_list, required=True)
@@ -112,9 +119,13 @@ def returns(
     code: int = 200,
     description: str = "Success",
     as_list: bool = False,
+    nullable: bool = False,
+    skip_none: bool = False,
 ) -> Callable[[F], F]:
-    """Document ``code`` with the enveloped ``model`` and wrap what the method returns in it."""
-    wrapped = envelope_of(ns, model, as_list=as_list, code=code)
+    """Document ``code`` with the enveloped ``model`` (or null, when ``nullable``) and wrap what the method
+    returns in it; with ``skip_none``, the model's properties that are None are left out (a model that holds
+    one of two shapes)."""
+    wrapped = envelope_of(ns, model, as_list=as_list, code=code, nullable=nullable)
 
     def decorate(func: F) -> F:
         @wraps(func)
@@ -123,7 +134,7 @@ def returns(
             reply = result if isinstance(result, Reply) else Reply(result)
             data = reply.data
             if model is not None and data is not None:
-                data = marshal(data, model)
+                data = marshal(data, model, skip_none=skip_none)
             return {"code": code, "status": "SUCCESS", "message": reply.message, "data": data}, code
 
         return ns.response(code, description, wrapped)(wrapper)

@@ -14,6 +14,7 @@ from app.services.users import EMAIL_MAX_LENGTH, EMAIL_PATTERN, PASSWORD_MAX_LEN
 
 # An address or "" for none: a pattern, since Swagger 2.0 has no other way to say "an address or empty".
 EMAIL_OR_EMPTY = "^$|" + EMAIL_PATTERN
+TICKET = 128  # characters of a ticket or token we accept: ours are 43 (32 random bytes, URL-safe base64)
 PHONE_MAX_LENGTH = 32  # "+" and 15 digits, with room for separators: "+86 138-0013-8000"
 NICKNAME_MAX_LENGTH = 64  # the column's length
 
@@ -54,6 +55,12 @@ def nickname(**kwargs: Any) -> fields.String:
 def six_digit_code(**kwargs: Any) -> fields.String:
     """An SMS or email code as sent: six ASCII digits."""
     return fields.String(example="123456", pattern=r"^\d{6}$", max_length=6, **kwargs)
+
+
+def recovery_code(**kwargs: Any) -> fields.String:
+    """A recovery code as shown (``ABCD-EFGH-JKLM-NPQR``); case, spaces and dashes do not matter."""
+    kwargs.setdefault("description", "one of the recovery codes, instead of code")
+    return fields.String(example="ABCD-EFGH-JKLM-NPQR", max_length=32, **kwargs)
 
 
 def role(**kwargs: Any) -> fields.String:

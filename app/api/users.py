@@ -6,9 +6,9 @@ from app import auth
 from app.api.envelope import accepts, fails, page_of, returns, returns_nothing
 from app.api.fields import Email, Phone, new_password, nickname, page_args, role, user_model
 from app.api.validation import BoundedText
-from app.decorators import admin_required, login_check
+from app.decorators import admin_required, log_record, login_check
 from app.errors import Forbidden
-from app.services import users
+from app.services import session_control, users
 
 ns = Namespace("users", description="Users (listing and changing others is for admins)")
 
@@ -47,9 +47,12 @@ class Me(Resource):
     @returns(ns, user_model)
     @fails(ns, 409, 503)
     def patch(self):
-        """Change your nickname or email."""
-        body = ns.payload
-        return users.update_user(auth.current_user(), nickname=body.get("nickname"), email=body.get("email"))
+        """Change your nickname or email. Changing the email needs a recent authentication (401 REAUTH_REQUIRED;
+        POST /auth/reauth)."""
+        body, user = ns.payload, auth.current_user()
+        if users.changes_email(user, body.get("email")):
+            auth.require_recent_auth()
+        return users.update_user(user, nickname=body.get("nickname"), email=body.get("email"))
 
 
 @ns.route("/")
@@ -93,9 +96,12 @@ class UserItem(Resource):
     @fails(ns, 404, 409, 503)
     def patch(self, user_id: int):
         """Admin: change a user; deactivating ends every session of that user at once. 403 for a change that
-        would leave no active admin."""
-        body = ns.payload
-        return users.update_user(users.get_user(user_id), nickname=body.get("nickname"), email=body.get("email"),
+        would leave no active admin. Changing an email needs the admin's recent authentication (401
+        REAUTH_REQUIRED; POST /auth/reauth)."""
+        body, user = ns.payload, users.get_user(user_id)
+        if users.changes_email(user, body.get("email")):
+            auth.require_recent_auth()
+        return users.update_user(user, nickname=body.get("nickname"), email=body.get("email"),
                                  role=body.get("role"), is_active=body.get("is_active"))
 
     @admin_required
@@ -104,3 +110,15 @@ class UserItem(Resource):
     def delete(self, user_id: int):
         """Admin: delete a user and end their sessions. 403 for your own account."""
         users.delete_user(users.get_user(user_id), deleted_by=auth.current_identity().user_id)
+
+
+@ns.route("/<int:user_id>/sessions")
+@ns.param("user_id", "the user's id")
+class UserSessions(Resource):
+    @admin_required
+    @log_record
+    @returns_nothing(ns, "Every session of the user ended")
+    @fails(ns, 404, 503)
+    def delete(self, user_id: int):
+        """Admin: end every session of a user, on every process and host."""
+        session_control.end_user_sessions(users.get_user(user_id))

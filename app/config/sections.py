@@ -98,6 +98,10 @@ class AuthSettings(Section):
     reset_mails_per_address: int
     reset_mails_per_ip: int
     profile_cache_ttl: int
+    idle_timeout: int
+    session_max_age: int
+    reauth_window: int
+    events_ttl_days: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,12 @@ class User(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The TOTP secret, encrypted under a key derived from SECRET_KEY (app.services.mfa); None while TOTP is off.
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
+
+    @property
+    def has_totp(self) -> bool:
+        return self.totp_secret is not None
 
     @property
     def is_admin(self) -> bool:

@@ -10,13 +10,14 @@ Redis keys this module names (under the configured prefix), for reset codes sent
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.config import configs
-from app.errors import Forbidden, InvalidField, NotAuthorized, TooManyRequests
+from app.errors import Forbidden, InvalidField, MfaRequired, NotAuthorized, TooManyRequests
 from app.extensions import db, redis_store
 from app.models import User
-from app.services import sessions
+from app.services import mfa, mfa_tickets, security_events, sessions
 from app.services.codes import issue_code, reserve_send, use_code
 from app.services.login_limits import account_key, clear_login_failures, reserve_password_check
 from app.services.mail import send_email
@@ -33,6 +34,17 @@ from app.services.users import (
 )
 
 WRONG_CREDENTIALS = "Wrong account or password."
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """The first factor passed, and the user has a second one: trade ``ticket`` at POST /auth/login/mfa."""
+
+    ticket: str
+    expires_in: int = mfa_tickets.TICKET_TTL
+
+
+SignIn = tuple[sessions.TokenPair, User] | Challenge
 RESET_MAIL_REFUSALS = {
     2: "This address has had its reset mails for today.",
     3: "Too many reset mails were asked for from your address today.",
@@ -66,39 +78,87 @@ def _account_user(account: str) -> User | None:
         return None
 
 
-def _open(user: User, ip: str, user_agent: str) -> sessions.TokenPair:
+def _open(user: User, ip: str, user_agent: str) -> tuple[sessions.TokenPair, User]:
+    """A new session for an active user, its ``login`` event and last-login time committed first."""
     if not user.is_active:
         raise Forbidden("This account is deactivated.")
+    session_id = sessions.new_session_id()
     user.last_login_at = datetime.now(UTC)
+    security_events.record(user.id, "login", session_id)
     db.session.commit()
-    return sessions.open_session(user.id, ip, user_agent)
+    return sessions.open_session(user.id, ip, user_agent, session_id), user
 
 
-def login_with_password(account: str, password: str, ip: str, user_agent: str) -> tuple[sessions.TokenPair, User]:
-    """Unknown account and wrong password answer the same 401 in the same time."""
+def _signed_in(user: User, ip: str, user_agent: str) -> SignIn:
+    """Tokens after the first factor, or a ticket for the second when the user has one (ASVS 6.4.3: an SMS code
+    or a reset is never a way round it)."""
+    if not user.is_active:
+        raise Forbidden("This account is deactivated.")
+    if user.has_totp:
+        return Challenge(mfa_tickets.issue(user.id, "login"))
+    return _open(user, ip, user_agent)
+
+
+def login_with_password(account: str, password: str, ip: str, user_agent: str) -> SignIn:
+    """Unknown account and wrong password answer the same 401 in the same time; a wrong password of a known
+    account is a ``login_failed`` event."""
     keys = [account_key(account)]
     reserve_password_check(keys, ip)
     user = _account_user(account.strip().lower())
     if not verify_password(user.password_hash if user else None, password) or user is None:
+        if user is not None:
+            security_events.record_now(user.id, "login_failed")
         raise NotAuthorized(WRONG_CREDENTIALS)
     clear_login_failures(keys, ip)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    return _open(user, ip, user_agent), user
+    return _signed_in(user, ip, user_agent)
 
 
-def login_with_sms(phone: str, sms_code: str, ip: str, user_agent: str) -> tuple[sessions.TokenPair, User]:
+def login_with_sms(phone: str, sms_code: str, ip: str, user_agent: str) -> SignIn:
     phone = normalize_phone(phone)
     consume_sms_proof(phone, "login", code=sms_code)
     user = find_by_phone(phone)
     if user is None:
         raise NotAuthorized(WRONG_CREDENTIALS)
-    return _open(user, ip, user_agent), user
+    return _signed_in(user, ip, user_agent)
+
+
+def login_with_second_factor(ticket: str, ip: str, user_agent: str, *, code: str | None = None,
+                             recovery_code: str | None = None) -> tuple[sessions.TokenPair, User]:
+    """Trade an MFA ticket and a TOTP or recovery code for a session; a reset's ticket sets its new password
+    first (every other session ends). 401 MFA_REQUIRED for a ticket that is not live; a wrong code is 400 and a
+    ``login_failed`` event, and the ticket's last try voids it."""
+    found = mfa_tickets.try_ticket(ticket)
+    user = db.session.get(User, found.user_id) if found else None
+    if found is None or user is None or not user.has_totp:
+        raise MfaRequired()
+    try:
+        mfa.check_second_factor(user, ip, code=code, recovery_code=recovery_code)
+    except InvalidField:
+        security_events.record_now(user.id, "login_failed")
+        if found.last_try:
+            mfa_tickets.void(ticket)
+        raise
+    if not mfa_tickets.use(ticket):
+        raise MfaRequired()
+    if found.purpose == "reset_password":
+        user.password_hash = found.password_hash
+        security_events.record(user.id, "password_reset")
+        db.session.commit()
+        sessions.end_all_sessions(user.id)
+    return _open(user, ip, user_agent)
 
 
 def refresh(refresh_token: str) -> tuple[sessions.TokenPair, User]:
-    """A new pair for a live refresh token; a retired one ends its session (401 either way)."""
-    pair = sessions.rotate(refresh_token)
+    """A new pair for a live refresh token; a retired one ends its session and is a ``refresh_reuse`` event
+    (401 either way)."""
+    rotation = sessions.rotate(refresh_token)
+    if rotation.reused_by is not None:
+        session_id, user_id = rotation.reused_by
+        if db.session.get(User, user_id) is not None:
+            security_events.record_now(user_id, "refresh_reuse", session_id)
+    pair = rotation.pair
     if pair is None:
         raise NotAuthorized("The refresh token is unknown, expired or already used.")
     user = db.session.get(User, pair.user_id)
@@ -117,26 +177,35 @@ def change_password(user: User, session_id: str, old_password: str, new_password
         raise InvalidField("The old password is wrong.", field="old_password")
     clear_login_failures(keys, ip)
     check_password_rules(new_password, "new_password")
-    _replace_password(user, new_password, keep_session=session_id)
-
-
-def _replace_password(user: User, new_password: str, keep_session: str | None = None) -> None:
-    """Store the new hash and end the user's sessions (but ``keep_session``) on every process at once."""
     user.password_hash = hash_password(new_password)
+    security_events.record(user.id, "password_changed", session_id)
     db.session.commit()
-    sessions.end_all_sessions(user.id, keep=keep_session)
+    sessions.end_all_sessions(user.id, keep=session_id)
+
+
+def _reset(user: User, new_password: str) -> Challenge | None:
+    """Set the new password and end every session of the user; for a user with a second factor, only a ticket
+    whose code (POST /auth/login/mfa) sets it (ASVS 6.4.3)."""
+    password_hash = hash_password(new_password)
+    if user.has_totp:
+        return Challenge(mfa_tickets.issue(user.id, "reset_password", password_hash))
+    user.password_hash = password_hash
+    security_events.record(user.id, "password_reset")
+    db.session.commit()
+    sessions.end_all_sessions(user.id)
+    return None
 
 
 def reset_password_by_sms(phone: str, new_password: str, *, sms_code: str | None = None,
-                          sms_ticket: str | None = None) -> None:
-    """Every session of the user ends."""
+                          sms_ticket: str | None = None) -> Challenge | None:
+    """Every session of the user ends (see ``_reset`` for a user with a second factor)."""
     phone = normalize_phone(phone)
     check_password_rules(new_password, "new_password")
     consume_sms_proof(phone, "reset_password", code=sms_code, ticket=sms_ticket)
     user = find_by_phone(phone)
     if user is None:
         raise InvalidField("No account uses this phone number.", field="phone")
-    _replace_password(user, new_password)
+    return _reset(user, new_password)
 
 
 def _email_code_key(email: str) -> str:
@@ -169,12 +238,12 @@ def forgot_password(email: str, ip: str) -> None:
                minutes=max(1, ttl // 60))
 
 
-def reset_password_by_email(email: str, email_code: str, new_password: str) -> None:
-    """Every session of the user ends; the code works once, and wrong tries void it as for SMS."""
+def reset_password_by_email(email: str, email_code: str, new_password: str) -> Challenge | None:
+    """As ``reset_password_by_sms``; the code works once, and wrong tries void it as for SMS."""
     address = normalize_email(email) or ""
     check_password_rules(new_password, "new_password")
     use_code(_email_code_key(address), email_code, "email_code", "reset_password", address)
     user = find_by_email(address)
     if user is None:
         raise InvalidField("No account uses this email.", field="email")
-    _replace_password(user, new_password)
+    return _reset(user, new_password)

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from app.errors import Conflict, Forbidden, InvalidField, NotFound
 from app.extensions import db
 from app.models import User
-from app.services import sessions
+from app.services import security_events, sessions
 from app.services.files import delete_files_of
 from app.services.passwords import hash_password
 from app.services.phones import normalize_phone
@@ -134,12 +134,18 @@ def update_user(
     for field, value in (("nickname", nickname), ("role", role), ("is_active", is_active)):
         if value is not None:
             setattr(user, field, value)
-    if email is not None:
+    if email is not None and new_email != user.email:
         user.email = new_email
+        security_events.record(user.id, "email_changed")
     save_user(user, keep_an_admin=demoting)
     if is_active is False:
         sessions.end_all_sessions(user.id)
     return user
+
+
+def changes_email(user: User, email: str | None) -> bool:
+    """Whether setting ``email`` (None: not given) would change the user's address."""
+    return email is not None and normalize_email(email) != user.email
 
 
 def _active_admins(lock: bool = False) -> list[int]:

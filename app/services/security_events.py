@@ -1,0 +1,64 @@
+"""Security events: what happened to an account, for its owner to review (GET /api/auth/events).
+
+``record`` adds the event to the database session of the change it reports, so both are committed together
+(a password change and its ``password_changed``); a change that lives in Redis only (ending a session) records
+its event before the Redis call and commits right after it. Events older than ``auth.events_ttl_days`` are
+never listed, and are deleted when their user gets a new event or by ``manage.py prune-events``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import has_request_context, request
+from sqlalchemy import delete, select
+
+from app.config import configs
+from app.extensions import db
+from app.models import SecurityEvent
+from app.services.records import paginate
+
+TYPES = (
+    "login", "login_failed", "logout", "refresh_reuse", "password_changed", "password_reset", "mfa_enabled",
+    "mfa_disabled", "recovery_code_used", "recovery_codes_renewed", "session_ended", "email_changed", "reauth",
+)
+
+
+def _cutoff() -> datetime:
+    return datetime.now(UTC) - timedelta(days=configs.auth.events_ttl_days)
+
+
+def record(user_id: int, type_: str, session_id: str | None = None) -> SecurityEvent:
+    """Add an event of ``type_`` for the user to the current database session (the caller commits), with the
+    client address and User-Agent of the request being served; the user's expired events go in the same step."""
+    if type_ not in TYPES:
+        raise ValueError(f"unknown security event type {type_!r}")
+    ip, user_agent = "", ""
+    if has_request_context():
+        ip, user_agent = request.remote_addr or "", request.headers.get("User-Agent", "")[:256]
+    event = SecurityEvent(user_id=user_id, type=type_, ip=ip[:64], user_agent=user_agent, session_id=session_id)
+    db.session.execute(delete(SecurityEvent).where(SecurityEvent.user_id == user_id,
+                                                   SecurityEvent.at < _cutoff()))
+    db.session.add(event)
+    return event
+
+
+def record_now(user_id: int, type_: str, session_id: str | None = None) -> None:
+    """``record`` and commit: for events whose change is not in the database."""
+    record(user_id, type_, session_id)
+    db.session.commit()
+
+
+def list_events(user_id: int, page: int, per_page: int) -> dict[str, Any]:
+    """A page of the user's events, newest first."""
+    query = (select(SecurityEvent).where(SecurityEvent.user_id == user_id, SecurityEvent.at >= _cutoff())
+             .order_by(SecurityEvent.id.desc()))
+    return paginate(query, page, per_page)
+
+
+def prune() -> int:
+    """Delete every event older than ``auth.events_ttl_days``; how many went."""
+    result = db.session.execute(delete(SecurityEvent).where(SecurityEvent.at < _cutoff()))
+    db.session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)  # a DELETE's result is a CursorResult

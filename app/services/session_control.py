@@ -1,0 +1,61 @@
+"""Ending sessions (a user's own, or every one of a user by an admin) and step-up re-authentication, each with its
+security event. Opening sessions is app.services.accounts; the sessions themselves, app.services.sessions."""
+
+from __future__ import annotations
+
+from app.config import configs
+from app.errors import InvalidField, NotFound
+from app.extensions import db
+from app.models import User
+from app.services import mfa, security_events, sessions
+from app.services.login_limits import account_key, clear_login_failures, reserve_password_check
+from app.services.passwords import verify_password
+
+
+def _ended(user_id: int, type_: str, session_ids: list[str]) -> None:
+    for session_id in session_ids:
+        security_events.record(user_id, type_, session_id)
+    db.session.commit()
+
+
+def logout(user_id: int, session_id: str) -> None:
+    """End the caller's session (a ``logout`` event)."""
+    if sessions.end_session(session_id, user_id):
+        _ended(user_id, "logout", [session_id])
+
+
+def logout_all(user_id: int, session_id: str) -> None:
+    """End every session of the caller: ``logout`` for this one, ``session_ended`` for the others."""
+    ended = sessions.end_all_sessions(user_id, keep=session_id)
+    _ended(user_id, "session_ended", ended)
+    logout(user_id, session_id)
+
+
+def end_own_session(user_id: int, session_id: str) -> None:
+    """End one of the user's sessions; 404 when it is not one of theirs."""
+    if not sessions.end_session(session_id, user_id):
+        raise NotFound("No such session.")
+    _ended(user_id, "session_ended", [session_id])
+
+
+def end_user_sessions(user: User) -> None:
+    """An admin ends every session of ``user`` (a ``session_ended`` event each)."""
+    _ended(user.id, "session_ended", sessions.end_all_sessions(user.id))
+
+
+def reauth(user: User, session_id: str, ip: str, *, password: str | None = None, code: str | None = None) -> int:
+    """Mark the session recently authenticated after the password or a TOTP code; seconds it counts as such.
+    Wrong ones count like failed logins (429 when too many)."""
+    if (password is None) == (code is None):
+        raise InvalidField("Give password or code.", field="password")
+    if password is not None:
+        keys = [account_key(user.phone), *([account_key(user.email)] if user.email else [])]
+        reserve_password_check(keys, ip)
+        if not verify_password(user.password_hash, password):
+            raise InvalidField("The password is wrong.", field="password")
+        clear_login_failures(keys, ip)
+    else:
+        mfa.check_second_factor(user, ip, code=code, session_id=session_id)
+    sessions.mark_recent(session_id)
+    security_events.record_now(user.id, "reauth", session_id)
+    return configs.auth.reauth_window
