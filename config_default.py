@@ -66,6 +66,7 @@ configs = {
         "profile_cache_ttl": 60,  # seconds a signed-in user's row stays cached in Redis (0 = read it every time)
         "idle_timeout": 7 * 24 * 3600,  # a session ends after this many seconds without a request or refresh
         "session_max_age": 30 * 24 * 3600,  # a session ends this many seconds after its login, whatever happens
+        "max_sessions": 50,  # open sessions per user; a login beyond ends that user's oldest session
         "reauth_window": 600,  # seconds a login, reauth or second factor counts as recent (email, TOTP changes)
         "events_ttl_days": 90,  # days security events (GET /api/auth/events) are kept before they are pruned
     },

@@ -1,4 +1,4 @@
-"""Commands added to Flask's CLI: `python manage.py create-admin`."""
+"""Commands added to Flask's CLI: `python manage.py create-admin`, `python manage.py mfa-reset`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import click
 from flask import Flask
 
 from app.errors import APIError
-from app.services.users import create_user
+from app.services import mfa
+from app.services.phones import normalize_phone
+from app.services.users import create_user, find_by_phone
 
 
 @click.command("create-admin")
@@ -24,5 +26,22 @@ def create_admin(phone: str, nickname: str, email: str, password: str) -> None:
     click.echo(f"admin {user.phone} created with id {user.id}")
 
 
+@click.command("mfa-reset")
+@click.option("--phone", required=True, help="the account's phone number")
+@click.confirmation_option(prompt="Turn this account's second factor off and end its sessions?")
+def mfa_reset(phone: str) -> None:
+    """Turn off the second factor of a user who lost it and their recovery codes, after you proved who they are
+    outside the app; their sessions end, and they can log in with the password alone and enrol again."""
+    try:
+        user = find_by_phone(normalize_phone(phone))
+        if user is None:
+            raise click.ClickException("no account uses this phone number")
+        mfa.reset_second_factor(user)
+    except APIError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"the second factor of user {user.id} is off; their sessions ended")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(create_admin)
+    app.cli.add_command(mfa_reset)

@@ -57,7 +57,9 @@ class LogoutAll(Resource):
     @returns(ns, description="Every session ended")
     @fails(ns, 503)
     def post(self):
-        """End every session of the user, on every process and host."""
+        """End every session of the user, on every process and host. Needs a recent authentication (401
+        REAUTH_REQUIRED; POST /auth/reauth): a stolen token alone cannot throw its owner out."""
+        auth.require_recent_auth()
         caller = auth.current_identity()
         session_control.logout_all(caller.user_id, caller.session_id)
 
@@ -80,8 +82,12 @@ class SessionItem(Resource):
     @returns_nothing(ns, "The session ended")
     @fails(ns, 404, 503)
     def delete(self, session_id: str):
-        """End one of your sessions."""
-        session_control.end_own_session(auth.current_identity().user_id, session_id)
+        """End one of your sessions. Ending another than this one needs a recent authentication (401
+        REAUTH_REQUIRED; POST /auth/reauth)."""
+        caller = auth.current_identity()
+        if session_id != caller.session_id:
+            auth.require_recent_auth()
+        session_control.end_own_session(caller.user_id, session_id)
 
 
 @ns.route("/reauth")

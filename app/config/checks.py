@@ -103,7 +103,7 @@ def setting_problems(settings: Settings) -> list[str]:
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
             problems.append(f"app.public_url {public_url!r} is not an absolute http(s) URL like https://api.example.com")
     auth = settings.auth
-    for key in ("idle_timeout", "session_max_age", "reauth_window", "events_ttl_days"):
+    for key in ("idle_timeout", "session_max_age", "max_sessions", "reauth_window", "events_ttl_days"):
         if getattr(auth, key) <= 0:
             problems.append(f"auth.{key} must be a positive number")
     return problems

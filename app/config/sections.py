@@ -100,6 +100,7 @@ class AuthSettings(Section):
     profile_cache_ttl: int
     idle_timeout: int
     session_max_age: int
+    max_sessions: int
     reauth_window: int
     events_ttl_days: int
 

@@ -17,7 +17,7 @@ from app.config import configs
 from app.errors import Forbidden, InvalidField, MfaRequired, NotAuthorized, TooManyRequests
 from app.extensions import db, redis_store
 from app.models import User
-from app.services import mfa, mfa_tickets, security_events, sessions
+from app.services import mfa, mfa_tickets, security_events, session_control, sessions
 from app.services.codes import issue_code, reserve_send, use_code
 from app.services.login_limits import account_key, clear_login_failures, reserve_password_check
 from app.services.mail import send_email
@@ -79,14 +79,17 @@ def _account_user(account: str) -> User | None:
 
 
 def _open(user: User, ip: str, user_agent: str) -> tuple[sessions.TokenPair, User]:
-    """A new session for an active user, its ``login`` event and last-login time committed first."""
+    """A new session for an active user, its ``login`` event and last-login time committed first; the user's
+    oldest session ends when there are more than ``auth.max_sessions``."""
     if not user.is_active:
         raise Forbidden("This account is deactivated.")
     session_id = sessions.new_session_id()
     user.last_login_at = datetime.now(UTC)
     security_events.record(user.id, "login", session_id)
     db.session.commit()
-    return sessions.open_session(user.id, ip, user_agent, session_id), user
+    pair = sessions.open_session(user.id, ip, user_agent, session_id)
+    session_control.end_oldest_sessions(user.id)
+    return pair, user
 
 
 def _signed_in(user: User, ip: str, user_agent: str) -> SignIn:

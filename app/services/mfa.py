@@ -132,7 +132,7 @@ def confirm_totp(user: User, code: str, session_id: str, ip: str) -> list[str]:
     return codes
 
 
-def disable_totp(user: User, session_id: str) -> None:
+def disable_totp(user: User, session_id: str | None) -> None:
     """TOTP off; the recovery codes are void. 404 when it is not on."""
     if not user.has_totp:
         raise NotFound("TOTP is not on.")
@@ -140,6 +140,13 @@ def disable_totp(user: User, session_id: str) -> None:
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     security_events.record(user.id, "mfa_disabled", session_id)
     db.session.commit()
+
+
+def reset_second_factor(user: User) -> None:
+    """An operator's reset for a user who lost the factor and the codes (``manage.py mfa-reset``): TOTP off, and
+    every session ends."""
+    disable_totp(user, None)
+    sessions.end_all_sessions(user.id)
 
 
 def renew_recovery_codes(user: User, session_id: str) -> list[str]:

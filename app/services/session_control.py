@@ -38,6 +38,14 @@ def end_own_session(user_id: int, session_id: str) -> None:
     _ended(user_id, "session_ended", [session_id])
 
 
+def end_oldest_sessions(user_id: int) -> None:
+    """End the user's oldest sessions past ``auth.max_sessions`` (after a login)."""
+    ended = [session_id for session_id in sessions.sessions_beyond(user_id, configs.auth.max_sessions)
+             if sessions.end_session(session_id, user_id)]
+    if ended:
+        _ended(user_id, "session_ended", ended)
+
+
 def end_user_sessions(user: User) -> None:
     """An admin ends every session of ``user`` (a ``session_ended`` event each)."""
     _ended(user.id, "session_ended", sessions.end_all_sessions(user.id))

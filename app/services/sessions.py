@@ -239,6 +239,14 @@ def end_all_sessions(user_id: int, keep: str | None = None) -> list[str]:
             if session_id != keep and end_session(session_id, user_id)]
 
 
+def sessions_beyond(user_id: int, limit: int) -> list[str]:
+    """The ids of the user's oldest sessions past the newest ``limit`` (none, in one round trip, while under it)."""
+    if redis_store.scard(_key("user", str(user_id))) <= limit:
+        return []
+    listed = list_sessions(user_id)
+    return [s["id"] for s in listed[:max(0, len(listed) - limit)]]
+
+
 def mark_recent(session_id: str) -> None:
     """The session has just proved the password or a second factor (see ``LiveToken.authenticated_at``)."""
     redis_store.run_script(_MARK_RECENT, keys=[_key("session", session_id)], args=[_now()])
