@@ -64,6 +64,7 @@ configs = {
         "reset_mails_per_address": 5,  # password-reset mails to one address per 24 hours (from its first)
         "reset_mails_per_ip": 20,  # password-reset mails one client address may ask for per 24 hours
         "profile_cache_ttl": 60,  # seconds a signed-in user's row stays cached in Redis (0 = read it every time)
+        "min_password_score": 2,  # new passwords scoring lower on zxcvbn's 0-4 scale are refused (0 = length only)
     },
     "async": {
         "workers": 4,  # threads per process that run @async_task work (emails and the like)

@@ -102,6 +102,9 @@ def setting_problems(settings: Settings) -> list[str]:
         parts = urlsplit(public_url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
             problems.append(f"app.public_url {public_url!r} is not an absolute http(s) URL like https://api.example.com")
+    if not 0 <= settings.auth.min_password_score <= 4:
+        problems.append(f"auth.min_password_score {settings.auth.min_password_score} is not on zxcvbn's scale, 0 to 4 "
+                        "(5 or more would refuse every new password)")
     return problems
 
 

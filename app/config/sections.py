@@ -98,6 +98,7 @@ class AuthSettings(Section):
     reset_mails_per_address: int
     reset_mails_per_ip: int
     profile_cache_ttl: int
+    min_password_score: int
 
 
 @dataclass(frozen=True, slots=True)
