@@ -49,7 +49,8 @@ def check_new_password(password: str, field: str = "password", *, context: Itera
     result = _score(password, [item for item in context if item])
     if result["score"] < minimum:
         feedback = result["feedback"]
-        advice = " ".join([feedback["warning"], *feedback["suggestions"]]).strip()
+        warning = feedback["warning"] or _context_warning(result["sequence"])
+        advice = " ".join([warning, *feedback["suggestions"]]).strip()
         raise InvalidField(f"{field} is too easy to guess. "
                            f"{advice or 'Add another word or two. Uncommon words are better.'}", field=field)
 
@@ -67,6 +68,13 @@ def password_context(phone: str | None = None, email: str | None = None, nicknam
     if nickname:
         items.append(nickname)
     return items
+
+
+def _context_warning(sequence: list[dict[str, Any]]) -> str:
+    """What zxcvbn leaves unsaid: that the password is made of the account's own details."""
+    if any(match.get("dictionary_name") == "user_inputs" for match in sequence):
+        return "It is close to the account's phone number, email or nickname."
+    return ""
 
 
 def _score(password: str, user_inputs: list[str]) -> dict[str, Any]:
