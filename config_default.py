@@ -69,6 +69,7 @@ configs = {
         "max_sessions": 50,  # open sessions per user; a login beyond ends that user's oldest session
         "reauth_window": 600,  # seconds a login, reauth or second factor counts as recent (email, TOTP changes)
         "events_ttl_days": 90,  # days security events (GET /api/auth/events) are kept before they are pruned
+        "min_password_score": 2,  # new passwords scoring lower on zxcvbn's 0-4 scale are refused (0 = length only)
     },
     "async": {
         "workers": 4,  # threads per process that run @async_task work (emails and the like)

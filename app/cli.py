@@ -16,7 +16,7 @@ from app.services.users import create_user, find_by_phone
 @click.option("--nickname", prompt=True, default="admin", show_default=True)
 @click.option("--email", default="", help="optional")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="8 to 128 characters; prompted (hidden) when omitted")
+              help="8 to 128 characters, not easily guessed; prompted (hidden) when omitted")
 def create_admin(phone: str, nickname: str, email: str, password: str) -> None:
     """Create an admin account (the first one, typically)."""
     try:

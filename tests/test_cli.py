@@ -63,3 +63,10 @@ def test_create_admin_refuses_an_email_the_api_would_refuse(cli, test_settings):
     assert result.returncode != 0
     assert "email" in result.stderr
     assert admins(test_settings) == []
+
+
+def test_create_admin_refuses_an_easily_guessed_password(cli, test_settings):
+    result = cli("--phone", "13800138000", "--nickname", "boss", "--password", "password123")
+    assert result.returncode != 0
+    assert "password: password is too easy to guess. This is a very common password." in result.stderr
+    assert admins(test_settings) == []

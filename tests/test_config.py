@@ -152,6 +152,13 @@ def test_a_public_url_that_is_not_an_absolute_http_url_is_refused(project, url):
         load(project[0], {"APP_APP__PUBLIC_URL": url})
 
 
+@pytest.mark.parametrize("score", [-1, 5])
+def test_a_password_score_off_zxcvbns_scale_is_refused(project, score):
+    with pytest.raises(ConfigError, match=r"auth\.min_password_score .* is not on zxcvbn's scale, 0 to 4"):
+        load(project[0], {"APP_AUTH__MIN_PASSWORD_SCORE": str(score)})
+    assert load(project[0], {"APP_AUTH__MIN_PASSWORD_SCORE": "4"}).auth.min_password_score == 4
+
+
 @pytest.mark.parametrize(("variable", "choices"), [
     ("APP_MAIL__BACKEND", "console, smtp"),
     ("APP_SMS__GATEWAY", "console, file, http"),

@@ -1,5 +1,6 @@
 """What the namespaces share: the request fields (password, email, phone, nickname, codes), the pagination
-arguments and the user model. The rules they document are the services' (app.services.users), written there once.
+arguments and the user model. The rules they document are the services' (app.services.users and
+password_policy), written there once.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from flask_restx import Model, fields, reqparse
 
 from app.api.envelope import NullableString, NullableTimestamp, Timestamp
 from app.api.validation import WholeNumber
-from app.services.users import EMAIL_MAX_LENGTH, EMAIL_PATTERN, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, ROLES
+from app.services.password_policy import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
+from app.services.users import EMAIL_MAX_LENGTH, EMAIL_PATTERN, ROLES
 
 # An address or "" for none: a pattern, since Swagger 2.0 has no other way to say "an address or empty".
 EMAIL_OR_EMPTY = "^$|" + EMAIL_PATTERN
@@ -39,7 +41,10 @@ class Phone(fields.String):
 
 
 def new_password(**kwargs: Any) -> fields.String:
-    """A password to set: as long as app.services.users.check_password_rules wants."""
+    """A password to set, as app.services.password_policy.check_new_password wants it."""
+    kwargs.setdefault("description", "not a common or easily guessed password: zxcvbn's score (0 to 4), with the "
+                                     "account's phone, email and nickname as guessable words, must be at least "
+                                     "auth.min_password_score (2 by default)")
     return fields.String(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH, **kwargs)
 
 

@@ -106,6 +106,9 @@ def setting_problems(settings: Settings) -> list[str]:
     for key in ("idle_timeout", "session_max_age", "max_sessions", "reauth_window", "events_ttl_days"):
         if getattr(auth, key) <= 0:
             problems.append(f"auth.{key} must be a positive number")
+    if not 0 <= settings.auth.min_password_score <= 4:
+        problems.append(f"auth.min_password_score {settings.auth.min_password_score} is not on zxcvbn's scale, 0 to 4 "
+                        "(5 or more would refuse every new password)")
     return problems
 
 

@@ -103,6 +103,7 @@ class AuthSettings(Section):
     max_sessions: int
     reauth_window: int
     events_ttl_days: int
+    min_password_score: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,11 +21,11 @@ from app.services import mfa, mfa_tickets, security_events, session_control, ses
 from app.services.codes import issue_code, reserve_send, use_code
 from app.services.login_limits import account_key, clear_login_failures, reserve_password_check
 from app.services.mail import send_email
+from app.services.password_policy import check_new_password, password_context
 from app.services.passwords import hash_password, needs_rehash, verify_password
 from app.services.phones import normalize_phone
 from app.services.sms import consume_sms_proof
 from app.services.users import (
-    check_password_rules,
     check_unique,
     find_by_email,
     find_by_phone,
@@ -60,7 +60,7 @@ def register(phone: str, password: str, nickname: str, email: str | None = None,
     """
     phone = normalize_phone(phone)
     email = normalize_email(email)
-    check_password_rules(password)
+    check_new_password(password, context=password_context(phone, email, nickname))
     consume_sms_proof(phone, "register", code=sms_code, ticket=sms_ticket)
     check_unique(phone, email)
     user = save_user(User(phone=phone, email=email, nickname=nickname, password_hash=hash_password(password)))
@@ -179,7 +179,8 @@ def change_password(user: User, session_id: str, old_password: str, new_password
     if not verify_password(user.password_hash, old_password):
         raise InvalidField("The old password is wrong.", field="old_password")
     clear_login_failures(keys, ip)
-    check_password_rules(new_password, "new_password")
+    context = password_context(user.phone, user.email, user.nickname)
+    check_new_password(new_password, "new_password", context=context)
     user.password_hash = hash_password(new_password)
     security_events.record(user.id, "password_changed", session_id)
     db.session.commit()
@@ -203,7 +204,7 @@ def reset_password_by_sms(phone: str, new_password: str, *, sms_code: str | None
                           sms_ticket: str | None = None) -> Challenge | None:
     """Every session of the user ends (see ``_reset`` for a user with a second factor)."""
     phone = normalize_phone(phone)
-    check_password_rules(new_password, "new_password")
+    check_new_password(new_password, "new_password", context=password_context(phone=phone))
     consume_sms_proof(phone, "reset_password", code=sms_code, ticket=sms_ticket)
     user = find_by_phone(phone)
     if user is None:
@@ -244,7 +245,7 @@ def forgot_password(email: str, ip: str) -> None:
 def reset_password_by_email(email: str, email_code: str, new_password: str) -> Challenge | None:
     """As ``reset_password_by_sms``; the code works once, and wrong tries void it as for SMS."""
     address = normalize_email(email) or ""
-    check_password_rules(new_password, "new_password")
+    check_new_password(new_password, "new_password", context=password_context(email=address))
     use_code(_email_code_key(address), email_code, "email_code", "reset_password", address)
     user = find_by_email(address)
     if user is None:

@@ -13,12 +13,12 @@ from app.extensions import db
 from app.models import User
 from app.services import security_events, sessions
 from app.services.files import delete_files_of
+from app.services.password_policy import check_new_password, password_context
 from app.services.passwords import hash_password
 from app.services.phones import normalize_phone
 from app.services.records import get_by_id, paginate
 
 ROLES = ("user", "admin")
-PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH = 8, 128
 EMAIL_MAX_LENGTH = 254
 # An address in ASCII (as the spec's format "email" means). Explicit character classes only, so that Python and the
 # JavaScript and Rust engines of clients and fuzzers, which read it in the spec (app.api.fields), agree on it.
@@ -34,13 +34,6 @@ def normalize_email(email: str | None) -> str | None:
     if len(value) > EMAIL_MAX_LENGTH or not _EMAIL.match(value):
         raise InvalidField("email is not a valid address", field="email")
     return value
-
-
-def check_password_rules(password: str, field: str = "password") -> None:
-    """400 on ``field`` unless ``password`` is PASSWORD_MIN_LENGTH to PASSWORD_MAX_LENGTH characters."""
-    if not isinstance(password, str) or not PASSWORD_MIN_LENGTH <= len(password) <= PASSWORD_MAX_LENGTH:
-        raise InvalidField(f"{field} must be {PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH} characters",
-                           field=field)
 
 
 def check_unique(phone: str | None = None, email: str | None = None, exclude: int | None = None) -> None:
@@ -101,7 +94,7 @@ def list_users(page: int, per_page: int, q: str | None = None) -> dict[str, Any]
 def create_user(phone: str, password: str, nickname: str, email: str | None = None, role: str = "user") -> User:
     """An account made by an admin (or `manage.py create-admin`): no SMS proof needed."""
     phone, email = normalize_phone(phone), normalize_email(email)
-    check_password_rules(password)
+    check_new_password(password, context=password_context(phone, email, nickname))
     _check_role(role)
     check_unique(phone, email)
     return save_user(User(phone=phone, email=email, nickname=nickname, role=role,
