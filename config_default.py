@@ -60,7 +60,7 @@ configs = {
         "failure_window": 900,  # seconds over which failed logins (and wrong old passwords on a change) are counted
         "max_failures_per_account": 5,  # failed logins for one account in the window before 429
         "max_failures_per_ip": 20,  # failed logins from one client address in the window before 429
-        "email_code_ttl": 900,  # seconds a password-reset code sent by email stays valid
+        "email_code_ttl": 600,  # seconds a password-reset code sent by email stays valid (ASVS 6.5.5: at most 600)
         "reset_mails_per_address": 5,  # password-reset mails to one address per 24 hours (from its first)
         "reset_mails_per_ip": 20,  # password-reset mails one client address may ask for per 24 hours
         "profile_cache_ttl": 60,  # seconds a signed-in user's row stays cached in Redis (0 = read it every time)

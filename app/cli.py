@@ -1,4 +1,4 @@
-"""Commands added to Flask's CLI: `python manage.py create-admin`, `python manage.py mfa-reset`."""
+"""Commands added to Flask's CLI: `python manage.py create-admin`, `mfa-reset`, `end-sessions`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import click
 from flask import Flask
 
 from app.errors import APIError
-from app.services import mfa
+from app.services import mfa, session_control
 from app.services.phones import normalize_phone
 from app.services.users import create_user, find_by_phone
 
@@ -42,6 +42,28 @@ def mfa_reset(phone: str) -> None:
     click.echo(f"the second factor of user {user.id} is off; their sessions ended")
 
 
+@click.command("end-sessions")
+@click.option("--phone", help="end every session of the account with this phone number")
+@click.option("--all", "everyone", is_flag=True, help="end every session of every user")
+def end_sessions(phone: str | None, everyone: bool) -> None:
+    """End sessions at once on every process sharing the Redis: one user's (--phone) or everyone's (--all), e.g.
+    after a leaked SECRET_KEY or database. Needs the production Redis URL (REDIS_URL)."""
+    if bool(phone) == everyone:
+        raise click.UsageError("give --phone or --all")
+    if everyone:
+        click.echo(f"{session_control.end_every_session()} session(s) ended")
+        return
+    try:
+        user = find_by_phone(normalize_phone(phone or ""))
+    except APIError as exc:
+        raise click.ClickException(exc.message) from None
+    if user is None:
+        raise click.ClickException("no account uses this phone number")
+    session_control.end_user_sessions(user)
+    click.echo(f"every session of user {user.id} ended")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(mfa_reset)
+    app.cli.add_command(end_sessions)

@@ -51,6 +51,19 @@ def end_user_sessions(user: User) -> None:
     _ended(user.id, "session_ended", sessions.end_all_sessions(user.id))
 
 
+def end_every_session() -> int:
+    """End every session of every user (an operator's step, ``manage.py end-sessions --all``); how many ended."""
+    ended = 0
+    for session_id, user_id in list(sessions.every_session()):
+        if sessions.end_session(session_id, user_id):
+            security_events.record(user_id, "session_ended", session_id)
+            ended += 1
+            if ended % 500 == 0:
+                db.session.commit()
+    db.session.commit()
+    return ended
+
+
 def reauth(user: User, session_id: str, ip: str, *, password: str | None = None, code: str | None = None) -> int:
     """Mark the session recently authenticated after the password or a TOTP code; seconds it counts as such.
     Wrong ones count like failed logins (429 when too many)."""

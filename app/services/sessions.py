@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,6 +238,15 @@ def end_all_sessions(user_id: int, keep: str | None = None) -> list[str]:
     """End every session of the user (but ``keep``); the ids of those that ended."""
     return [session_id for session_id in sorted(redis_store.smembers(_key("user", str(user_id))))
             if session_id != keep and end_session(session_id, user_id)]
+
+
+def every_session() -> Iterator[tuple[str, int]]:
+    """(session id, user id) of every open session, found with SCAN (no blocking KEYS)."""
+    prefix = _key("session", "")
+    for key in redis_store.scan_iter(match=prefix + "*", count=500):
+        owner = redis_store.hget(key, "user_id")
+        if owner is not None:
+            yield key[len(prefix):], int(owner)
 
 
 def sessions_beyond(user_id: int, limit: int) -> list[str]:

@@ -1,0 +1,100 @@
+"""Operators' account commands: `manage.py mfa-reset` (a user lost their second factor) and `manage.py
+end-sessions` (one user's sessions, or everyone's, end on every process sharing the Redis)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from app.extensions import db
+from app.models import RecoveryCode, SecurityEvent, User
+from tests.fixtures.accounts import bearer, enable_totp, login
+from tests.support import PROJECT_DIR, SECRET
+
+PHONE = "+8613800138000"
+
+
+def manage(database_url: str, *args: str, redis: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APP_")}, "APP_ENV": "testing",
+           "SECRET_KEY": SECRET, "REDIS_URL": "memory://", "DATABASE_URL": database_url}
+    if redis:
+        env.update({"REDIS_URL": redis["url"], "APP_REDIS__PREFIX": redis["prefix"]})
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT_DIR, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def mfa_reset(database_url: str, *args: str) -> subprocess.CompletedProcess:
+    return manage(database_url, "mfa-reset", *args)
+
+
+def test_mfa_reset_turns_the_factor_off_voids_the_codes_and_records_it(make_app, accounts_settings, make_user,
+                                                                       database_url):
+    app = make_app(accounts_settings)
+    client = app.test_client()
+    user_id = make_user(PHONE)
+    token = login(client, PHONE)["token"]
+    enable_totp(client, token)
+
+    refused = mfa_reset(database_url, "--phone", "13800138000")  # no --yes: asks, and stdin says nothing
+    assert refused.returncode != 0
+    done = mfa_reset(database_url, "--phone", "138 0013 8000", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert f"user {user_id}" in done.stdout
+
+    with app.app_context():
+        assert db.session.get(User, user_id).totp_secret is None
+        assert db.session.query(RecoveryCode).filter_by(user_id=user_id).count() == 0
+        assert db.session.query(SecurityEvent).filter_by(user_id=user_id, type="mfa_disabled").count() == 1
+    assert "token" in login(client, PHONE)  # the password alone signs in again
+
+
+def test_mfa_reset_names_what_is_wrong(make_app, accounts_settings, make_user, database_url):
+    make_app(accounts_settings)
+    unknown = mfa_reset(database_url, "--phone", "13900139000", "--yes")
+    assert unknown.returncode != 0 and "no account" in unknown.stderr
+    make_user(PHONE)
+    off = mfa_reset(database_url, "--phone", PHONE, "--yes")
+    assert off.returncode != 0 and "not on" in off.stderr
+
+
+OTHER = "+8613900139000"
+
+
+@pytest.fixture
+def shared(make_app, test_settings, real_redis_settings, make_user):
+    """A client of an app on a real Redis (which the command's process shares), with two users."""
+    app = make_app({**real_redis_settings, "sms": {"gateway": "file"}})
+    make_user(PHONE)
+    make_user(OTHER)
+    return app.test_client(), real_redis_settings["redis"]
+
+
+def test_end_sessions_of_one_user(shared, database_url):
+    client, redis = shared
+    mine, theirs = login(client, PHONE)["token"], login(client, OTHER)["token"]
+    done = manage(database_url, "end-sessions", "--phone", "13800138000", redis=redis)
+    assert done.returncode == 0, done.stderr
+    assert client.get("/api/users/me", headers=bearer(mine)).status_code == 401
+    assert client.get("/api/users/me", headers=bearer(theirs)).status_code == 200
+
+
+def test_end_sessions_of_everyone(shared, database_url):
+    client, redis = shared
+    tokens = [login(client, PHONE)["token"], login(client, PHONE)["token"], login(client, OTHER)["token"]]
+    done = manage(database_url, "end-sessions", "--all", redis=redis)
+    assert done.returncode == 0, done.stderr
+    assert "3 session(s) ended" in done.stdout
+    assert [client.get("/api/users/me", headers=bearer(t)).status_code for t in tokens] == [401, 401, 401]
+    events = client.get  # the events are the users' own to read; a new login shows them
+    token = login(client, OTHER)["token"]
+    types = [e["type"] for e in events("/api/auth/events", headers=bearer(token)).get_json()["data"]["items"]]
+    assert types[:2] == ["login", "session_ended"]
+
+
+def test_end_sessions_needs_one_of_its_options(database_url, make_app, accounts_settings):
+    make_app(accounts_settings)
+    assert manage(database_url, "end-sessions").returncode != 0
+    assert manage(database_url, "end-sessions", "--all", "--phone", PHONE).returncode != 0
