@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, Forbidden, InvalidField, NotFound
 from app.extensions import db
-from app.models import User
+from app.models import RecoveryCode, SecurityEvent, User
 from app.services import security_events, sessions
 from app.services.files import delete_files_of
 from app.services.passwords import hash_password
@@ -163,5 +163,9 @@ def delete_user(user: User, deleted_by: int | None = None) -> None:
         raise Forbidden("You may not delete your own account.")
     update_user(user, is_active=False)
     delete_files_of(user.id)
+    # Not left to ON DELETE CASCADE: SQLite does not enforce foreign keys, and gives the highest id again, so a
+    # new account would inherit these rows (and see the events).
+    for model in (SecurityEvent, RecoveryCode):
+        db.session.execute(delete(model).where(model.user_id == user.id))
     db.session.delete(user)
     db.session.commit()
