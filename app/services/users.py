@@ -120,9 +120,11 @@ def update_user(
     email: str | None = None,
     role: str | None = None,
     is_active: bool | None = None,
+    session_id: str | None = None,
 ) -> User:
     """Change what is given (None leaves a value as it is; an empty email removes it). Deactivating ends every
-    session of the user; a demotion or deactivation that would leave no active admin is 403."""
+    session of the user; a demotion or deactivation that would leave no active admin is 403. ``session_id``: the
+    user's own session making the change, named by its ``email_changed`` event."""
     if email is not None:
         new_email = normalize_email(email)
         check_unique(email=new_email, exclude=user.id)
@@ -136,7 +138,7 @@ def update_user(
             setattr(user, field, value)
     if email is not None and new_email != user.email:
         user.email = new_email
-        security_events.record(user.id, "email_changed")
+        security_events.record(user.id, "email_changed", session_id)
     save_user(user, keep_an_admin=demoting)
     if is_active is False:
         sessions.end_all_sessions(user.id)
