@@ -1,11 +1,13 @@
-"""Commands added to Flask's CLI: `python manage.py create-admin`."""
+"""Commands added to Flask's CLI: `python manage.py create-admin`, `python manage.py prune-events`."""
 
 from __future__ import annotations
 
 import click
 from flask import Flask
 
+from app.config import configs
 from app.errors import APIError
+from app.services import security_events
 from app.services.users import create_user
 
 
@@ -24,5 +26,13 @@ def create_admin(phone: str, nickname: str, email: str, password: str) -> None:
     click.echo(f"admin {user.phone} created with id {user.id}")
 
 
+@click.command("prune-events")
+def prune_events() -> None:
+    """Delete the security events older than auth.events_ttl_days (run it daily: cron, or a beat job)."""
+    click.echo(f"{security_events.prune()} security event(s) older than "
+               f"{configs.auth.events_ttl_days} days deleted")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(create_admin)
+    app.cli.add_command(prune_events)
