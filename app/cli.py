@@ -1,12 +1,13 @@
-"""Commands added to Flask's CLI: `python manage.py create-admin`, `mfa-reset`, `end-sessions`."""
+"""Commands added to Flask's CLI: `python manage.py create-admin`, `mfa-reset`, `end-sessions`, `prune-events`."""
 
 from __future__ import annotations
 
 import click
 from flask import Flask
 
+from app.config import configs
 from app.errors import APIError
-from app.services import mfa, session_control
+from app.services import mfa, security_events, session_control
 from app.services.phones import normalize_phone
 from app.services.users import create_user, find_by_phone
 
@@ -63,7 +64,15 @@ def end_sessions(phone: str | None, everyone: bool) -> None:
     click.echo(f"every session of user {user.id} ended")
 
 
+@click.command("prune-events")
+def prune_events() -> None:
+    """Delete the security events older than auth.events_ttl_days (run it daily: cron, or a beat job)."""
+    click.echo(f"{security_events.prune()} security event(s) older than "
+               f"{configs.auth.events_ttl_days} days deleted")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(mfa_reset)
     app.cli.add_command(end_sessions)
+    app.cli.add_command(prune_events)

@@ -52,7 +52,8 @@ class Me(Resource):
         body, user = ns.payload, auth.current_user()
         if users.changes_email(user, body.get("email")):
             auth.require_recent_auth()
-        return users.update_user(user, nickname=body.get("nickname"), email=body.get("email"))
+        return users.update_user(user, nickname=body.get("nickname"), email=body.get("email"),
+                                 session_id=auth.current_identity().session_id)
 
 
 @ns.route("/")

@@ -2,8 +2,9 @@
 
 ``record`` adds the event to the database session of the change it reports, so both are committed together
 (a password change and its ``password_changed``); a change that lives in Redis only (ending a session) records
-its event before the Redis call and commits right after it. Events older than ``auth.events_ttl_days`` are
-never listed, and are deleted when their user gets a new event or by ``manage.py prune-events``.
+its event after the Redis call, once it is known which sessions ended, and commits right away. Events older
+than ``auth.events_ttl_days`` are never listed, and are deleted when their user gets a new event or by
+``manage.py prune-events``.
 
 Like a log line, which takes its request id from the request being served, an event takes that request's client
 address and User-Agent itself: the one place a service reads ``request``, so that every service that changes an

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, Forbidden, InvalidField, NotFound
 from app.extensions import db
-from app.models import User
+from app.models import RecoveryCode, SecurityEvent, User
 from app.services import security_events, sessions
 from app.services.files import delete_files_of
 from app.services.password_policy import check_new_password, password_context
@@ -113,9 +113,11 @@ def update_user(
     email: str | None = None,
     role: str | None = None,
     is_active: bool | None = None,
+    session_id: str | None = None,
 ) -> User:
     """Change what is given (None leaves a value as it is; an empty email removes it). Deactivating ends every
-    session of the user; a demotion or deactivation that would leave no active admin is 403."""
+    session of the user; a demotion or deactivation that would leave no active admin is 403. ``session_id``: the
+    user's own session making the change, named by its ``email_changed`` event."""
     if email is not None:
         new_email = normalize_email(email)
         check_unique(email=new_email, exclude=user.id)
@@ -129,7 +131,7 @@ def update_user(
             setattr(user, field, value)
     if email is not None and new_email != user.email:
         user.email = new_email
-        security_events.record(user.id, "email_changed")
+        security_events.record(user.id, "email_changed", session_id)
     save_user(user, keep_an_admin=demoting)
     if is_active is False:
         sessions.end_all_sessions(user.id)
@@ -156,5 +158,9 @@ def delete_user(user: User, deleted_by: int | None = None) -> None:
         raise Forbidden("You may not delete your own account.")
     update_user(user, is_active=False)
     delete_files_of(user.id)
+    # Not left to ON DELETE CASCADE: SQLite does not enforce foreign keys, and gives the highest id again, so a
+    # new account would inherit these rows (and see the events).
+    for model in (SecurityEvent, RecoveryCode):
+        db.session.execute(delete(model).where(model.user_id == user.id))
     db.session.delete(user)
     db.session.commit()
