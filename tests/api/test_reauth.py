@@ -107,6 +107,15 @@ def test_reauth_of_one_session_leaves_the_others_stale(client, make_user):
     assert_reauth_required(change_email(client, other))
 
 
+def test_a_refresh_does_not_make_the_session_recent(client, make_user):
+    make_user(PHONE)
+    pair = login(client, PHONE)
+    until_reauth_required(lambda: change_email(client, pair["token"]))
+    refreshed = client.post("/api/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert refreshed.status_code == 200
+    assert_reauth_required(change_email(client, refreshed.get_json()["data"]["token"]))
+
+
 def test_wrong_passwords_are_400_and_count_like_failed_logins(app, client, make_user):
     make_user(PHONE)
     token = login(client, PHONE)["token"]
