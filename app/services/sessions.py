@@ -67,9 +67,9 @@ return {value, redis.call('GET', ARGV[3] .. user_id), times[3] or times[1]}
 
 # KEYS: old refresh, new access, new refresh. ARGV: now, session prefix, new access digest, new refresh digest,
 # token ttl, refresh ttl, access prefix, user set prefix, idle timeout, max age, refresh prefix.
-# Returns {1, session id, user id, access ttl, refresh ttl} (both capped by what the session's max age leaves),
-# {2, session id} for a retired token (theft), {3} when the session outlived a limit (now ended), or {0} when
-# unknown.
+# Returns {1, session id, user id, access ttl, refresh ttl} (whole seconds; both capped by what the session's max
+# age leaves, and the keys expire to the millisecond with it), {2, session id} for a retired token (theft), {3} when
+# the session outlived a limit (now ended), or {0} when unknown.
 _ROTATE = _END_SESSION_LUA + """
 local value = redis.call('GET', KEYS[1])
 if not value then return {0} end
@@ -84,19 +84,22 @@ if outlived(times, now, ARGV[9], ARGV[10]) then
   end_session(session, value, user_id, ARGV[7], ARGV[11], ARGV[8])
   return {3}
 end
-local left = math.floor(tonumber(ARGV[10]) - (now - tonumber(times[1])))
-if left < 1 then left = 1 end
-local access_ttl = math.min(tonumber(ARGV[5]), left)
-local refresh_ttl = math.min(tonumber(ARGV[6]), left)
+local left_ms = math.floor((tonumber(ARGV[10]) - (now - tonumber(times[1]))) * 1000)
+if left_ms < 1 then
+  end_session(session, value, user_id, ARGV[7], ARGV[11], ARGV[8])
+  return {3}
+end
+local access_ms = math.min(tonumber(ARGV[5]) * 1000, left_ms)
+local refresh_ms = math.min(tonumber(ARGV[6]) * 1000, left_ms)
 local old_access = redis.call('HGET', session, 'access')
 if old_access then redis.call('DEL', ARGV[7] .. old_access) end
 redis.call('SET', KEYS[1], 'retired:' .. value, 'KEEPTTL')
-redis.call('SET', KEYS[2], value .. ':' .. user_id, 'EX', access_ttl)
-redis.call('SET', KEYS[3], value, 'EX', refresh_ttl)
+redis.call('SET', KEYS[2], value .. ':' .. user_id, 'PX', access_ms)
+redis.call('SET', KEYS[3], value, 'PX', refresh_ms)
 redis.call('HSET', session, 'access', ARGV[3], 'refresh', ARGV[4], 'last_seen_at', ARGV[1])
-redis.call('EXPIRE', session, refresh_ttl)
+redis.call('PEXPIRE', session, refresh_ms)
 redis.call('EXPIRE', ARGV[8] .. user_id, ARGV[6])
-return {1, value, user_id, access_ttl, refresh_ttl}
+return {1, value, user_id, math.floor(access_ms / 1000), math.floor(refresh_ms / 1000)}
 """
 
 # KEYS: session. ARGV: session id, user id, access prefix, refresh prefix, user set prefix. Ends one session.
