@@ -66,17 +66,21 @@ def end_every_session() -> int:
 
 def reauth(user: User, session_id: str, ip: str, *, password: str | None = None, code: str | None = None) -> int:
     """Mark the session recently authenticated after the password or a TOTP code; seconds it counts as such.
-    Wrong ones count like failed logins (429 when too many)."""
+    Wrong ones count like failed logins (429 when too many) and are ``login_failed`` events."""
     if (password is None) == (code is None):
         raise InvalidField("Give password or code.", field="password")
-    if password is not None:
-        keys = [account_key(user.phone), *([account_key(user.email)] if user.email else [])]
-        reserve_password_check(keys, ip)
-        if not verify_password(user.password_hash, password):
-            raise InvalidField("The password is wrong.", field="password")
-        clear_login_failures(keys, ip)
-    else:
-        mfa.check_second_factor(user, ip, code=code, session_id=session_id)
+    try:
+        if password is not None:
+            keys = [account_key(user.phone), *([account_key(user.email)] if user.email else [])]
+            reserve_password_check(keys, ip)
+            if not verify_password(user.password_hash, password):
+                raise InvalidField("The password is wrong.", field="password")
+            clear_login_failures(keys, ip)
+        else:
+            mfa.check_second_factor(user, ip, code=code, session_id=session_id)
+    except InvalidField:
+        security_events.record_now(user.id, "login_failed", session_id)
+        raise
     sessions.mark_recent(session_id)
     security_events.record_now(user.id, "reauth", session_id)
     return configs.auth.reauth_window

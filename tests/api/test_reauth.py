@@ -126,6 +126,9 @@ def test_wrong_passwords_are_400_and_count_like_failed_logins(app, client, make_
     assert refused.status_code == 429, refused.get_json()
     assert int(refused.headers["Retry-After"]) >= 1
     assert client.post("/api/auth/login", json={"account": PHONE, "password": PASSWORD}).status_code == 429
+    events = client.get("/api/auth/events", headers=bearer(token)).get_json()["data"]["items"]
+    failed = [e for e in events if e["type"] == "login_failed"]
+    assert len(failed) == settings_of(app).auth.max_failures_per_account and failed[0]["session_id"]
 
 
 @pytest.mark.parametrize("body", [{}, {"password": PASSWORD, "code": "123456"}], ids=["neither", "both"])
