@@ -10,6 +10,9 @@ A marker on the line before a fenced shell block (sh, bash, console, shell) says
                                            each command's program, sub-commands and long options
 
 In run blocks `localhost:5000` means the first background server. A block with no marker fails the suite.
+
+docs/security.md's OWASP ASVS tables are checked too: every level 1 and 2 requirement of V6 and V7 has its row and
+level, every test and setting a row names exists, and its Ways in lists every operation that lets someone in.
 """
 
 from __future__ import annotations
@@ -208,6 +211,126 @@ def test_every_setting_in_a_python_example_exists_in_config_default() -> None:
                 bad = unknown(ast.literal_eval(node.value), config_default.configs)
                 assert not bad, f"{block}: settings that config_default.py does not have: {bad}"
     assert examples
+
+
+# --- docs/security.md: the OWASP ASVS 5.0 table ---------------------------------------------------
+
+
+SECURITY = PROJECT_DIR / "docs" / "security.md"
+# Every level 1 and 2 requirement of ASVS 5.0.0 (tag v5.0.0_release) chapters V6 and V7, with its level.
+ASVS = {
+    "6.1.1": 1, "6.1.2": 2, "6.1.3": 2,
+    "6.2.1": 1, "6.2.2": 1, "6.2.3": 1, "6.2.4": 1, "6.2.5": 1, "6.2.6": 1, "6.2.7": 1, "6.2.8": 1,
+    "6.2.9": 2, "6.2.10": 2, "6.2.11": 2, "6.2.12": 2,
+    "6.3.1": 1, "6.3.2": 1, "6.3.3": 2, "6.3.4": 2,
+    "6.4.1": 1, "6.4.2": 1, "6.4.3": 2, "6.4.4": 2,
+    "6.5.1": 2, "6.5.2": 2, "6.5.3": 2, "6.5.4": 2, "6.5.5": 2,
+    "6.6.1": 2, "6.6.2": 2, "6.6.3": 2,
+    "6.8.1": 2, "6.8.2": 2, "6.8.3": 2, "6.8.4": 2,
+    "7.1.1": 2, "7.1.2": 2, "7.1.3": 2,
+    "7.2.1": 1, "7.2.2": 1, "7.2.3": 1, "7.2.4": 1,
+    "7.3.1": 2, "7.3.2": 2,
+    "7.4.1": 1, "7.4.2": 1, "7.4.3": 2, "7.4.4": 2, "7.4.5": 2,
+    "7.5.1": 2, "7.5.2": 2,
+    "7.6.1": 2, "7.6.2": 2,
+}
+CITED_TEST = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`")
+# What an operation that lets someone in answers: a session's tokens, a ticket, or a step-up's window.
+WAY_IN_FIELDS = {"refresh_token", "mfa_ticket", "sms_ticket", "reauth_expires_in"}
+
+
+def section(page: Path, heading: str) -> str:
+    """The text under ``heading`` (a whole heading line) up to the next heading of its level or above."""
+    lines = page.read_text().splitlines()
+    start = lines.index(heading)
+    level = len(heading) - len(heading.lstrip("#"))
+    end = next((i for i in range(start + 1, len(lines))
+                if re.match(rf"^#{{1,{level}}} ", lines[i])), len(lines))
+    return "\n".join(lines[start + 1:end])
+
+
+def asvs_rows() -> list[list[str]]:
+    """The cells of each row of the ASVS tables: requirement, level, what the project does, proved by."""
+    rows = []
+    for line in SECURITY.read_text().splitlines():
+        if re.match(r"^\| \d+\.\d+\.\d+ — ", line):
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            assert len(cells) == 4, f"docs/security.md: an ASVS row needs 4 cells (no | inside one): {line}"
+            rows.append(cells)
+    return rows
+
+
+def test_the_asvs_table_has_every_level_1_and_2_requirement_of_v6_and_v7_once_with_its_level() -> None:
+    rows = asvs_rows()
+    found = [cells[0].split(" — ")[0] for cells in rows]
+    assert found == list(ASVS), f"docs/security.md: ASVS rows out of order, missing or extra: {found}"
+    wrong_level = [cells[0] for cells in rows if cells[1] != f"L{ASVS[cells[0].split(' — ')[0]]}"]
+    assert not wrong_level, f"rows whose level is not the standard's: {wrong_level}"
+
+
+def test_every_asvs_row_is_proved_by_a_test_or_says_why_not() -> None:
+    """A row names a test, or says it is not applicable or holds by construction; none is left missing."""
+    unproved = [cells[0] for cells in asvs_rows()
+                if not CITED_TEST.search(cells[3]) and not cells[2].startswith("Not applicable")
+                and "by construction" not in cells[3]]
+    assert not unproved, f"ASVS rows with no test and no reason: {unproved}"
+    missing = [cells[0] for cells in asvs_rows()
+               if re.search(r"\bmissing\b", CITED_TEST.sub("", " ".join(cells)), re.I)]
+    assert not missing, f"ASVS rows left missing: {missing}"
+
+
+def test_every_test_the_security_page_cites_exists() -> None:
+    absent = []
+    for path, name in CITED_TEST.findall(SECURITY.read_text()):
+        file = PROJECT_DIR / path
+        tree = ast.parse(file.read_text()) if file.is_file() else ast.Module(body=[], type_ignores=[])
+        defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+        if name not in defined:
+            absent.append(f"{path}::{name}")
+    assert not absent, f"docs/security.md cites tests that do not exist: {sorted(set(absent))}"
+
+
+def test_every_setting_the_security_page_names_is_in_config_default() -> None:
+    import config_default  # as in the test of the python examples above: read when the test runs
+
+    absent = object()
+    unknown = set()
+    for name in re.findall(r"`([a-z_]+(?:\.[a-z0-9_]+)+)`", SECURITY.read_text()):
+        if name.split(".")[0] not in config_default.configs:
+            continue  # a module or a function, not a setting
+        value: object = config_default.configs
+        for part in name.split("."):
+            value = value.get(part, absent) if isinstance(value, dict) else absent
+        if value is absent:
+            unknown.add(name)
+    assert not unknown, f"docs/security.md names settings that config_default.py does not have: {sorted(unknown)}"
+
+
+def test_every_way_in_of_the_api_is_on_the_security_page(client) -> None:
+    """Ways in (ASVS 6.1.3, 6.3.4) lists every operation that answers tokens, a ticket or a step-up, and only
+    operations the API has."""
+    spec = client.get("/api/swagger.json").get_json()
+
+    def model(schema: dict) -> dict:
+        ref = schema.get("$ref")
+        return spec["definitions"][ref.rsplit("/", 1)[-1]] if ref else schema
+
+    operations, ways_in = set(), set()
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            name = f"{method.upper()} {spec['basePath'].rstrip('/')}{path}"
+            operations.add(name)
+            for code, response in operation["responses"].items():
+                if code.startswith("2") and "schema" in response:
+                    data = model(model(response["schema"]).get("properties", {}).get("data", {}))
+                    if WAY_IN_FIELDS & set(data.get("properties", {})):
+                        ways_in.add(name)
+    listed = set(re.findall(r"`((?:GET|POST|PUT|PATCH|DELETE) /api/[^`\s]*)`", section(SECURITY, "### Ways in")))
+    assert ways_in, "no operation answers a token: the check is looking at the wrong fields"
+    assert not ways_in - listed, f"ways in that docs/security.md's Ways in does not list: {sorted(ways_in - listed)}"
+    assert not listed - operations, f"Ways in lists operations the API does not have: {sorted(listed - operations)}"
 
 
 # --- running them --------------------------------------------------------------------------------
