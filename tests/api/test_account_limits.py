@@ -169,3 +169,16 @@ def test_a_409_on_register_uses_up_the_sms_code(make_app, accounts_settings):
     again = register(client, "free@example.com", sms_code=code)
     assert (again.status_code, again.get_json()["field"]) == (400, "sms_code")
     assert re.search("request a new one", again.get_json()["message"])
+
+
+def test_a_locked_password_leaves_sms_login_and_open_sessions_alone(limited):
+    """No malicious lockout (ASVS 6.1.1): guessing an account's password locks password checks only."""
+    app, client = limited({"auth": {"max_failures_per_account": 3, "max_failures_per_ip": 100}})
+    token = login(client, PHONE)["token"]
+    for _ in range(3):
+        assert log_in(client, PHONE) == 401
+    assert log_in(client, PHONE, PASSWORD) == 429
+    assert client.get("/api/users/me", headers=bearer(token)).status_code == 200
+    code = send_sms_code(client, app, PHONE, "login")
+    by_sms = client.post("/api/auth/login", json={"phone": PHONE, "sms_code": code})
+    assert by_sms.status_code == 200 and by_sms.get_json()["data"]["token"]

@@ -224,3 +224,14 @@ def test_a_login_with_the_second_factor_makes_the_session_recent(totp_user):
     assert signed_in.status_code == 200, signed_in.get_json()
     token = signed_in.get_json()["data"]["token"]
     assert change_email(client, token).status_code == 200
+
+
+def test_reauth_keeps_the_sessions_tokens(client, make_user):
+    """ASVS 7.2.4, a documented deviation: reauth answers no token (the contract's answer is the window only), so
+    the session keeps its tokens; a login, /auth/login/mfa and a refresh always issue new ones."""
+    make_user(PHONE)
+    pair = login(client, PHONE)
+    answer = reauth(client, pair["token"], password=PASSWORD)
+    assert answer.status_code == 200 and set(answer.get_json()["data"]) == {"reauth_expires_in"}
+    assert client.get("/api/users/me", headers=bearer(pair["token"])).status_code == 200
+    assert client.post("/api/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 200
