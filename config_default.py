@@ -70,6 +70,13 @@ configs = {
         "reauth_window": 600,  # seconds a login, reauth or second factor counts as recent (email, TOTP changes)
         "events_ttl_days": 90,  # days security events (GET /api/auth/events) are kept before they are pruned
         "min_password_score": 2,  # new passwords scoring lower on zxcvbn's 0-4 scale are refused (0 = length only)
+        "password_words": [],  # product, company and project names users must not build passwords from; zxcvbn
+        # counts them (and app.name) as words a guesser tries first, like the account's own details
+        "breached_passwords_url": "",  # "" = off (it needs the network); e.g. https://api.pwnedpasswords.com/range/ :
+        # a Have I Been Pwned-compatible range API. New passwords found in a known breach are refused; only the first
+        # 5 hex characters of their SHA-1 are sent. If it fails or is slow the password is accepted (fail open) and a
+        # warning logged (docs/accounts.md)
+        "breached_passwords_timeout": 2.0,  # seconds to connect, and to wait for the answer, of that service
     },
     "async": {
         "workers": 4,  # threads per process that run @async_task work (emails and the like)

@@ -159,6 +159,23 @@ def test_a_password_score_off_zxcvbns_scale_is_refused(project, score):
     assert load(project[0], {"APP_AUTH__MIN_PASSWORD_SCORE": "4"}).auth.min_password_score == 4
 
 
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"APP_AUTH__BREACHED_PASSWORDS_URL": "api.pwnedpasswords.com/range/"}, r"breached_passwords_url .* not an http"),
+    ({"APP_AUTH__BREACHED_PASSWORDS_TIMEOUT": "0"}, r"breached_passwords_timeout must be a positive number"),
+])
+def test_a_breached_passwords_service_that_cannot_be_asked_is_refused(project, environ, message):
+    with pytest.raises(ConfigError, match=message):
+        load(project[0], environ)
+    url = "https://api.pwnedpasswords.com/range/"
+    assert load(project[0], {"APP_AUTH__BREACHED_PASSWORDS_URL": url}).auth.breached_passwords_url == url
+
+
+def test_password_words_are_a_comma_separated_list_in_the_environment(project):
+    settings = load(project[0], {"APP_AUTH__PASSWORD_WORDS": "acmecorp, Acme Shop"})
+    assert settings.auth.password_words == ["acmecorp", "Acme Shop"]
+    assert load(project[0]).auth.password_words == []
+
+
 @pytest.mark.parametrize(("variable", "choices"), [
     ("APP_MAIL__BACKEND", "console, smtp"),
     ("APP_SMS__GATEWAY", "console, file, http"),

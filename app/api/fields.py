@@ -43,8 +43,10 @@ class Phone(fields.String):
 def new_password(**kwargs: Any) -> fields.String:
     """A password to set, as app.services.password_policy.check_new_password wants it."""
     kwargs.setdefault("description", "not a common or easily guessed password: zxcvbn's score (0 to 4), with the "
-                                     "account's phone, email and nickname as guessable words, must be at least "
-                                     "auth.min_password_score (2 by default)")
+                                     "account's phone, email and nickname and the service's name and "
+                                     "auth.password_words as guessable words, must be at least "
+                                     "auth.min_password_score (2 by default); nor, when auth.breached_passwords_url "
+                                     "is set, one found in a known data breach")
     return fields.String(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH, **kwargs)
 
 

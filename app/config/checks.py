@@ -109,6 +109,12 @@ def setting_problems(settings: Settings) -> list[str]:
     if not 0 <= settings.auth.min_password_score <= 4:
         problems.append(f"auth.min_password_score {settings.auth.min_password_score} is not on zxcvbn's scale, 0 to 4 "
                         "(5 or more would refuse every new password)")
+    breached = settings.auth.breached_passwords_url
+    if breached and (urlsplit(breached).scheme not in ("http", "https") or not urlsplit(breached).hostname):
+        problems.append(f"auth.breached_passwords_url {breached!r} is not an http(s) URL like "
+                        "https://api.pwnedpasswords.com/range/")
+    if settings.auth.breached_passwords_timeout <= 0:
+        problems.append("auth.breached_passwords_timeout must be a positive number of seconds")
     return problems
 
 

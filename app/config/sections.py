@@ -104,6 +104,9 @@ class AuthSettings(Section):
     reauth_window: int
     events_ttl_days: int
     min_password_score: int
+    password_words: list[str]
+    breached_passwords_url: str
+    breached_passwords_timeout: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,8 @@
-"""New passwords: 8 to 128 characters, and not easily guessed (zxcvbn's score >= ``auth.min_password_score``).
+"""New passwords: 8 to 128 characters, not easily guessed (zxcvbn's score >= ``auth.min_password_score``) and,
+when ``auth.breached_passwords_url`` is set, not in a known data breach (app/services/breached_passwords.py).
+
+Easily guessed counts the account's details (password_context) and the service's own words: ``auth.password_words``
+and ``app.name``, each also as its parts and run together ("Acme Shop" → "acme shop", "acmeshop", "acme", "shop").
 
 zxcvbn 4.5.0 is pure Python, and some inputs are slow: its time grows with the length squared times the l33t
 substitutions the password's characters allow (up to 736 when it holds all 20 of ``4@8({[<369!|170$5+%2``), and
@@ -19,6 +23,7 @@ zxcvbn holds the GIL while it runs anyway.
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -29,6 +34,7 @@ from zxcvbn.matching import L33T_TABLE, enumerate_l33t_subs, relevant_l33t_subta
 
 from app.config import configs
 from app.errors import InvalidField
+from app.services.breached_passwords import check_not_breached
 
 PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH = 8, 128
 SCORED_MAX_LENGTH = 48
@@ -37,22 +43,35 @@ _ZXCVBN = threading.Lock()
 
 
 def check_new_password(password: str, field: str = "password", *, context: Iterable[str | None] = ()) -> None:
-    """400 on ``field`` unless ``password`` is PASSWORD_MIN_LENGTH to PASSWORD_MAX_LENGTH characters and scores at
-    least ``auth.min_password_score``, with ``context`` (password_context) counted as easily guessed words. The
-    message is zxcvbn's feedback, which never quotes the password."""
+    """400 on ``field`` unless ``password`` is PASSWORD_MIN_LENGTH to PASSWORD_MAX_LENGTH characters, scores at
+    least ``auth.min_password_score`` with ``context`` (password_context) and service_words counted as easily
+    guessed words, and is in no known breach. No message quotes the password (zxcvbn's feedback does not)."""
     if not isinstance(password, str) or not PASSWORD_MIN_LENGTH <= len(password) <= PASSWORD_MAX_LENGTH:
         raise InvalidField(f"{field} must be {PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH} characters",
                            field=field)
     minimum = configs.auth.min_password_score
-    if minimum <= 0:
-        return
-    result = _score(password, [item for item in context if item])
-    if result["score"] < minimum:
-        feedback = result["feedback"]
-        warning = feedback["warning"] or _context_warning(result["sequence"])
-        advice = " ".join([warning, *feedback["suggestions"]]).strip()
-        raise InvalidField(f"{field} is too easy to guess. "
-                           f"{advice or 'Add another word or two. Uncommon words are better.'}", field=field)
+    if minimum > 0:
+        words = service_words()
+        result = _score(password, [*(item for item in context if item), *words])
+        if result["score"] < minimum:
+            feedback = result["feedback"]
+            warning = feedback["warning"] or _context_warning(result["sequence"], words)
+            advice = " ".join([warning, *feedback["suggestions"]]).strip()
+            raise InvalidField(f"{field} is too easy to guess. "
+                               f"{advice or 'Add another word or two. Uncommon words are better.'}", field=field)
+    check_not_breached(password, field)
+
+
+def service_words() -> list[str]:
+    """``auth.password_words`` and ``app.name``, lower-cased, each as written, run together and as its parts of
+    three characters or more."""
+    forms: dict[str, None] = {}  # ordered and without repeats
+    for word in [*configs.auth.password_words, configs.app.name]:
+        parts = [part for part in re.split(r"[\W_]+", word.lower()) if part]
+        for form in (word.lower().strip(), "".join(parts), *(part for part in parts if len(part) >= 3)):
+            if form:
+                forms[form] = None
+    return list(forms)
 
 
 def password_context(phone: str | None = None, email: str | None = None, nickname: str | None = None) -> list[str]:
@@ -70,9 +89,12 @@ def password_context(phone: str | None = None, email: str | None = None, nicknam
     return items
 
 
-def _context_warning(sequence: list[dict[str, Any]]) -> str:
-    """What zxcvbn leaves unsaid: that the password is made of the account's own details."""
-    if any(match.get("dictionary_name") == "user_inputs" for match in sequence):
+def _context_warning(sequence: list[dict[str, Any]], words: list[str]) -> str:
+    """What zxcvbn leaves unsaid: that the password is made of the service's name or the account's details."""
+    matched = [match["matched_word"] for match in sequence if match.get("dictionary_name") == "user_inputs"]
+    if any(word in words for word in matched):
+        return "It is built on the name of this service, its product or company."
+    if matched:
         return "It is close to the account's phone number, email or nickname."
     return ""
 

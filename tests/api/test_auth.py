@@ -103,6 +103,14 @@ def test_login_by_phone_or_email_returns_two_long_random_tokens(app, client, mak
         assert set(data["user"]) == USER_FIELDS and data["user"]["last_login_at"]
 
 
+def test_the_password_is_checked_exactly_as_sent(app, client):
+    """ASVS 6.2.8: neither register nor login trims or case-folds it; a space at the end counts."""
+    assert register(client, app, password="Mixed Case, trailing space ").status_code == 201
+    for near in ("Mixed Case, trailing space", "mixed case, trailing space ", "Mixed Case, trailing space  "):
+        assert client.post("/api/auth/login", json={"account": PHONE, "password": near}).status_code == 401
+    login(client, PHONE, "Mixed Case, trailing space ")
+
+
 def test_wrong_password_and_unknown_account_get_the_same_401(app, client, make_user):
     make_user(PHONE)
     wrong = client.post("/api/auth/login", json={"account": PHONE, "password": "not the password"})
