@@ -47,7 +47,7 @@ TOKEN_FIELDS = {
     "expires_in": fields.Integer(example=7200, description="seconds the token (or the mfa_ticket) is valid"),
     "refresh_token": fields.String(),
     "refresh_expires_in": fields.Integer(example=2592000),
-    "user": fields.Nested(user_model),
+    "user": fields.Nested(user_model, allow_null=True),  # None, and so left out, in a challenge
 }
 tokens = ns.model("Tokens", {
     "token": fields.String(required=True, description="access token: header `token` or `Authorization: Bearer`"),

@@ -35,7 +35,8 @@ def password_login(client, password=PASSWORD):
 
 def ticket_of(response) -> str:
     data = response.get_json()["data"]
-    assert data["mfa_required"] is True and data["expires_in"] == 300 and "token" not in data, data
+    assert set(data) == {"mfa_required", "mfa_ticket", "expires_in"}, data
+    assert data["mfa_required"] is True and data["expires_in"] == 300, data
     return str(data["mfa_ticket"])
 
 
