@@ -136,6 +136,8 @@ def login_with_second_factor(ticket: str, ip: str, user_agent: str, *, code: str
     user = db.session.get(User, found.user_id) if found else None
     if found is None or user is None or not user.has_totp:
         raise MfaRequired()
+    if not user.is_active:  # before the code is checked: a recovery code or a reset must not be spent on a 403
+        raise Forbidden("This account is deactivated.")
     try:
         mfa.check_second_factor(user, ip, code=code, recovery_code=recovery_code)
     except InvalidField:

@@ -165,6 +165,9 @@ def status(user: User) -> dict[str, object]:
 
 
 def _replace_recovery_codes(user: User) -> list[str]:
+    """A new set for the user; the user's row is locked first (FOR UPDATE; SQLite has one writer), so two
+    renewals at once run one after the other and leave one set, not both."""
+    db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
     codes = ["".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(RECOVERY_LENGTH)) for _ in range(RECOVERY_CODES)]
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     db.session.add_all(RecoveryCode(user_id=user.id, selector=code[:SELECTOR], code_hash=_recovery_hasher.hash(code))

@@ -34,13 +34,14 @@ def _cutoff() -> datetime:
     return datetime.now(UTC) - timedelta(days=configs.auth.events_ttl_days)
 
 
-def record(user_id: int, type_: str, session_id: str | None = None) -> SecurityEvent:
+def record(user_id: int, type_: str, session_id: str | None = None, *, by_other: bool = False) -> SecurityEvent:
     """Add an event of ``type_`` for the user to the current database session (the caller commits), with the
-    client address and User-Agent of the request being served; the user's expired events go in the same step."""
+    client address and User-Agent of the request being served, unless ``by_other`` (an admin acted on the user:
+    their address is not the user's to see); the user's expired events go in the same step."""
     if type_ not in TYPES:
         raise ValueError(f"unknown security event type {type_!r}")
     ip, user_agent = "", ""
-    if has_request_context():
+    if has_request_context() and not by_other:
         ip, user_agent = request.remote_addr or "", request.headers.get("User-Agent", "")[:256]
     event = SecurityEvent(user_id=user_id, type=type_, ip=ip[:64], user_agent=user_agent, session_id=session_id)
     db.session.execute(delete(SecurityEvent).where(SecurityEvent.user_id == user_id,

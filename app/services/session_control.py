@@ -12,9 +12,9 @@ from app.services.login_limits import account_key, clear_login_failures, reserve
 from app.services.passwords import verify_password
 
 
-def _ended(user_id: int, type_: str, session_ids: list[str]) -> None:
+def _ended(user_id: int, type_: str, session_ids: list[str], by_other: bool = False) -> None:
     for session_id in session_ids:
-        security_events.record(user_id, type_, session_id)
+        security_events.record(user_id, type_, session_id, by_other=by_other)
     db.session.commit()
 
 
@@ -47,8 +47,8 @@ def end_oldest_sessions(user_id: int) -> None:
 
 
 def end_user_sessions(user: User) -> None:
-    """An admin ends every session of ``user`` (a ``session_ended`` event each)."""
-    _ended(user.id, "session_ended", sessions.end_all_sessions(user.id))
+    """An admin ends every session of ``user`` (a ``session_ended`` event each, without the admin's address)."""
+    _ended(user.id, "session_ended", sessions.end_all_sessions(user.id), by_other=True)
 
 
 def end_every_session() -> int:
@@ -56,7 +56,7 @@ def end_every_session() -> int:
     ended = 0
     for session_id, user_id in list(sessions.every_session()):
         if sessions.end_session(session_id, user_id):
-            security_events.record(user_id, "session_ended", session_id)
+            security_events.record(user_id, "session_ended", session_id, by_other=True)
             ended += 1
             if ended % 500 == 0:
                 db.session.commit()

@@ -131,7 +131,8 @@ def update_user(
             setattr(user, field, value)
     if email is not None and new_email != user.email:
         user.email = new_email
-        security_events.record(user.id, "email_changed", session_id)
+        # no session of the user's own: an admin made the change, whose address is not the user's to see
+        security_events.record(user.id, "email_changed", session_id, by_other=session_id is None)
     save_user(user, keep_an_admin=demoting)
     if is_active is False:
         sessions.end_all_sessions(user.id)

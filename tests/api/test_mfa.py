@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pyotp
 import pytest
@@ -260,3 +261,29 @@ def test_an_outstanding_ticket_is_refused_once_totp_is_off(app, client, totp_use
     assert client.delete("/api/auth/mfa/totp", headers=bearer(token)).status_code == 204
     response = second_factor(client, ticket, code=authenticator.code())
     assert (response.status_code, response.get_json()["status"]) == (401, "MFA_REQUIRED")
+
+
+def test_renewals_at_once_leave_one_set(app, totp_user):
+    """Eight renewals in parallel: each voids the set before it, so one set of 10 is left, not 80 (the user's row
+    is locked while its codes are replaced)."""
+    token = totp_user[0]
+
+    def renew(_):
+        return app.test_client().post("/api/auth/mfa/recovery-codes", headers=bearer(token)).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(renew, range(8))) == [200] * 8
+    status = app.test_client().get("/api/auth/mfa", headers=bearer(token)).get_json()["data"]
+    assert status["recovery_codes_left"] == 10
+
+
+def test_a_deactivated_user_spends_no_code_on_the_ticket(app, client, totp_user, make_user, user_id):
+    _, _, codes = totp_user
+    ticket = ticket_of(password_login(client))
+    make_user("+8613900139000", role="admin")
+    admin = login(client, "+8613900139000")["token"]
+    assert client.patch(f"/api/users/{user_id}", headers=bearer(admin), json={"is_active": False}).status_code == 200
+    refused = second_factor(client, ticket, recovery_code=codes[0])
+    assert refused.status_code == 403
+    with app.app_context():
+        assert db.session.query(RecoveryCode).filter_by(user_id=user_id).count() == 10
