@@ -32,6 +32,7 @@ class Identity:
     session_id: str
     profile: Profile
     authenticated_at: float  # when the session last proved the password or a second factor (epoch seconds)
+    second_factor_at: float  # when it last proved a second factor (0: never)
     row: User | None = field(default=None, compare=False, repr=False)  # the user's row, if the check read it
 
     @property
@@ -66,7 +67,7 @@ def authenticate(token: str) -> Identity:
         profile = Profile.of(row)
     if not profile.is_active:
         raise Forbidden("This account is deactivated.")
-    return Identity(live.user_id, live.session_id, profile, live.authenticated_at, row)
+    return Identity(live.user_id, live.session_id, profile, live.authenticated_at, live.second_factor_at, row)
 
 
 def check_request() -> Identity:
@@ -84,10 +85,15 @@ def current_identity() -> Identity:
     return identity
 
 
-def require_recent_auth() -> None:
+def require_recent_auth(second_factor: bool = False) -> None:
     """401 REAUTH_REQUIRED unless the caller's session proved the password or a second factor within
-    ``auth.reauth_window`` (a login, POST /api/auth/reauth or /auth/login/mfa): for sensitive changes."""
-    if time.time() - current_identity().authenticated_at > configs.auth.reauth_window:
+    ``auth.reauth_window`` (a login, POST /api/auth/reauth or /auth/login/mfa): for sensitive changes. With
+    ``second_factor``, only a second factor counts (turning it off, new recovery codes)."""
+    identity = current_identity()
+    if second_factor:
+        if time.time() - identity.second_factor_at > configs.auth.reauth_window:
+            raise ReauthRequired("Confirm with a code from your authenticator app first (POST /api/auth/reauth).")
+    elif time.time() - identity.authenticated_at > configs.auth.reauth_window:
         raise ReauthRequired()
 
 

@@ -1,5 +1,6 @@
 """The second factor, under /api/auth/mfa: TOTP enrolment and removal, recovery codes. Changes need a recent
-authentication (401 REAUTH_REQUIRED otherwise; POST /api/auth/reauth)."""
+authentication, by the second factor itself while it is on (401 REAUTH_REQUIRED otherwise; POST
+/api/auth/reauth)."""
 
 from flask import request
 from flask_restx import Namespace, Resource, fields
@@ -29,8 +30,11 @@ recovery_codes = ns.model("RecoveryCodes", {
 
 
 def _caller() -> tuple:
-    auth.require_recent_auth()
-    return auth.current_user(), auth.current_identity().session_id
+    """The user and session of a change to the second factor: recent auth, by the second factor itself while it
+    is on (a stolen session and password alone cannot turn it off)."""
+    user = auth.current_user()
+    auth.require_recent_auth(second_factor=user.has_totp)
+    return user, auth.current_identity().session_id
 
 
 @ns.route("")
@@ -60,7 +64,8 @@ class Totp(Resource):
     @returns_nothing(ns, "TOTP is off; the recovery codes are void")
     @fails(ns, 404, 503)
     def delete(self):
-        """Turn TOTP off. Needs recent auth; 404 when it is not on."""
+        """Turn TOTP off. Needs a recent TOTP or recovery code (login/mfa, or reauth with code); 404 when it is not
+        on."""
         mfa.disable_totp(*_caller())
 
 
@@ -85,5 +90,6 @@ class RecoveryCodes(Resource):
     @returns(ns, recovery_codes, description="A new set; the old one is void")
     @fails(ns, 409, 503)
     def post(self):
-        """A new set of 10 recovery codes; the old set is void. Needs recent auth; 409 while TOTP is off."""
+        """A new set of 10 recovery codes; the old set is void. Needs a recent TOTP or recovery code (login/mfa, or
+        reauth with code); 409 while TOTP is off."""
         return {"recovery_codes": mfa.renew_recovery_codes(*_caller())}

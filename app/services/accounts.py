@@ -78,7 +78,7 @@ def _account_user(account: str) -> User | None:
         return None
 
 
-def _open(user: User, ip: str, user_agent: str) -> tuple[sessions.TokenPair, User]:
+def _open(user: User, ip: str, user_agent: str, second_factor: bool = False) -> tuple[sessions.TokenPair, User]:
     """A new session for an active user, its ``login`` event and last-login time committed first; the user's
     oldest session ends when there are more than ``auth.max_sessions``."""
     if not user.is_active:
@@ -87,7 +87,7 @@ def _open(user: User, ip: str, user_agent: str) -> tuple[sessions.TokenPair, Use
     user.last_login_at = datetime.now(UTC)
     security_events.record(user.id, "login", session_id)
     db.session.commit()
-    pair = sessions.open_session(user.id, ip, user_agent, session_id)
+    pair = sessions.open_session(user.id, ip, user_agent, session_id, second_factor)
     session_control.end_oldest_sessions(user.id)
     return pair, user
 
@@ -152,7 +152,7 @@ def login_with_second_factor(ticket: str, ip: str, user_agent: str, *, code: str
         security_events.record(user.id, "password_reset")
         db.session.commit()
         sessions.end_all_sessions(user.id)
-    return _open(user, ip, user_agent)
+    return _open(user, ip, user_agent, second_factor=True)
 
 
 def refresh(refresh_token: str) -> tuple[sessions.TokenPair, User]:

@@ -128,6 +128,7 @@ def confirm_totp(user: User, code: str, session_id: str, ip: str) -> list[str]:
     security_events.record(user.id, "mfa_enabled", session_id)
     db.session.commit()
     redis_store.delete(_key("totp_pending", str(user.id)))
+    sessions.mark_recent(session_id, second_factor=True)  # the code just proved the new factor
     sessions.end_all_sessions(user.id, keep=session_id)
     return codes
 

@@ -81,6 +81,6 @@ def reauth(user: User, session_id: str, ip: str, *, password: str | None = None,
     except InvalidField:
         security_events.record_now(user.id, "login_failed", session_id)
         raise
-    sessions.mark_recent(session_id)
+    sessions.mark_recent(session_id, second_factor=code is not None)
     security_events.record_now(user.id, "reauth", session_id)
     return configs.auth.reauth_window

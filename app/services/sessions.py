@@ -4,7 +4,8 @@ Redis keys (under the configured prefix; tokens appear only as SHA-256 digests):
   auth:access:<digest>      "<session id>:<user id>"            TTL auth.token_ttl
   auth:refresh:<digest>     "<session id>", or "retired:<id>"   TTL auth.refresh_ttl
   auth:session:<id>         hash: user_id, created_at, last_seen_at, auth_at (the last proof of the password or
-                            a second factor), ip, user_agent, access, refresh (the digests of its live tokens)
+                            a second factor), mfa_at (the last proof of a second factor), ip, user_agent, access,
+                            refresh (the digests of its live tokens)
                                                                 TTL auth.refresh_ttl, renewed on refresh
   auth:user:<user id>       set of the user's session ids       TTL auth.refresh_ttl, renewed on login
 This module names these keys and no other module touches them. The token check also fetches the user's cached
@@ -45,13 +46,13 @@ end
 
 # KEYS: access. ARGV: now, session prefix, user snapshot prefix, idle timeout, max age, access prefix, refresh
 # prefix, user set prefix. One round trip: the token, its session (ended if it outlived a limit), last seen, and
-# the user's cached row (app.services.user_cache). Returns {"<session id>:<user id>", snapshot, auth_at}.
+# the user's cached row (app.services.user_cache). Returns {"<session id>:<user id>", snapshot, auth_at, mfa_at}.
 AUTHENTICATE = _END_SESSION_LUA + """
 local value = redis.call('GET', KEYS[1])
 if not value then return false end
 local id, user_id = string.match(value, '^([^:]+):(%d+)$')
 local session = ARGV[2] .. id
-local times = redis.call('HMGET', session, 'created_at', 'last_seen_at', 'auth_at')
+local times = redis.call('HMGET', session, 'created_at', 'last_seen_at', 'auth_at', 'mfa_at')
 if not times[1] then
   redis.call('DEL', KEYS[1])
   return false
@@ -62,7 +63,7 @@ if outlived(times, tonumber(ARGV[1]), ARGV[4], ARGV[5]) then
   return false
 end
 redis.call('HSET', session, 'last_seen_at', ARGV[1])
-return {value, redis.call('GET', ARGV[3] .. user_id), times[3] or times[1]}
+return {value, redis.call('GET', ARGV[3] .. user_id), times[3] or times[1], times[4] or '0'}
 """
 
 # KEYS: old refresh, new access, new refresh. ARGV: now, session prefix, new access digest, new refresh digest,
@@ -107,10 +108,12 @@ _END = _END_SESSION_LUA + """
 return end_session(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 """
 
-# KEYS: session. ARGV: now. Marks a live session recently authenticated; 1 if it was live.
+# KEYS: session. ARGV: now, "1" when a second factor was proved. Marks a live session recently authenticated; 1
+# if it was live.
 _MARK_RECENT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'auth_at', ARGV[1])
+if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'mfa_at', ARGV[1]) end
 return 1
 """
 
@@ -124,6 +127,7 @@ class LiveToken:
     user_id: int
     snapshot: str | None
     authenticated_at: float
+    second_factor_at: float  # when the session last proved a second factor (0: never)
 
 
 @dataclass(frozen=True)
@@ -152,9 +156,11 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(12)
 
 
-def open_session(user_id: int, ip: str, user_agent: str, session_id: str | None = None) -> TokenPair:
-    """A new session, recently authenticated, with a fresh access and refresh token (``session_id`` when the
-    caller needed to name it first, e.g. in a security event)."""
+def open_session(user_id: int, ip: str, user_agent: str, session_id: str | None = None,
+                 second_factor: bool = False) -> TokenPair:
+    """A new session, recently authenticated (with a second factor too, when ``second_factor``), with a fresh
+    access and refresh token (``session_id`` when the caller needed to name it first, e.g. in a security
+    event)."""
     auth = configs.auth
     session_id = session_id or new_session_id()
     token, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -165,6 +171,7 @@ def open_session(user_id: int, ip: str, user_agent: str, session_id: str | None 
         pipe.hset(session, mapping={
             "user_id": user_id, "created_at": now, "last_seen_at": now, "auth_at": now, "ip": ip,
             "user_agent": user_agent[:256], "access": _digest(token), "refresh": _digest(refresh),
+            **({"mfa_at": now} if second_factor else {}),
         })
         pipe.expire(session, refresh_ttl)
         pipe.set(_key("access", _digest(token)), f"{session_id}:{user_id}", ex=access_ttl)
@@ -191,9 +198,9 @@ def authenticate(token: str, snapshot_prefix: str) -> LiveToken | None:
               _key("user", "")])
     if not found:
         return None
-    value, snapshot, authenticated_at = found
+    value, snapshot, authenticated_at, second_factor_at = found
     session_id, user_id = str(value).split(":", 1)
-    return LiveToken(session_id, int(user_id), snapshot, float(authenticated_at))
+    return LiveToken(session_id, int(user_id), snapshot, float(authenticated_at), float(second_factor_at))
 
 
 @dataclass(frozen=True)
@@ -260,9 +267,9 @@ def sessions_beyond(user_id: int, limit: int) -> list[str]:
     return [s["id"] for s in listed[:max(0, len(listed) - limit)]]
 
 
-def mark_recent(session_id: str) -> None:
-    """The session has just proved the password or a second factor (see ``LiveToken.authenticated_at``)."""
-    redis_store.run_script(_MARK_RECENT, keys=[_key("session", session_id)], args=[_now()])
+def mark_recent(session_id: str, second_factor: bool = False) -> None:
+    """The session has just proved the password or (``second_factor``) a second factor (see ``LiveToken``)."""
+    redis_store.run_script(_MARK_RECENT, keys=[_key("session", session_id)], args=[_now(), int(second_factor)])
 
 
 def list_sessions(user_id: int) -> list[dict[str, Any]]:

@@ -206,6 +206,21 @@ def test_with_totp_on_a_stale_session_may_not_change_it_until_a_code_proves_it_a
     assert client.delete("/api/auth/mfa/totp", headers=bearer(token)).status_code == 204
 
 
+def test_with_totp_on_the_password_alone_may_not_turn_it_off_or_renew_the_codes(totp_user):
+    """A stolen session and password must not be enough to remove the second factor: while TOTP is on, these
+    two need a recent code, not a recent password."""
+    client, token, authenticator = totp_user
+    until_reauth_required(lambda: client.post("/api/auth/mfa/recovery-codes", headers=bearer(token)))
+    assert reauth(client, token, password=PASSWORD).status_code == 200
+    assert change_email(client, token).status_code == 200  # the password is recent: other changes may go
+    for refused in (client.delete("/api/auth/mfa/totp", headers=bearer(token)),
+                    client.post("/api/auth/mfa/recovery-codes", headers=bearer(token))):
+        assert_reauth_required(refused)
+        assert "code" in refused.get_json()["message"]
+    assert reauth(client, token, code=authenticator.code()).status_code == 200
+    assert client.delete("/api/auth/mfa/totp", headers=bearer(token)).status_code == 204
+
+
 def test_a_wrong_totp_code_is_400_on_code(totp_user):
     client, token, authenticator = totp_user
     assert_invalid(reauth(client, token, code=authenticator.wrong()), "code")
