@@ -152,6 +152,7 @@ def login_with_second_factor(ticket: str, ip: str, user_agent: str, *, code: str
         security_events.record(user.id, "password_reset")
         db.session.commit()
         sessions.end_all_sessions(user.id)
+        security_events.tell_owner(user, "password_reset")
     return _open(user, ip, user_agent, second_factor=True)
 
 
@@ -187,6 +188,7 @@ def change_password(user: User, session_id: str, old_password: str, new_password
     security_events.record(user.id, "password_changed", session_id)
     db.session.commit()
     sessions.end_all_sessions(user.id, keep=session_id)
+    security_events.tell_owner(user, "password_changed")
 
 
 def _reset(user: User, new_password: str) -> Challenge | None:
@@ -199,6 +201,7 @@ def _reset(user: User, new_password: str) -> Challenge | None:
     security_events.record(user.id, "password_reset")
     db.session.commit()
     sessions.end_all_sessions(user.id)
+    security_events.tell_owner(user, "password_reset")
     return None
 
 

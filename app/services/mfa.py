@@ -130,6 +130,7 @@ def confirm_totp(user: User, code: str, session_id: str, ip: str) -> list[str]:
     redis_store.delete(_key("totp_pending", str(user.id)))
     sessions.mark_recent(session_id, second_factor=True)  # the code just proved the new factor
     sessions.end_all_sessions(user.id, keep=session_id)
+    security_events.tell_owner(user, "mfa_enabled")
     return codes
 
 
@@ -141,6 +142,7 @@ def disable_totp(user: User, session_id: str | None) -> None:
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     security_events.record(user.id, "mfa_disabled", session_id)
     db.session.commit()
+    security_events.tell_owner(user, "mfa_disabled")
 
 
 def reset_second_factor(user: User) -> None:
@@ -157,6 +159,7 @@ def renew_recovery_codes(user: User, session_id: str) -> list[str]:
     codes = _replace_recovery_codes(user)
     security_events.record(user.id, "recovery_codes_renewed", session_id)
     db.session.commit()
+    security_events.tell_owner(user, "recovery_codes_renewed")
     return codes
 
 

@@ -21,13 +21,34 @@ from sqlalchemy import delete, select
 
 from app.config import configs
 from app.extensions import db
-from app.models import SecurityEvent
+from app.models import SecurityEvent, User
+from app.services.mail import send_email
 from app.services.records import paginate
 
 TYPES = (
     "login", "login_failed", "logout", "refresh_reuse", "password_changed", "password_reset", "mfa_enabled",
     "mfa_disabled", "recovery_code_used", "recovery_codes_renewed", "session_ended", "email_changed", "reauth",
 )
+
+
+# What the owner is told by mail, after the change is committed (the subject, then the sentence).
+NOTICES = {
+    "password_changed": ("Your password was changed", "The password of your account was changed."),
+    "password_reset": ("Your password was reset", "The password of your account was reset."),
+    "mfa_enabled": ("Two-step sign-in is on", "Two-step sign-in (an authenticator app) was turned on."),
+    "mfa_disabled": ("Two-step sign-in is off", "Two-step sign-in (an authenticator app) was turned off."),
+    "recovery_codes_renewed": ("New recovery codes", "New recovery codes were made; the old ones no longer work."),
+    "email_changed": ("Your email was changed", "The email of your account was changed to {new}."),
+}
+
+
+def tell_owner(user: User, type_: str, address: str | None = None) -> None:
+    """Mail the user (at ``address``, or their email; nothing without one) that ``type_`` happened to their
+    account, so a change they did not make does not go unseen."""
+    to = address or user.email
+    if to:
+        subject, what = NOTICES[type_]
+        send_email(to, subject, "security_notice", nickname=user.nickname, what=what.format(new=user.email))
 
 
 def _cutoff() -> datetime:

@@ -129,13 +129,17 @@ def update_user(
     for field, value in (("nickname", nickname), ("role", role), ("is_active", is_active)):
         if value is not None:
             setattr(user, field, value)
-    if email is not None and new_email != user.email:
+    old_email = user.email
+    email_changed = email is not None and new_email != old_email
+    if email_changed:
         user.email = new_email
         # no session of the user's own: an admin made the change, whose address is not the user's to see
         security_events.record(user.id, "email_changed", session_id, by_other=session_id is None)
     save_user(user, keep_an_admin=demoting)
     if is_active is False:
         sessions.end_all_sessions(user.id)
+    if email_changed and old_email:  # the old address hears of it: a thief's new address would not tell
+        security_events.tell_owner(user, "email_changed", address=old_email)
     return user
 
 
