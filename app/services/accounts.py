@@ -19,7 +19,7 @@ from app.extensions import db, redis_store
 from app.models import User
 from app.services import mfa, mfa_tickets, security_events, session_control, sessions
 from app.services.codes import issue_code, reserve_send, use_code
-from app.services.login_limits import account_key, clear_login_failures, reserve_password_check
+from app.services.login_limits import account_key, clear_login_failures, reserve_password_check, user_key
 from app.services.mail import send_email
 from app.services.password_policy import check_new_password, password_context
 from app.services.passwords import hash_password, needs_rehash, verify_password
@@ -105,9 +105,9 @@ def _signed_in(user: User, ip: str, user_agent: str) -> SignIn:
 def login_with_password(account: str, password: str, ip: str, user_agent: str) -> SignIn:
     """Unknown account and wrong password answer the same 401 in the same time; a wrong password of a known
     account is a ``login_failed`` event."""
-    keys = [account_key(account)]
-    reserve_password_check(keys, ip)
     user = _account_user(account.strip().lower())
+    keys = [user_key(user.id) if user else account_key(account)]
+    reserve_password_check(keys, ip)
     if not verify_password(user.password_hash if user else None, password) or user is None:
         if user is not None:
             security_events.record_now(user.id, "login_failed")
@@ -175,9 +175,9 @@ def refresh(refresh_token: str) -> tuple[sessions.TokenPair, User]:
 
 
 def change_password(user: User, session_id: str, old_password: str, new_password: str, ip: str) -> None:
-    """Every other session of the user ends. A wrong old password counts as a failed login of the user's phone
-    and email, and from ``ip``."""
-    keys = [account_key(user.phone), *([account_key(user.email)] if user.email else [])]
+    """Every other session of the user ends. A wrong old password counts as a failed login of the user, and from
+    ``ip``."""
+    keys = [user_key(user.id)]
     reserve_password_check(keys, ip)
     if not verify_password(user.password_hash, old_password):
         raise InvalidField("The old password is wrong.", field="old_password")

@@ -1,8 +1,9 @@
 """Brute-force limits on password checks: failures counted per account and per client address in a window.
 
 Redis keys: auth:fail:account:<account key> and auth:fail:ip:<address>, counters that expire
-``auth.failure_window`` seconds after the first failure. An account key names the account however it was
-written (``account_key``). Each check is counted before it runs (``reserve_password_check``), so requests in
+``auth.failure_window`` seconds after the first failure. A known account is counted under its user id
+(``user_key``: its phone and email share one count), an unknown one under the name however it was written
+(``account_key``). Each check is counted before it runs (``reserve_password_check``), so requests in
 flight cannot pass the limit; a success clears the account's counters and gives the address back its attempt.
 Logins and password changes count here.
 """
@@ -18,6 +19,11 @@ from app.extensions import redis_store
 from app.services.codes import digest
 from app.services.phones import normalize_phone
 from app.services.users import normalize_email
+
+
+def user_key(user_id: int) -> str:
+    """The one counter of a known account, whichever of its phone or email a check was written with."""
+    return f"user:{user_id}"
 
 
 def account_key(account: str) -> str:

@@ -8,7 +8,7 @@ from app.errors import InvalidField, NotFound
 from app.extensions import db
 from app.models import User
 from app.services import mfa, security_events, sessions
-from app.services.login_limits import account_key, clear_login_failures, reserve_password_check
+from app.services.login_limits import clear_login_failures, reserve_password_check, user_key
 from app.services.passwords import verify_password
 
 
@@ -71,7 +71,7 @@ def reauth(user: User, session_id: str, ip: str, *, password: str | None = None,
         raise InvalidField("Give password or code.", field="password")
     try:
         if password is not None:
-            keys = [account_key(user.phone), *([account_key(user.email)] if user.email else [])]
+            keys = [user_key(user.id)]
             reserve_password_check(keys, ip)
             if not verify_password(user.password_hash, password):
                 raise InvalidField("The password is wrong.", field="password")

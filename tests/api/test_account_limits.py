@@ -182,3 +182,11 @@ def test_a_locked_password_leaves_sms_login_and_open_sessions_alone(limited):
     code = send_sms_code(client, app, PHONE, "login")
     by_sms = client.post("/api/auth/login", json={"phone": PHONE, "sms_code": code})
     assert by_sms.status_code == 200 and by_sms.get_json()["data"]["token"]
+
+
+def test_the_phone_and_the_email_of_one_account_share_one_count(limited):
+    """Failures by phone and by email add up: five in all, not five each (found by the outside test)."""
+    _, client = limited({"auth": {"max_failures_per_account": 4, "max_failures_per_ip": 100}})
+    for account in (PHONE, EMAIL, "138 0013 8000", EMAIL.upper()):
+        assert log_in(client, account) == 401
+    assert (log_in(client, PHONE, PASSWORD), log_in(client, EMAIL, PASSWORD)) == (429, 429)
