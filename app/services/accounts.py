@@ -18,13 +18,13 @@ from app.errors import Forbidden, InvalidField, MfaRequired, NotAuthorized, TooM
 from app.extensions import db, redis_store
 from app.models import User
 from app.services import mfa, mfa_tickets, security_events, session_control, sessions
-from app.services.codes import issue_code, reserve_send, use_code
+from app.services.codes import REFUSALS, issue_code, reserve_send, use_code
 from app.services.login_limits import account_key, clear_login_failures, reserve_password_check, user_key
 from app.services.mail import send_email
 from app.services.password_policy import check_new_password, password_context
 from app.services.passwords import hash_password, needs_rehash, verify_password
 from app.services.phones import normalize_phone
-from app.services.sms import consume_sms_proof
+from app.services.sms import check_sms_proof_pending, consume_sms_proof
 from app.services.users import (
     check_unique,
     find_by_email,
@@ -60,6 +60,7 @@ def register(phone: str, password: str, nickname: str, email: str | None = None,
     """
     phone = normalize_phone(phone)
     email = normalize_email(email)
+    check_sms_proof_pending(phone, "register", code=sms_code, ticket=sms_ticket)  # before the costly scoring
     check_new_password(password, context=password_context(phone, email, nickname))
     consume_sms_proof(phone, "register", code=sms_code, ticket=sms_ticket)
     check_unique(phone, email)
@@ -209,6 +210,7 @@ def reset_password_by_sms(phone: str, new_password: str, *, sms_code: str | None
                           sms_ticket: str | None = None) -> Challenge | None:
     """Every session of the user ends (see ``_reset`` for a user with a second factor)."""
     phone = normalize_phone(phone)
+    check_sms_proof_pending(phone, "reset_password", code=sms_code, ticket=sms_ticket)  # before the costly scoring
     check_new_password(new_password, "new_password", context=password_context(phone=phone))
     consume_sms_proof(phone, "reset_password", code=sms_code, ticket=sms_ticket)
     user = find_by_phone(phone)
@@ -250,6 +252,8 @@ def forgot_password(email: str, ip: str) -> None:
 def reset_password_by_email(email: str, email_code: str, new_password: str) -> Challenge | None:
     """As ``reset_password_by_sms``; the code works once, and wrong tries void it as for SMS."""
     address = normalize_email(email) or ""
+    if not redis_store.exists(_email_code_key(address)):  # before the costly scoring: no code, nothing to check
+        raise InvalidField(REFUSALS[0], field="email_code")
     check_new_password(new_password, "new_password", context=password_context(email=address))
     use_code(_email_code_key(address), email_code, "email_code", "reset_password", address)
     user = find_by_email(address)

@@ -13,6 +13,7 @@ account need not carry them.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,8 @@ from app.extensions import db
 from app.models import SecurityEvent, User
 from app.services.mail import send_email
 from app.services.records import paginate
+
+log = logging.getLogger(__name__)
 
 TYPES = (
     "login", "login_failed", "logout", "refresh_reuse", "password_changed", "password_reset", "mfa_enabled",
@@ -46,9 +49,13 @@ def tell_owner(user: User, type_: str, address: str | None = None) -> None:
     """Mail the user (at ``address``, or their email; nothing without one) that ``type_`` happened to their
     account, so a change they did not make does not go unseen."""
     to = address or user.email
-    if to:
-        subject, what = NOTICES[type_]
+    if not to:
+        return
+    subject, what = NOTICES[type_]
+    try:
         send_email(to, subject, "security_notice", nickname=user.nickname, what=what.format(new=user.email))
+    except Exception:  # the change is committed and answered as done; a notice that cannot be queued is logged
+        log.warning("could not send the %s notice to user %s", type_, user.id, exc_info=True)
 
 
 def _cutoff() -> datetime:

@@ -107,6 +107,23 @@ def verify_code(phone: str, purpose: str, code: str) -> dict[str, Any]:
     return {"sms_ticket": ticket, "expires_in": configs.sms.ticket_ttl}
 
 
+def check_sms_proof_pending(phone: str, purpose: str, *, code: str | None = None,
+                            ticket: str | None = None) -> None:
+    """400 as ``consume_sms_proof`` would when there is no proof to use at all (no live code, no such ticket),
+    without using anything up: callers run it before costly checks (a password's strength) that anyone could
+    otherwise make the server do without a code."""
+    _check_purpose(purpose)
+    if ticket:
+        if redis_store.get(_ticket_key(ticket)) != f"{purpose}:{phone}":
+            raise InvalidField("The SMS ticket is unknown, expired, used, or for another number.",
+                               field="sms_ticket")
+        return
+    if not code:
+        raise InvalidField("Give sms_code or sms_ticket.", field="sms_code")
+    if not redis_store.exists(code_key(phone, purpose)):
+        raise InvalidField("No valid code; request a new one.", field="sms_code")
+
+
 def consume_sms_proof(phone: str, purpose: str, *, code: str | None = None, ticket: str | None = None) -> None:
     """Accept either an SMS code (field ``sms_code``) or a ticket (``sms_ticket``) as proof of ``phone``.
 

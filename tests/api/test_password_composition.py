@@ -40,3 +40,17 @@ def test_a_128_character_password_is_accepted_and_hashed_whole(app, client):
     assert client.post("/api/auth/login", json={"account": PHONE, "password": changed_at_the_end}).status_code == 401
     too_long = client.post("/api/auth/login", json={"account": PHONE, "password": password + "z"})
     assert (too_long.status_code, too_long.get_json()["field"]) == (400, "password")  # refused, never cut
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/api/auth/register", {"phone": PHONE, "nickname": "n", "sms_code": "123456", "password": "password123"},
+     "sms_code"),
+    ("/api/auth/password/reset", {"phone": PHONE, "sms_code": "123456", "new_password": "password123"}, "sms_code"),
+    ("/api/auth/password/reset", {"email": "me@example.com", "email_code": "123456", "new_password": "password123"},
+     "email_code"),
+], ids=["register", "reset-by-sms", "reset-by-email"])
+def test_no_password_is_scored_without_a_live_code(app, client, path, body, field):
+    """Scoring a password costs CPU (up to tens of ms): without a live code to use, the answer is about the code,
+    so nobody can make the server score passwords without asking for an SMS or a mail first (capped)."""
+    response = client.post(path, json=body)
+    assert (response.status_code, response.get_json()["field"]) == (400, field), response.get_json()
