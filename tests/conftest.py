@@ -16,4 +16,5 @@ pytest_plugins = [
     "tests.fixtures.live_servers",
     "tests.fixtures.accounts",
     "tests.fixtures.mail",
+    "tests.fixtures.swagger_ui",
 ]

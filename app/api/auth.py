@@ -10,6 +10,7 @@ from app import auth
 from app.api.envelope import Reply, accepts, fails, public, returns
 from app.api.fields import (
     TICKET,
+    Alternatives,
     Email,
     Phone,
     given_password,
@@ -28,20 +29,21 @@ ns.add_model(user_model.name, user_model)
 
 PASSWORD = new_password(required=True, example="correct horse battery")
 SMS_CODE = six_digit_code()
-register_request = ns.model("Register", {
+register_request = ns.add_model("Register", Alternatives("Register", {
     "phone": Phone(required=True, example="13800138000"),
     "password": PASSWORD,
     "nickname": nickname(required=True, example="小明"),
     "sms_code": SMS_CODE,
     "sms_ticket": fields.String(max_length=TICKET, description="from POST /common/sms/verify, instead of sms_code"),
     "email": Email(example="me@example.com"),
-})
-login_request = ns.model("Login", {
+}, example={"phone": "13800138000", "password": "correct horse battery", "nickname": "小明", "sms_code": "123456",
+            "email": "me@example.com"}))
+login_request = ns.add_model("Login", Alternatives("Login", {
     "account": fields.String(max_length=254, description="phone or email, with password", example="13800138000"),
     "password": given_password(),
     "phone": Phone(description="with sms_code (purpose login), instead of account and password"),
     "sms_code": SMS_CODE,
-})
+}, example={"account": "13800138000", "password": "correct horse battery"}))
 TOKEN_FIELDS = {
     "token": fields.String(description="access token: header `token` or `Authorization: Bearer`"),
     "expires_in": fields.Integer(example=7200, description="seconds the token (or the mfa_ticket) is valid"),
@@ -66,23 +68,23 @@ challenge = ns.model("MfaChallenge", {
     "expires_in": fields.Integer(required=True, example=300),
 })
 login_result = ns.model("LoginResult", {**TOKEN_FIELDS, **CHALLENGE_FIELDS})
-login_mfa_request = ns.model("LoginMfa", {
+login_mfa_request = ns.add_model("LoginMfa", Alternatives("LoginMfa", {
     "mfa_ticket": fields.String(required=True, max_length=TICKET, description="from POST /auth/login"),
     "code": six_digit_code(description="from the authenticator app"),
     "recovery_code": recovery_code(),
-})
+}, example={"mfa_ticket": "the mfa_ticket from POST /auth/login", "code": "123456"}))
 refresh_request = ns.model("Refresh", {"refresh_token": fields.String(required=True, max_length=TICKET)})
 password_change = ns.model("PasswordChange", {
     "old_password": given_password(required=True), "new_password": PASSWORD,
 })
-password_reset = ns.model("PasswordReset", {
+password_reset = ns.add_model("PasswordReset", Alternatives("PasswordReset", {
     "phone": Phone(example="13800138000", description="with sms_code or sms_ticket (purpose reset_password)"),
     "sms_code": SMS_CODE,
     "sms_ticket": fields.String(max_length=TICKET, description="from POST /common/sms/verify, instead of sms_code"),
     "email": Email(description="with email_code, from POST /auth/password/forgot"),
     "email_code": six_digit_code(),
     "new_password": PASSWORD,
-})
+}, example={"phone": "13800138000", "sms_code": "123456", "new_password": "correct horse battery"}))
 password_forgot = ns.model("PasswordForgot", {"email": Email(required=True)})
 
 

@@ -40,6 +40,26 @@ class Phone(fields.String):
         super().__init__(*args, **kwargs)
 
 
+class Alternatives(Model):
+    """A request model of alternatives (``code`` or ``recovery_code``) with one whole, valid example body. Swagger
+    UI's Try it out starts from the model's example; without one it fills in every property, every alternative at
+    once, which the operation refuses or reads as the other alternative."""
+
+    def __init__(self, name: str, *args: Any, example: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(name, *args, **kwargs)
+        self.example = example
+
+    @property
+    def _schema(self) -> dict[str, Any]:
+        schema = super()._schema
+        return schema if self.example is None else {**schema, "example": self.example}
+
+    def __deepcopy__(self, memo: dict) -> Alternatives:
+        copied = super().__deepcopy__(memo)
+        copied.example = self.example
+        return copied
+
+
 def new_password(**kwargs: Any) -> fields.String:
     """A password to set, as app.services.password_policy.check_new_password wants it."""
     kwargs.setdefault("description", "not a common or easily guessed password: zxcvbn's score (0 to 4), with the "

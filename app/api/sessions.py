@@ -6,7 +6,7 @@ from flask_restx import Namespace, Resource, fields
 
 from app import auth
 from app.api.envelope import NullableString, Timestamp, accepts, fails, page_of, returns, returns_nothing
-from app.api.fields import given_password, page_args, six_digit_code
+from app.api.fields import Alternatives, given_password, page_args, six_digit_code
 from app.decorators import log_record, login_check
 from app.services import security_events, session_control, sessions
 
@@ -20,10 +20,10 @@ session_model = ns.model("Session", {
     "user_agent": fields.String(required=True),
     "current": fields.Boolean(required=True),
 })
-reauth_request = ns.model("Reauth", {
+reauth_request = ns.add_model("Reauth", Alternatives("Reauth", {
     "password": given_password(description="your password; or code"),
     "code": six_digit_code(description="a TOTP code from your authenticator app, when TOTP is on"),
-})
+}, example={"password": "correct horse battery"}))
 reauth_result = ns.model("ReauthResult", {
     "reauth_expires_in": fields.Integer(required=True, example=600,
                                         description="seconds this session counts as recently authenticated"),

@@ -33,6 +33,7 @@ TYPES = (
     "mfa_disabled", "recovery_code_used", "recovery_codes_renewed", "session_ended", "email_changed", "reauth",
 )
 
+PRUNE_BATCH = 500  # expired events deleted with a new one
 
 # What the owner is told by mail, after the change is committed (the subject, then the sentence).
 NOTICES = {
@@ -72,10 +73,19 @@ def record(user_id: int, type_: str, session_id: str | None = None, *, by_other:
     if has_request_context() and not by_other:
         ip, user_agent = request.remote_addr or "", request.headers.get("User-Agent", "")[:256]
     event = SecurityEvent(user_id=user_id, type=type_, ip=ip[:64], user_agent=user_agent, session_id=session_id)
-    db.session.execute(delete(SecurityEvent).where(SecurityEvent.user_id == user_id,
-                                                   SecurityEvent.at < _cutoff()))
+    _prune_user(user_id)
     db.session.add(event)
     return event
+
+
+def _prune_user(user_id: int) -> None:
+    """Delete the user's expired events (up to PRUNE_BATCH; the rest next time): by primary key, and only when
+    there are some. A DELETE over a range of (user_id, at) takes gap locks on MySQL/MariaDB, and two requests
+    recording an event of one user at once then deadlock (one fails with 503); a plain SELECT takes no lock."""
+    expired = db.session.scalars(select(SecurityEvent.id).where(SecurityEvent.user_id == user_id,
+                                                                SecurityEvent.at < _cutoff()).limit(PRUNE_BATCH)).all()
+    if expired:
+        db.session.execute(delete(SecurityEvent).where(SecurityEvent.id.in_(expired)))
 
 
 def record_now(user_id: int, type_: str, session_id: str | None = None) -> None:
