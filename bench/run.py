@@ -39,7 +39,7 @@ from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 RESULTS = PROJECT_DIR / "bench" / "results"
-PHONE, PASSWORD = "+8613800138000", "bench-password-1"
+PHONE, PASSWORD = "+8613800138000", "quiet harbour kestrel 1"
 
 
 @dataclass

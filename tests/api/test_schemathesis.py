@@ -63,7 +63,8 @@ def api_schema(make_app):
     class FreshAdmin:
         def get(self, case, ctx):
             with app.app_context():
-                admin = users.create_user(f"+861390000{next(admins):04d}", "admin-password", "admin", role="admin")
+                admin = users.create_user(f"+861390000{next(admins):04d}", "violet harbour kestrel 9", "admin",
+                                          role="admin")
                 return sessions.open_session(admin.id, "127.0.0.1", "schemathesis").token
 
         def set(self, case, data, ctx):
