@@ -1,10 +1,22 @@
 """Command line: `python manage.py db upgrade`, `python manage.py routes`, … (Flask's CLI on create_app)."""
 
+import sys
+
 from flask.cli import FlaskGroup
 
 from app import create_app
+from app.config import ConfigError
 
-cli = FlaskGroup(create_app=lambda: create_app())
+
+def make_app():
+    """The app; settings it refuses end the command with their one-line reason, as tornado_server.py does."""
+    try:
+        return create_app()
+    except ConfigError as exc:
+        sys.exit(f"manage.py: {exc}")
+
+
+cli = FlaskGroup(create_app=make_app)
 
 if __name__ == "__main__":
     cli()

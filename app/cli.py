@@ -27,12 +27,23 @@ def create_admin(phone: str, nickname: str, email: str, password: str) -> None:
     click.echo(f"admin {user.phone} created with id {user.id}")
 
 
+def _needs_shared_redis() -> None:
+    """Sessions live in the server's Redis: with ``memory://`` each process has its own, which this command cannot
+    reach, so it would say sessions ended while they live on. Refuse instead."""
+    if configs.redis.url.startswith("memory://"):
+        raise click.ClickException(
+            "the Redis URL is memory://, the server process's own store, which this command cannot reach: set "
+            "REDIS_URL to the server's Redis (a development server's sessions end when it restarts)")
+
+
 @click.command("mfa-reset")
 @click.option("--phone", required=True, help="the account's phone number")
 @click.confirmation_option(prompt="Turn this account's second factor off and end its sessions?")
 def mfa_reset(phone: str) -> None:
     """Turn off the second factor of a user who lost it and their recovery codes, after you proved who they are
-    outside the app; their sessions end, and they can log in with the password alone and enrol again."""
+    outside the app; their sessions end, and they can log in with the password alone and enrol again. Needs the
+    server's Redis (REDIS_URL)."""
+    _needs_shared_redis()
     try:
         user = find_by_phone(normalize_phone(phone))
         if user is None:
@@ -51,6 +62,7 @@ def end_sessions(phone: str | None, everyone: bool) -> None:
     after a leaked SECRET_KEY or database. Needs the production Redis URL (REDIS_URL)."""
     if bool(phone) == everyone:
         raise click.UsageError("give --phone or --all")
+    _needs_shared_redis()
     if everyone:
         click.echo(f"{session_control.end_every_session()} session(s) ended")
         return

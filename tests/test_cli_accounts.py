@@ -26,40 +26,6 @@ def manage(database_url: str, *args: str, redis: dict | None = None) -> subproce
                           text=True, timeout=60)
 
 
-def mfa_reset(database_url: str, *args: str) -> subprocess.CompletedProcess:
-    return manage(database_url, "mfa-reset", *args)
-
-
-def test_mfa_reset_turns_the_factor_off_voids_the_codes_and_records_it(make_app, accounts_settings, make_user,
-                                                                       database_url):
-    app = make_app(accounts_settings)
-    client = app.test_client()
-    user_id = make_user(PHONE)
-    token = login(client, PHONE)["token"]
-    enable_totp(client, token)
-
-    refused = mfa_reset(database_url, "--phone", "13800138000")  # no --yes: asks, and stdin says nothing
-    assert refused.returncode != 0
-    done = mfa_reset(database_url, "--phone", "138 0013 8000", "--yes")
-    assert done.returncode == 0, done.stderr
-    assert f"user {user_id}" in done.stdout
-
-    with app.app_context():
-        assert db.session.get(User, user_id).totp_secret is None
-        assert db.session.query(RecoveryCode).filter_by(user_id=user_id).count() == 0
-        assert db.session.query(SecurityEvent).filter_by(user_id=user_id, type="mfa_disabled").count() == 1
-    assert "token" in login(client, PHONE)  # the password alone signs in again
-
-
-def test_mfa_reset_names_what_is_wrong(make_app, accounts_settings, make_user, database_url):
-    make_app(accounts_settings)
-    unknown = mfa_reset(database_url, "--phone", "13900139000", "--yes")
-    assert unknown.returncode != 0 and "no account" in unknown.stderr
-    make_user(PHONE)
-    off = mfa_reset(database_url, "--phone", PHONE, "--yes")
-    assert off.returncode != 0 and "not on" in off.stderr
-
-
 OTHER = "+8613900139000"
 
 
@@ -69,11 +35,52 @@ def shared(make_app, test_settings, real_redis_settings, make_user):
     app = make_app({**real_redis_settings, "sms": {"gateway": "file"}})
     make_user(PHONE)
     make_user(OTHER)
-    return app.test_client(), real_redis_settings["redis"]
+    return app, app.test_client(), real_redis_settings["redis"]
+
+
+def test_mfa_reset_turns_the_factor_off_voids_the_codes_ends_the_sessions_and_records_it(shared, database_url):
+    app, client, redis = shared
+    token = login(client, PHONE)["token"]
+    enable_totp(client, token)
+    user_id = client.get("/api/users/me", headers=bearer(token)).get_json()["data"]["id"]
+
+    refused = manage(database_url, "mfa-reset", "--phone", "13800138000", redis=redis)  # no --yes: asks, no answer
+    assert refused.returncode != 0
+    done = manage(database_url, "mfa-reset", "--phone", "138 0013 8000", "--yes", redis=redis)
+    assert done.returncode == 0, done.stderr
+    assert f"user {user_id}" in done.stdout
+
+    assert client.get("/api/users/me", headers=bearer(token)).status_code == 401
+    with app.app_context():
+        assert db.session.get(User, user_id).totp_secret is None
+        assert db.session.query(RecoveryCode).filter_by(user_id=user_id).count() == 0
+        assert db.session.query(SecurityEvent).filter_by(user_id=user_id, type="mfa_disabled").count() == 1
+    assert "token" in login(client, PHONE)  # the password alone signs in again
+
+
+def test_mfa_reset_names_what_is_wrong(shared, database_url):
+    _, _, redis = shared
+    unknown = manage(database_url, "mfa-reset", "--phone", "13700137000", "--yes", redis=redis)
+    assert unknown.returncode != 0 and "no account" in unknown.stderr
+    off = manage(database_url, "mfa-reset", "--phone", PHONE, "--yes", redis=redis)
+    assert off.returncode != 0 and "not on" in off.stderr
+
+
+@pytest.mark.parametrize("args", [["mfa-reset", "--phone", PHONE, "--yes"], ["end-sessions", "--phone", PHONE],
+                                  ["end-sessions", "--all"]], ids=["mfa-reset", "end-sessions-phone", "end-all"])
+def test_the_commands_refuse_a_memory_redis_they_cannot_reach(make_app, accounts_settings, make_user, database_url,
+                                                             args):
+    """With memory:// every process has its own store: the command could not end the server's sessions, and
+    must not say it did (found by following the docs on the development setup)."""
+    make_app(accounts_settings)
+    make_user(PHONE)
+    refused = manage(database_url, *args)
+    assert refused.returncode != 0 and "memory://" in refused.stderr, refused.stderr
+    assert "ended" not in refused.stdout
 
 
 def test_end_sessions_of_one_user(shared, database_url):
-    client, redis = shared
+    _, client, redis = shared
     mine, theirs = login(client, PHONE)["token"], login(client, OTHER)["token"]
     done = manage(database_url, "end-sessions", "--phone", "13800138000", redis=redis)
     assert done.returncode == 0, done.stderr
@@ -82,7 +89,7 @@ def test_end_sessions_of_one_user(shared, database_url):
 
 
 def test_end_sessions_of_everyone(shared, database_url):
-    client, redis = shared
+    _, client, redis = shared
     tokens = [login(client, PHONE)["token"], login(client, PHONE)["token"], login(client, OTHER)["token"]]
     done = manage(database_url, "end-sessions", "--all", redis=redis)
     assert done.returncode == 0, done.stderr
@@ -98,3 +105,15 @@ def test_end_sessions_needs_one_of_its_options(database_url, make_app, accounts_
     make_app(accounts_settings)
     assert manage(database_url, "end-sessions").returncode != 0
     assert manage(database_url, "end-sessions", "--all", "--phone", PHONE).returncode != 0
+
+
+def test_a_setting_manage_py_refuses_is_one_line_without_its_value(database_url):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APP_")}, "APP_ENV": "testing",
+           "SECRET_KEY": SECRET, "REDIS_URL": "memory://", "DATABASE_URL": database_url,
+           "APP_AUTH__TOKEN_TTL": "not-a-number-s3cret"}
+    refused = subprocess.run([sys.executable, "manage.py", "routes"], cwd=PROJECT_DIR, env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines() == [
+        "manage.py: environment variable APP_AUTH__TOKEN_TTL is not a valid int (the value is not shown: it may be "
+        "a secret)"]

@@ -91,7 +91,9 @@ def parse_value(raw: str, default: Any, name: str) -> Any:
             return value
     except ValueError as exc:
         kind = type(default).__name__
-        raise ConfigError(f"environment variable {name}={raw!r} is not a valid {kind}: {exc}") from None
+        hint = f": {exc}" if str(exc).startswith("expected") else ""  # our own hints; a parser's may quote the value
+        raise ConfigError(f"environment variable {name} is not a valid {kind}{hint} (the value is not shown: it may "
+                          "be a secret)") from None
     return raw
 
 
