@@ -1,10 +1,11 @@
 """Authentication: register, log in (with a second factor when the user has one), refresh, passwords. Sessions,
 step-up and events: app/api/sessions.py; the second factor's setup: app/api/mfa.py."""
 
+import copy
 from typing import Any
 
 from flask import request
-from flask_restx import Namespace, Resource, fields
+from flask_restx import Model, Namespace, Resource, fields
 
 from app import auth
 from app.api.envelope import Reply, accepts, fails, public, returns
@@ -44,13 +45,6 @@ login_request = ns.add_model("Login", Alternatives("Login", {
     "phone": Phone(description="with sms_code (purpose login), instead of account and password"),
     "sms_code": SMS_CODE,
 }, example={"account": "13800138000", "password": "correct horse battery"}))
-TOKEN_FIELDS = {
-    "token": fields.String(description="access token: header `token` or `Authorization: Bearer`"),
-    "expires_in": fields.Integer(example=7200, description="seconds the token (or the mfa_ticket) is valid"),
-    "refresh_token": fields.String(),
-    "refresh_expires_in": fields.Integer(example=2592000),
-    "user": fields.Nested(user_model, allow_null=True),  # None, and so left out, in a challenge
-}
 tokens = ns.model("Tokens", {
     "token": fields.String(required=True, description="access token: header `token` or `Authorization: Bearer`"),
     "expires_in": fields.Integer(required=True, example=7200, description="seconds the token is valid"),
@@ -58,16 +52,29 @@ tokens = ns.model("Tokens", {
     "refresh_expires_in": fields.Integer(required=True, example=2592000),
     "user": fields.Nested(user_model, required=True),
 })
-CHALLENGE_FIELDS = {  # what a user with a second factor gets instead of the tokens
-    "mfa_required": fields.Boolean(description="true: no tokens yet; send mfa_ticket and a code to /auth/login/mfa"),
-    "mfa_ticket": fields.String(description="single use, 5 tries"),
-}
-challenge = ns.model("MfaChallenge", {
+challenge = ns.model("MfaChallenge", {  # what a user with a second factor gets instead of the tokens
     "mfa_required": fields.Boolean(required=True, example=True),
     "mfa_ticket": fields.String(required=True, description="single use, 5 tries; for POST /auth/login/mfa"),
-    "expires_in": fields.Integer(required=True, example=300),
+    "expires_in": fields.Integer(required=True, example=300, description="seconds the ticket is valid"),
 })
-login_result = ns.model("LoginResult", {**TOKEN_FIELDS, **CHALLENGE_FIELDS})
+
+
+def optional(model: Model) -> dict[str, Any]:
+    """The model's fields, none required and nested ones nullable: for a model that holds one of several shapes
+    (answered with ``skip_none``, so what a shape lacks is left out)."""
+    copies = {}
+    for name, field in model.items():
+        copies[name] = copy.copy(field)
+        copies[name].required = False
+        if isinstance(field, fields.Nested):
+            copies[name].allow_null = True
+    return copies
+
+
+login_result = ns.model("LoginResult", {
+    **optional(tokens), **optional(challenge),
+    "expires_in": fields.Integer(example=7200, description="seconds the token, or the mfa_ticket, is valid"),
+})
 login_mfa_request = ns.add_model("LoginMfa", Alternatives("LoginMfa", {
     "mfa_ticket": fields.String(required=True, max_length=TICKET, description="from POST /auth/login"),
     "code": six_digit_code(description="from the authenticator app"),
