@@ -79,7 +79,15 @@ configs = {
         "breached_passwords_timeout": 2.0,  # seconds to connect, and to wait for the answer, of that service
     },
     "async": {
-        "workers": 4,  # threads per process that run @async_task work (emails and the like)
+        "workers": 4,  # threads per process that run @async_task work on the thread backend (emails and the like)
+    },
+    "jobs": {
+        "backend": "thread",  # thread (in-process pool; a crash loses accepted work) | celery (Redis broker, run
+        # `celery -A app worker` and `celery -A app beat`; production's default). docs/operations.md
+        "max_retries": 10,  # tries after the first for a task that meets a temporary failure (SMTP or Redis down)
+        "retry_backoff_max": 300,  # seconds: retries wait 1, 2, 4 … seconds, at most this long
+        "visibility_timeout": 3600,  # seconds after which a task a dead worker held is given to another worker;
+        # longer than any task runs (a task still running then would run twice)
     },
     "sms": {
         "gateway": "console",  # console (writes to the log) | file (JSON lines to sms.outbox) | http
@@ -126,6 +134,7 @@ configs = {
         "suppress": False,  # build mails but do not send them (on while testing)
         "backend": "smtp",  # smtp (through mail.server) | console (logs "mail to X: subject" and the text);
         # console in development; production requires smtp
+        "timeout": 10.0,  # seconds to wait for the SMTP server (connect, each command); then the send is retried
         "debug": False,  # print the whole SMTP conversation (reset codes included) to stderr
     },
     "cert": {
@@ -152,6 +161,7 @@ env_defaults = {
     "production": {
         "app": {"debug": False},
         "database": {"auto_migrate": False},
+        "jobs": {"backend": "celery"},
     },
     "testing": {
         "app": {"debug": False},

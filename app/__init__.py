@@ -28,6 +28,16 @@ from app.version import __version__
 __all__ = ["__version__", "create_app"]
 
 
+def __getattr__(name: str) -> Any:
+    """``app.celery``: the Celery app that ``celery -A app worker`` and ``celery -A app beat`` run, with a Flask app
+    of the current settings (made on first use, so that importing ``app`` does not import Celery)."""
+    if name == "celery":
+        from app.jobs import celery_of
+
+        return celery_of(create_app())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def create_app(
     overrides: Mapping[str, Any] | None = None,
     *,

@@ -10,6 +10,9 @@ ns = Namespace("health", description="Liveness and readiness probes")
 readiness = ns.model("Readiness", {
     "database": fields.String(required=True, enum=["ok", "down"]),
     "redis": fields.String(required=True, enum=["ok", "down"]),
+    "jobs": fields.String(required=True, enum=["ok", "down", "thread"],
+                          description="thread: in-process background jobs; ok or down: whether a Celery worker "
+                                      "answered a ping (down does not make the process unready)"),
     "version": fields.String(required=True, example="1.0.0"),
 })
 unready = ns.model("Unready", {**ERROR_FIELDS, "data": fields.Nested(readiness, required=True)})

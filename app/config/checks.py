@@ -115,6 +115,14 @@ def setting_problems(settings: Settings) -> list[str]:
                         "https://api.pwnedpasswords.com/range/")
     if settings.auth.breached_passwords_timeout <= 0:
         problems.append("auth.breached_passwords_timeout must be a positive number of seconds")
+    if settings.jobs.backend == "celery" and settings.redis.url.startswith("memory://"):
+        problems.append("jobs.backend is celery, whose broker is Redis, but the Redis URL is memory://; set REDIS_URL "
+                        "to a real server, or jobs.backend to thread")
+    jobs = settings.jobs
+    if jobs.max_retries < 0 or jobs.retry_backoff_max < 1 or jobs.visibility_timeout <= jobs.retry_backoff_max:
+        problems.append("jobs.max_retries must be at least 0, jobs.retry_backoff_max at least 1, and "
+                        "jobs.visibility_timeout longer than jobs.retry_backoff_max (a retry waiting in a worker longer "
+                        "than the visibility timeout is handed to another worker too)")
     return problems
 
 

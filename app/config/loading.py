@@ -159,11 +159,11 @@ def load_configs(
     settings["app"]["env"] = env_name
     typed: Settings = build(settings)
 
-    problems = setting_problems(typed)
-    if problems:
-        raise ConfigError("; ".join(problems))
     if env_name == "production":
         problems = production_problems(typed, default_module.configs["app"]["secret_key"])
         if problems:
             raise ConfigError("refusing to start in production: " + "; ".join(problems))
+    problems = setting_problems(typed)
+    if problems:
+        raise ConfigError("; ".join(problems))
     return typed

@@ -115,6 +115,14 @@ class AsyncSettings(Section):
 
 
 @dataclass(frozen=True, slots=True)
+class JobsSettings(Section):
+    backend: Literal["thread", "celery"]
+    max_retries: int
+    retry_backoff_max: int
+    visibility_timeout: int
+
+
+@dataclass(frozen=True, slots=True)
 class SmsHttpSettings(Section):
     url: str
     secret: str
@@ -168,6 +176,7 @@ class MailSettings(Section):
     admins: list[str]
     suppress: bool
     backend: Literal["console", "smtp"]
+    timeout: float
     debug: bool
 
 
@@ -201,6 +210,7 @@ class Settings(Section):
     metrics: MetricsSettings
     auth: AuthSettings
     async_: AsyncSettings = field(metadata={"key": "async"})
+    jobs: JobsSettings
     sms: SmsSettings
     files: FilesSettings
     qiniu: QiniuSettings

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from flask import current_app
 from sqlalchemy import text
 
+from app.config import settings_of
 from app.errors import OUTAGES, ServiceUnavailable
 from app.extensions import db, redis_store
 from app.version import __version__
@@ -31,11 +33,24 @@ def _redis_ok() -> bool:
         return False
 
 
+def _jobs_status() -> str:
+    if settings_of(current_app).jobs.backend != "celery":
+        return "thread"
+    from app.jobs import jobs_status  # Celery is imported only by processes that use it
+
+    return jobs_status(current_app)
+
+
 def check_readiness() -> dict[str, str]:
-    """``{"database", "redis", "version"}``; raise ServiceUnavailable naming what is down."""
+    """``{"database", "redis", "jobs", "version"}``; raise ServiceUnavailable naming what is down.
+
+    Job workers being down does not make this process unready: requests still work, and what they enqueue waits
+    in Redis for a worker. ``jobs`` says so for monitoring.
+    """
     report = {
         "database": "ok" if _database_ok() else "down",
         "redis": "ok" if _redis_ok() else "down",
+        "jobs": _jobs_status(),
         "version": __version__,
     }
     down = [name for name in ("database", "redis") if report[name] != "ok"]

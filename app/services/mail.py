@@ -1,42 +1,99 @@
-"""Email: one send_email() that renders text and HTML templates and sends in the background.
+"""Email: one send_email() that renders text and HTML templates and sends in the background, once.
 
 ``mail.backend`` says where mail goes: ``smtp`` (Flask-Mail, through ``mail.server``) or ``console`` (the log,
 text part included, as the SMS console gateway does; the development default, so that registering with an
 email and resetting a password by email work without an SMTP server).
+
+A mail is a task (@async_task) that may run more than once: retried after a temporary SMTP failure, or run again
+by another worker after one died mid-task. Each mail has an id; once the SMTP server has accepted it, the id is
+kept in Redis and a later run sends nothing. (A worker that dies between the server's "250 OK" and that write
+sends it twice: the window is one Redis call wide.)
 """
 
 from __future__ import annotations
 
 import logging
+import smtplib
+import uuid
 from typing import Any
 
-from flask import render_template
-from flask_mail import Message
+import flask_mail
+from flask import current_app, render_template
 
 from app.config import configs
-from app.extensions import mail
-from app.tasks import async_task
+from app.extensions import redis_store
+from app.tasks import TemporaryError, async_task
 
 log = logging.getLogger(__name__)
 
+SENT_TTL = 7 * 24 * 3600  # seconds a sent mail's id is kept: longer than any retry schedule
+
+
+class _Connection(flask_mail.Connection):
+    """Flask-Mail's SMTP connection with a timeout (it has none: a hung server would hold a worker forever)."""
+
+    def configure_host(self) -> smtplib.SMTP:
+        settings = configs.mail
+        kind = smtplib.SMTP_SSL if settings.use_ssl else smtplib.SMTP
+        host = kind(settings.server, settings.port, timeout=settings.timeout)
+        host.set_debuglevel(int(settings.debug))
+        if settings.use_tls:
+            host.starttls()
+        if settings.username and settings.password:
+            host.login(settings.username, settings.password)
+        return host
+
+
+def _temporary(exc: Exception) -> bool:
+    """Worth trying again later: the server is unreachable, hung up, or answered a 4xx (try later)."""
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(400 <= code < 500 for code, _ in exc.recipients.values())
+    return isinstance(exc, OSError | smtplib.SMTPServerDisconnected)
+
+
+def _message(letter: dict[str, Any]) -> flask_mail.Message:
+    message = flask_mail.Message(subject=letter["subject"], recipients=list(letter["to"]), body=letter["text"],
+                                 html=letter["html"])
+    sender = message.sender if isinstance(message.sender, str) else message.sender[1]
+    domain = (sender or "localhost").rpartition("@")[2].strip("> ") or "localhost"
+    message.msgId = f"<{letter['id']}@{domain}>"  # the same on every try: a duplicate is recognisable
+    return message
+
 
 @async_task
-def _deliver(message: Message) -> None:
+def deliver(letter: dict[str, Any]) -> None:
+    """Send ``letter`` (``{"id", "to", "subject", "text", "html"}``) unless it was sent already."""
     if configs.mail.backend == "console":
-        log.info("mail to %s: %s\n%s", ", ".join(map(str, message.recipients)), message.subject, message.body)
+        log.info("mail to %s: %s\n%s", ", ".join(letter["to"]), letter["subject"], letter["text"])
         return
-    mail.send(message)
-    log.info("mail %r sent to %d recipient(s)", message.subject, len(message.recipients))
+    sent = redis_store.key("mail", "sent", letter["id"])
+    if redis_store.exists(sent):
+        log.info("mail %s was sent already", letter["id"])
+        return
+    message, state = _message(letter), current_app.extensions["mail"]
+    try:
+        if state.suppress:
+            state.send(message)  # tests: recorded, not sent
+        else:
+            with _Connection(state) as connection:
+                connection.send(message)
+    except Exception as exc:
+        if _temporary(exc):
+            raise TemporaryError(f"SMTP: {type(exc).__name__}: {exc}") from exc
+        raise
+    redis_store.set(sent, "1", ex=SENT_TTL)
+    log.info("mail %r sent to %d recipient(s)", letter["subject"], len(letter["to"]))
 
 
 def send_email(to: str | list[str], subject: str, template: str, **context: Any) -> Any:
-    """Render ``email/<template>.txt`` and ``.html`` with ``context`` and send them; returns the task's Future."""
-    recipients: list[str | tuple[str, str]] = [to] if isinstance(to, str) else list(to)
+    """Render ``email/<template>.txt`` and ``.html`` with ``context`` and send them; returns the task's handle."""
     context = {"app_name": configs.app.name, **context}
-    message = Message(
-        subject=f"[{configs.app.name}] {subject}",
-        recipients=recipients,
-        body=render_template(f"email/{template}.txt", **context),
-        html=render_template(f"email/{template}.html", **context),
-    )
-    return _deliver(message)
+    return deliver({
+        "id": uuid.uuid4().hex,
+        "to": [to] if isinstance(to, str) else list(to),
+        "subject": f"[{configs.app.name}] {subject}",
+        "text": render_template(f"email/{template}.txt", **context),
+        "html": render_template(f"email/{template}.html", **context),
+    })

@@ -15,7 +15,7 @@ def test_readiness_reports_database_and_redis_ok(client):
     assert response.status_code == 200
     assert response.get_json() == {
         "code": 200, "status": "SUCCESS", "message": "OK",
-        "data": {"database": "ok", "redis": "ok", "version": __version__},
+        "data": {"database": "ok", "redis": "ok", "jobs": "thread", "version": __version__},
     }
 
 
@@ -37,7 +37,7 @@ def test_readiness_names_redis_when_it_is_down(make_app):
     assert response.status_code == 503
     assert body["status"] == "SERVICE_UNAVAILABLE"
     assert "redis" in body["message"]
-    assert body["data"] == {"database": "ok", "redis": "down", "version": __version__}
+    assert body["data"] == {"database": "ok", "redis": "down", "jobs": "thread", "version": __version__}
 
 
 def test_readiness_names_the_database_when_it_is_down(make_app):
