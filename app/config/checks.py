@@ -115,6 +115,8 @@ def setting_problems(settings: Settings) -> list[str]:
                         "https://api.pwnedpasswords.com/range/")
     if settings.auth.breached_passwords_timeout <= 0:
         problems.append("auth.breached_passwords_timeout must be a positive number of seconds")
+    if settings.files.orphan_grace < 0:
+        problems.append("files.orphan_grace must be 0 or more seconds")
     return problems
 
 
