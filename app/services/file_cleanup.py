@@ -2,7 +2,8 @@
 
 An upload writes its bytes before its row commits (app.services.files.store_upload; a Qiniu direct upload is
 recorded by the callback after the bytes landed), so bytes without a row are only taken once older than
-``files.orphan_grace``. A download needs both, and deleting a file removes its row before its bytes.
+``files.orphan_grace``; a row without bytes is never an upload in progress, and is deleted at any age (its file
+can no longer be downloaded). Deleting a file removes its row before its bytes, so neither step races it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from itertools import islice
 from typing import TypeVar
 
@@ -41,13 +41,13 @@ def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 def prune_files(grace_seconds: int | None = None, dry_run: bool = False, batch: int = BATCH) -> dict[str, int]:
     """Delete the configured backend's objects that no row names and that are older than ``grace_seconds``
-    (default ``files.orphan_grace``), and the rows (of any backend) whose bytes are gone, each logged at WARNING;
-    with ``dry_run`` only count them. Streams the listing and the rows ``batch`` at a time. Returns
-    ``{"orphan_objects": n, "rows_without_bytes": m}``."""
+    (default ``files.orphan_grace``), and the rows (of any backend) whose bytes are gone, each logged at WARNING
+    (rows of a backend that cannot be asked are left alone); with ``dry_run`` only count them. Streams the
+    listing and the rows ``batch`` at a time. Returns ``{"orphan_objects": n, "rows_without_bytes": m}``."""
     grace = configs.files.orphan_grace if grace_seconds is None else grace_seconds
     cutoff = time.time() - grace
     return {"orphan_objects": _prune_orphans(cutoff, dry_run, batch),
-            "rows_without_bytes": _prune_rows(cutoff, dry_run, batch)}
+            "rows_without_bytes": _prune_rows(dry_run, batch)}
 
 
 def _prune_orphans(cutoff: float, dry_run: bool, batch: int) -> int:
@@ -68,33 +68,34 @@ def _prune_orphans(cutoff: float, dry_run: bool, batch: int) -> int:
     return removed
 
 
-def _prune_rows(cutoff: float, dry_run: bool, batch: int) -> int:
-    """Rows older than the cutoff whose backend says their bytes are gone; by id, one batch per query."""
-    before = datetime.fromtimestamp(cutoff, UTC)
+def _prune_rows(dry_run: bool, batch: int) -> int:
+    """Rows whose backend says their bytes are gone; by id, one batch per query."""
     last_id, removed, unreachable = 0, 0, set()
     while True:
         rows = db.session.execute(select(File.id, File.key, File.backend, File.owner_id)
-                                  .where(File.id > last_id, File.created_at < before)
+                                  .where(File.id > last_id)
                                   .order_by(File.id).limit(batch)).all()
         db.session.rollback()
         if not rows:
             return removed
         last_id = rows[-1].id
-        gone = []
+        gone: list[int] = []
         for row in rows:
             if row.backend in unreachable:
                 continue
             try:
                 if storage_for(row.backend).exists(row.key):
                     continue
-            except StorageNotConfigured:
-                log.warning("files on %s are not checked: that backend is not configured", row.backend)
+            except StorageNotConfigured as exc:
+                log.error("files on %s are not checked: %s", row.backend, exc.message)
                 unreachable.add(row.backend)
                 continue
             log.warning("file %s of user %s: its bytes (%s on %s) are gone%s", row.id, row.owner_id, row.key,
                         row.backend, "" if dry_run else "; its row is deleted")
             gone.append(row.id)
         if gone and not dry_run:
-            db.session.execute(delete(File).where(File.id.in_(gone)))
+            result = db.session.execute(delete(File).where(File.id.in_(gone)))
             db.session.commit()
-        removed += len(gone)
+            removed += int(getattr(result, "rowcount", 0) or 0)  # a file deleted meanwhile is not counted
+        elif gone:
+            removed += len(gone)

@@ -81,6 +81,10 @@ class LocalStorage:
         self.path(key).unlink(missing_ok=True)
 
     def exists(self, key: str) -> bool:
+        """Whether the file is there; StorageNotConfigured when ``files.local_dir`` itself is missing (a process
+        pointed elsewhere would otherwise find every file gone)."""
+        if not project_path(configs.files.local_dir).is_dir():
+            raise StorageNotConfigured(f"files.local_dir {configs.files.local_dir} does not exist.")
         return self.path(key).is_file()
 
     def stored(self) -> Iterator[Stored]:
