@@ -110,6 +110,7 @@ configs = {
         "max_size": 16 * 1024 * 1024,  # bytes per upload; nginx's client_max_body_size must be a little more
         "allowed_types": ["image/jpeg", "image/png", "image/gif", "image/webp", "application/pdf", "text/plain"],
         "local_dir": "instance/uploads",  # where the local backend keeps bytes
+        "orphan_grace": 3600,  # seconds prune-files spares bytes with no row (an upload writes them before its row)
     },
     "qiniu": {
         "access_key": "",  # Qiniu AK

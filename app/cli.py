@@ -1,4 +1,5 @@
-"""Commands added to Flask's CLI: `python manage.py create-admin`, `mfa-reset`, `end-sessions`, `prune-events`."""
+"""Commands added to Flask's CLI: `python manage.py create-admin`, `mfa-reset`, `end-sessions`, and the periodic
+clean-ups `prune-events`, `prune-sessions`, `prune-files`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from flask import Flask
 
 from app.config import configs
 from app.errors import APIError
-from app.services import mfa, security_events, session_control
+from app.services import mfa, security_events, session_control, sessions
+from app.services.file_cleanup import prune_files as prune_stored_files
 from app.services.phones import normalize_phone
 from app.services.users import create_user, find_by_phone
 
@@ -83,8 +85,31 @@ def prune_events() -> None:
                f"{configs.auth.events_ttl_days} days deleted")
 
 
+@click.command("prune-sessions")
+def prune_sessions() -> None:
+    """Remove expired sessions from the per-user session index in Redis (run it daily: cron, or a beat job). Needs
+    the server's Redis (REDIS_URL)."""
+    _needs_shared_redis()
+    click.echo(f"{sessions.prune_session_index()} expired session(s) removed from the index")
+
+
+@click.command("prune-files")
+@click.option("--grace", type=click.IntRange(min=0), default=None, metavar="SECONDS",
+              help="spare stored bytes younger than this (default files.orphan_grace)")
+@click.option("--dry-run", is_flag=True, help="count, delete nothing")
+def prune_files(grace: int | None, dry_run: bool) -> None:
+    """Delete stored bytes that no file row names (older than the grace period: an upload writes its bytes before
+    its row) and file rows whose bytes are gone (run it daily: cron, or a beat job)."""
+    counts = prune_stored_files(grace_seconds=grace, dry_run=dry_run)
+    verb = "would be deleted" if dry_run else "deleted"
+    click.echo(f"{counts['orphan_objects']} stored object(s) without a row {verb}")
+    click.echo(f"{counts['rows_without_bytes']} file row(s) without bytes {verb}")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(mfa_reset)
     app.cli.add_command(end_sessions)
     app.cli.add_command(prune_events)
+    app.cli.add_command(prune_sessions)
+    app.cli.add_command(prune_files)

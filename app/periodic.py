@@ -35,7 +35,7 @@ def prune_events() -> int:
 @async_task
 def prune_files() -> dict:
     """Delete stored bytes no row names (past a grace period) and rows whose bytes are gone."""
-    from app.services.files import prune_files as prune
+    from app.services.file_cleanup import prune_files as prune
 
     report = prune()
     log.info("pruned files: %s", report)

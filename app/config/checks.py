@@ -123,6 +123,8 @@ def setting_problems(settings: Settings) -> list[str]:
         problems.append("jobs.max_retries must be at least 0, jobs.retry_backoff_max at least 1, and "
                         "jobs.visibility_timeout longer than jobs.retry_backoff_max (a retry waiting in a worker longer "
                         "than the visibility timeout is handed to another worker too)")
+    if settings.files.orphan_grace < 0:
+        problems.append("files.orphan_grace must be 0 or more seconds")
     return problems
 
 

@@ -149,6 +149,7 @@ class FilesSettings(Section):
     max_size: int
     allowed_types: list[str]
     local_dir: str
+    orphan_grace: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@ Redis keys (under the configured prefix; tokens appear only as SHA-256 digests):
                             refresh (the digests of its live tokens)
                                                                 TTL auth.refresh_ttl, renewed on refresh
   auth:user:<user id>       set of the user's session ids       TTL auth.refresh_ttl, renewed on login
-This module names these keys and no other module touches them. The token check also fetches the user's cached
+This module names these keys and no other module touches them; its Lua scripts are in
+app.services.session_scripts. The token check also fetches the user's cached
 row, whose key app.services.user_cache names (its prefix comes in as an argument).
 A refresh retires the old refresh token; presenting a retired one ends its whole session (theft).
 A session ends ``auth.idle_timeout`` seconds after its last request or refresh and ``auth.session_max_age`` after
@@ -27,95 +28,7 @@ from typing import Any
 
 from app.config import configs
 from app.extensions import redis_store
-
-# Ends the session named by ``session`` (its hash key) and id ``id`` of user ``user_id``: its tokens, its hash, its
-# place in the user's set. ARGV positions of the prefixes are the caller's: ACCESS_P, REFRESH_P, USER_P.
-_END_SESSION_LUA = """
-local function end_session(session, id, user_id, access_p, refresh_p, user_p)
-  local tokens = redis.call('HMGET', session, 'access', 'refresh')
-  if tokens[1] then redis.call('DEL', access_p .. tokens[1]) end
-  if tokens[2] then redis.call('DEL', refresh_p .. tokens[2]) end
-  if user_id then redis.call('SREM', user_p .. user_id, id) end
-  return redis.call('DEL', session)
-end
--- Whether a session whose hash holds these times has outlived idle (seconds since last seen) or max age.
-local function outlived(times, now, idle, max_age)
-  return now - tonumber(times[2]) > tonumber(idle) or now - tonumber(times[1]) > tonumber(max_age)
-end
-"""
-
-# KEYS: access. ARGV: now, session prefix, user snapshot prefix, idle timeout, max age, access prefix, refresh
-# prefix, user set prefix. One round trip: the token, its session (ended if it outlived a limit), last seen, and
-# the user's cached row (app.services.user_cache). Returns {"<session id>:<user id>", snapshot, auth_at, mfa_at}.
-AUTHENTICATE = _END_SESSION_LUA + """
-local value = redis.call('GET', KEYS[1])
-if not value then return false end
-local id, user_id = string.match(value, '^([^:]+):(%d+)$')
-local session = ARGV[2] .. id
-local times = redis.call('HMGET', session, 'created_at', 'last_seen_at', 'auth_at', 'mfa_at')
-if not times[1] then
-  redis.call('DEL', KEYS[1])
-  return false
-end
-if outlived(times, tonumber(ARGV[1]), ARGV[4], ARGV[5]) then
-  end_session(session, id, user_id, ARGV[6], ARGV[7], ARGV[8])
-  redis.call('DEL', KEYS[1])
-  return false
-end
-redis.call('HSET', session, 'last_seen_at', ARGV[1])
-return {value, redis.call('GET', ARGV[3] .. user_id), times[3] or times[1], times[4] or '0'}
-"""
-
-# KEYS: old refresh, new access, new refresh. ARGV: now, session prefix, new access digest, new refresh digest,
-# token ttl, refresh ttl, access prefix, user set prefix, idle timeout, max age, refresh prefix.
-# Returns {1, session id, user id, access ttl, refresh ttl} (whole seconds; both capped by what the session's max
-# age leaves, and the keys expire to the millisecond with it), {2, session id} for a retired token (theft), {3} when
-# the session outlived a limit (now ended), or {0} when unknown.
-_ROTATE = _END_SESSION_LUA + """
-local value = redis.call('GET', KEYS[1])
-if not value then return {0} end
-local retired = string.match(value, '^retired:(.+)$')
-if retired then return {2, retired} end
-local session = ARGV[2] .. value
-local user_id = redis.call('HGET', session, 'user_id')
-if not user_id then return {0} end
-local now = tonumber(ARGV[1])
-local times = redis.call('HMGET', session, 'created_at', 'last_seen_at')
-if outlived(times, now, ARGV[9], ARGV[10]) then
-  end_session(session, value, user_id, ARGV[7], ARGV[11], ARGV[8])
-  return {3}
-end
-local left_ms = math.floor((tonumber(ARGV[10]) - (now - tonumber(times[1]))) * 1000)
-if left_ms < 1 then
-  end_session(session, value, user_id, ARGV[7], ARGV[11], ARGV[8])
-  return {3}
-end
-local access_ms = math.min(tonumber(ARGV[5]) * 1000, left_ms)
-local refresh_ms = math.min(tonumber(ARGV[6]) * 1000, left_ms)
-local old_access = redis.call('HGET', session, 'access')
-if old_access then redis.call('DEL', ARGV[7] .. old_access) end
-redis.call('SET', KEYS[1], 'retired:' .. value, 'KEEPTTL')
-redis.call('SET', KEYS[2], value .. ':' .. user_id, 'PX', access_ms)
-redis.call('SET', KEYS[3], value, 'PX', refresh_ms)
-redis.call('HSET', session, 'access', ARGV[3], 'refresh', ARGV[4], 'last_seen_at', ARGV[1])
-redis.call('PEXPIRE', session, refresh_ms)
-redis.call('EXPIRE', ARGV[8] .. user_id, ARGV[6])
-return {1, value, user_id, math.floor(access_ms / 1000), math.floor(refresh_ms / 1000)}
-"""
-
-# KEYS: session. ARGV: session id, user id, access prefix, refresh prefix, user set prefix. Ends one session.
-_END = _END_SESSION_LUA + """
-return end_session(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
-"""
-
-# KEYS: session. ARGV: now, "1" when a second factor was proved. Marks a live session recently authenticated; 1
-# if it was live.
-_MARK_RECENT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'auth_at', ARGV[1])
-if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'mfa_at', ARGV[1]) end
-return 1
-"""
+from app.services.session_scripts import AUTHENTICATE, DROP_ENDED, END, MARK_RECENT, ROTATE
 
 
 @dataclass(frozen=True)
@@ -217,7 +130,7 @@ def rotate(refresh_token: str) -> Rotation:
     auth = configs.auth
     token, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     outcome = redis_store.run_script(
-        _ROTATE,
+        ROTATE,
         keys=[_key("refresh", _digest(refresh_token)), _key("access", _digest(token)),
               _key("refresh", _digest(refresh))],
         args=[_now(), _key("session", ""), _digest(token), _digest(refresh), auth.token_ttl, auth.refresh_ttl,
@@ -239,7 +152,7 @@ def end_session(session_id: str, user_id: int | None = None) -> int | None:
     owner = redis_store.hget(session, "user_id")
     if owner is None or (user_id is not None and owner != str(user_id)):
         return None
-    ended = redis_store.run_script(_END, keys=[session], args=[session_id, owner, _key("access", ""),
+    ended = redis_store.run_script(END, keys=[session], args=[session_id, owner, _key("access", ""),
                                                                _key("refresh", ""), _key("user", "")])
     return int(owner) if ended else None
 
@@ -259,6 +172,22 @@ def every_session() -> Iterator[tuple[str, int]]:
             yield key[len(prefix):], int(owner)
 
 
+def prune_session_index(batch: int = 500) -> int:
+    """Remove from the users' sets the ids of sessions that expired (their hash is gone), walking with SCAN and
+    SSCAN ``batch`` at a time, each batch checked and removed atomically; how many went. A periodic job."""
+    removed, session_prefix = 0, _key("session", "")
+    for user_set in redis_store.scan_iter(match=_key("user", "*"), count=batch):
+        ids: list[str] = []
+        for session_id in redis_store.sscan_iter(user_set, count=batch):
+            ids.append(session_id)
+            if len(ids) == batch:
+                removed += redis_store.run_script(DROP_ENDED, keys=[user_set], args=[session_prefix, *ids])
+                ids = []
+        if ids:
+            removed += redis_store.run_script(DROP_ENDED, keys=[user_set], args=[session_prefix, *ids])
+    return removed
+
+
 def sessions_beyond(user_id: int, limit: int) -> list[str]:
     """The ids of the user's oldest sessions past the newest ``limit`` (none, in one round trip, while under it)."""
     if redis_store.scard(_key("user", str(user_id))) <= limit:
@@ -269,7 +198,7 @@ def sessions_beyond(user_id: int, limit: int) -> list[str]:
 
 def mark_recent(session_id: str, second_factor: bool = False) -> None:
     """The session has just proved the password or (``second_factor``) a second factor (see ``LiveToken``)."""
-    redis_store.run_script(_MARK_RECENT, keys=[_key("session", session_id)], args=[_now(), int(second_factor)])
+    redis_store.run_script(MARK_RECENT, keys=[_key("session", session_id)], args=[_now(), int(second_factor)])
 
 
 def list_sessions(user_id: int) -> list[dict[str, Any]]:

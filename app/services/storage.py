@@ -30,6 +30,14 @@ class Written:
     sha256: str
 
 
+@dataclass(frozen=True)
+class Stored:
+    """An object a backend holds: its key and when it was last written (epoch seconds)."""
+
+    key: str
+    modified_at: float
+
+
 def read_limited(stream: IO[bytes], head: bytes, max_size: int) -> Iterator[bytes]:
     """``head`` then the rest of ``stream`` in chunks; 413 as soon as more than ``max_size`` bytes came."""
     total = 0
@@ -72,6 +80,26 @@ class LocalStorage:
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
+    def exists(self, key: str) -> bool:
+        """Whether the file is there; StorageNotConfigured when ``files.local_dir`` itself is missing (a process
+        pointed elsewhere would otherwise find every file gone)."""
+        if not project_path(configs.files.local_dir).is_dir():
+            raise StorageNotConfigured(f"files.local_dir {configs.files.local_dir} does not exist.")
+        return self.path(key).is_file()
+
+    def stored(self) -> Iterator[Stored]:
+        """Every file that sits where its name's key would (not the ``.upload-`` files being written), one
+        directory at a time."""
+        root = project_path(configs.files.local_dir)
+        for directory, _, names in os.walk(root):
+            for name in names:
+                path = Path(directory) / name
+                if not name.startswith(".") and path == self.path(name):
+                    try:
+                        yield Stored(name, path.stat().st_mtime)
+                    except FileNotFoundError:  # deleted since the directory was read
+                        continue
+
     def url(self, key: str) -> str | None:
         return None  # served by GET /api/files/<id>/content
 
@@ -106,6 +134,28 @@ class QiniuStorage:
         _, info = qiniu.BucketManager(self.auth()).delete(configs.qiniu.bucket_name, key)
         if info.status_code not in (200, 612):  # 612: no such file
             log.error("Qiniu delete of %s failed: %s", key, info.status_code)
+
+    def exists(self, key: str) -> bool:
+        """Whether the bucket holds ``key``; 503 when Qiniu does not say (never taken as "gone")."""
+        _, info = qiniu.BucketManager(self.auth()).stat(configs.qiniu.bucket_name, key)
+        if info.status_code in (200, 612):
+            return bool(info.status_code == 200)
+        log.error("Qiniu stat of %s failed: %s", key, info.status_code)
+        raise ServiceUnavailable("Cloud storage did not answer.")
+
+    def stored(self) -> Iterator[Stored]:
+        """Every object in the bucket, a page of 1000 at a time (BucketManager.list, marker to marker)."""
+        manager, marker = qiniu.BucketManager(self.auth()), None
+        while True:
+            page, eof, info = manager.list(configs.qiniu.bucket_name, marker=marker, limit=1000)
+            if page is None:
+                log.error("Qiniu listing failed: %s", getattr(info, "status_code", None))
+                raise ServiceUnavailable("Cloud storage did not answer.")
+            for item in page.get("items", []):
+                yield Stored(item["key"], item["putTime"] / 1e7)  # putTime counts 100 ns
+            marker = page.get("marker")
+            if eof or not marker:
+                return
 
     def url(self, key: str) -> str | None:
         settings = configs.qiniu

@@ -1,0 +1,101 @@
+"""Periodic clean-up of uploads: stored objects that no ``files`` row names, and rows whose bytes are gone.
+
+An upload writes its bytes before its row commits (app.services.files.store_upload; a Qiniu direct upload is
+recorded by the callback after the bytes landed), so bytes without a row are only taken once older than
+``files.orphan_grace``; a row without bytes is never an upload in progress, and is deleted at any age (its file
+can no longer be downloaded). Deleting a file removes its row before its bytes, so neither step races it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import TypeVar
+
+from sqlalchemy import delete, select
+
+from app.config import configs
+from app.errors import StorageNotConfigured
+from app.extensions import db
+from app.models import File
+from app.services.storage import storage_for
+
+log = logging.getLogger(__name__)
+
+BATCH = 500  # keys looked up, or rows checked, per query
+# The keys uploads are given (app.services.files.new_key, and "u<user id>/" before it for Qiniu direct uploads):
+# nothing else in the upload area, or in a bucket shared with other uses, is ever taken for an orphan.
+KEY_SHAPE = re.compile(r"(?:u[1-9][0-9]{0,17}/)?[0-9a-f]{32}(?:\.[a-z]{3,4})?")
+
+T = TypeVar("T")
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def prune_files(grace_seconds: int | None = None, dry_run: bool = False, batch: int = BATCH) -> dict[str, int]:
+    """Delete the configured backend's objects that no row names and that are older than ``grace_seconds``
+    (default ``files.orphan_grace``), and the rows (of any backend) whose bytes are gone, each logged at WARNING
+    (rows of a backend that cannot be asked are left alone); with ``dry_run`` only count them. Streams the
+    listing and the rows ``batch`` at a time. Returns ``{"orphan_objects": n, "rows_without_bytes": m}``."""
+    grace = configs.files.orphan_grace if grace_seconds is None else grace_seconds
+    cutoff = time.time() - grace
+    return {"orphan_objects": _prune_orphans(cutoff, dry_run, batch),
+            "rows_without_bytes": _prune_rows(dry_run, batch)}
+
+
+def _prune_orphans(cutoff: float, dry_run: bool, batch: int) -> int:
+    storage = storage_for()
+    candidates = (item.key for item in storage.stored()
+                  if item.modified_at < cutoff and KEY_SHAPE.fullmatch(item.key))
+    removed = 0
+    for keys in _batches(candidates, batch):
+        named = set(db.session.scalars(select(File.key).where(File.key.in_(keys))))
+        db.session.rollback()  # no transaction stays open while the listing goes on
+        for key in keys:
+            if key not in named:
+                log.info("stored object %s (%s) has no files row%s", key, storage.name,
+                         "" if dry_run else ": deleted")
+                if not dry_run:
+                    storage.delete(key)
+                removed += 1
+    return removed
+
+
+def _prune_rows(dry_run: bool, batch: int) -> int:
+    """Rows whose backend says their bytes are gone; by id, one batch per query."""
+    last_id, removed, unreachable = 0, 0, set()
+    while True:
+        rows = db.session.execute(select(File.id, File.key, File.backend, File.owner_id)
+                                  .where(File.id > last_id)
+                                  .order_by(File.id).limit(batch)).all()
+        db.session.rollback()
+        if not rows:
+            return removed
+        last_id = rows[-1].id
+        gone: list[int] = []
+        for row in rows:
+            if row.backend in unreachable:
+                continue
+            try:
+                if storage_for(row.backend).exists(row.key):
+                    continue
+            except StorageNotConfigured as exc:
+                log.error("files on %s are not checked: %s", row.backend, exc.message)
+                unreachable.add(row.backend)
+                continue
+            log.warning("file %s of user %s: its bytes (%s on %s) are gone%s", row.id, row.owner_id, row.key,
+                        row.backend, "" if dry_run else "; its row is deleted")
+            gone.append(row.id)
+        if gone and not dry_run:
+            result = db.session.execute(delete(File).where(File.id.in_(gone)))
+            db.session.commit()
+            removed += int(getattr(result, "rowcount", 0) or 0)  # a file deleted meanwhile is not counted
+        elif gone:
+            removed += len(gone)
