@@ -121,8 +121,8 @@ def setting_problems(settings: Settings) -> list[str]:
     jobs = settings.jobs
     if jobs.max_retries < 0 or jobs.retry_backoff_max < 1 or jobs.visibility_timeout <= jobs.retry_backoff_max:
         problems.append("jobs.max_retries must be at least 0, jobs.retry_backoff_max at least 1, and "
-                        "jobs.visibility_timeout longer than jobs.retry_backoff_max (a retry waiting in a worker longer "
-                        "than the visibility timeout is handed to another worker too)")
+                        "jobs.visibility_timeout longer than jobs.retry_backoff_max (a retry waiting in a worker "
+                        "longer than the visibility timeout is handed to another worker too)")
     if settings.files.orphan_grace < 0:
         problems.append("files.orphan_grace must be 0 or more seconds")
     return problems
