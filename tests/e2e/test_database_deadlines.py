@@ -7,6 +7,8 @@ a statement slower than the deadline on a live server, and a real server process
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from sqlalchemy.engine import make_url
 from app.extensions import db
 from tests.fixtures.accounts import signed_in
 from tests.fixtures.databases import fresh_database
-from tests.support import wait_until
+from tests.support import PROJECT_DIR, wait_until
 
 SERVERS = {
     "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
@@ -116,6 +118,28 @@ def test_a_server_process_behind_a_frozen_database_answers_503_within_two_second
     assert requests.get(health, timeout=5).json()["data"]["database"] == "ok"
     log = server.output() + Path(server.log_path.with_name("app.log")).read_text(errors="replace")
     assert "no answer from the database" in log or "Lost connection" in log  # the client's deadline ended it
+
+
+def test_migrations_and_manage_py_commands_run_without_the_deadline(make_app, backend, server_env):
+    """A migration's ALTER or a large prune may take longer than a request: not cut off."""
+    from app.db_deadlines import engine_for_migrations
+
+    sleep = SLEEP[backend].replace("3", "1")
+    app = make_app({"database": {"query_timeout": 0.5}}, create_tables=False)
+    with app.app_context():
+        with pytest.raises(sa_exc.OperationalError):
+            db.session.execute(text(sleep))
+        db.session.rollback()
+        with engine_for_migrations() as engine, engine.connect() as connection:
+            connection.execute(text(sleep))  # migrations/env.py runs on this engine
+
+    # manage.py (no APP_DATABASE__QUERY_TIMEOUT in its environment): longer than the default deadline's 1.2 s.
+    statement = SLEEP[backend].replace("3", "1.4")
+    script = f"from sqlalchemy import text; from app.extensions import db; db.session.execute(text({statement!r}))\n"
+    script += "print('slept')\n"
+    done = subprocess.run([sys.executable, "manage.py", "shell"], input=script, cwd=PROJECT_DIR, env=server_env,
+                          capture_output=True, text=True, timeout=60)
+    assert "slept" in done.stdout, done.stdout + done.stderr
 
 
 def timed(call, *args, **kwargs):
