@@ -100,10 +100,9 @@ def engine_for_migrations() -> Iterator[Engine]:
 
 @cache
 def _psycopg_connection_class(timeout: float) -> Any:
-    """A psycopg Connection class whose connects and waits end after ``timeout`` seconds (made on first use: only
-    a PostgreSQL database needs psycopg installed)."""
-    import psycopg
-    from psycopg import errors
+    """A psycopg Connection class whose connects and waits end after ``timeout`` seconds."""
+    import psycopg  # only a PostgreSQL database needs psycopg installed
+    from psycopg import errors  # (idem)
 
     class DeadlineExceeded(psycopg.OperationalError):
         """The database did not answer within ``database.query_timeout``; the connection is closed."""
