@@ -24,6 +24,8 @@ from tests.fixtures.accounts import signed_in
 from tests.fixtures.databases import fresh_database
 from tests.support import PROJECT_DIR, wait_until
 
+pytestmark = pytest.mark.e2e
+
 SERVERS = {
     "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
     "mariadb": "mysql+pymysql://root@127.0.0.1:3306/test",
