@@ -24,6 +24,7 @@ configs = {
         "pool_size": 10,  # connections kept per process (not used by SQLite)
         "pool_timeout": 2,  # seconds to wait for a free pooled connection before answering 503
         "connect_timeout": 2,  # seconds to wait for the server when connecting (libpq's minimum is 2)
+        "query_timeout": 1.5,  # seconds any statement or connect may take before a 503 (0 = none; manage.py: 0)
     },
     "redis": {
         "url": "memory://",  # REDIS_URL; memory:// = in-process store for one process, or redis:// / rediss://

@@ -1,5 +1,6 @@
 """Command line: `python manage.py db upgrade`, `python manage.py routes`, … (Flask's CLI on create_app)."""
 
+import os
 import sys
 
 from flask.cli import FlaskGroup
@@ -16,6 +17,9 @@ def make_app():
         sys.exit(f"manage.py: {exc}")
 
 
+# Commands (a migration's ALTER, a large prune) may take longer than a request: no database.query_timeout unless
+# the environment sets one (docs/operations.md, Deadlines).
+os.environ.setdefault("APP_DATABASE__QUERY_TIMEOUT", "0")
 cli = FlaskGroup(create_app=make_app)
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from flask_restx import Namespace
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import (
+    db_deadlines,
     headers,
     metrics,
     models,  # noqa: F401  (registers the tables on db.metadata)
@@ -55,6 +56,7 @@ def create_app(
     urls.init_app(app)
     init_request_logging(app)
     db.init_app(app)
+    db_deadlines.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"))
     mail.init_app(app)
     redis_store.init_app(app)

@@ -3,6 +3,8 @@ import logging
 from alembic import context
 from flask import current_app
 
+from app.db_deadlines import engine_for_migrations
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -87,9 +89,8 @@ def run_migrations_online():
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 
-    connectable = get_engine()
-
-    with connectable.connect() as connection:
+    # Without database.query_timeout: a long ALTER must not be cut off (app/db_deadlines.py).
+    with engine_for_migrations() as connectable, connectable.connect() as connection:
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),

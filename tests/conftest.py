@@ -17,4 +17,5 @@ pytest_plugins = [
     "tests.fixtures.accounts",
     "tests.fixtures.mail",
     "tests.fixtures.swagger_ui",
+    "tests.fixtures.relays",
 ]

@@ -20,6 +20,12 @@ def database_url(url: str) -> str:
     return parsed.set(database=str(path)).render_as_string(hide_password=False)
 
 
+# libpq: a peer gone from the network (packets dropped, no reset) is noticed within about 25 s even while idle or
+# in a long statement without deadline (a migration); the app's deadlines (app/db_deadlines.py) bound requests.
+PG_NETWORK = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+              "tcp_user_timeout": 25_000}
+
+
 def engine_options(url: str, settings: DatabaseSettings) -> dict[str, Any]:
     """Pool and timeout options so an unreachable database is a quick 503, not a hang."""
     backend = make_url(url).get_backend_name()
@@ -33,7 +39,7 @@ def engine_options(url: str, settings: DatabaseSettings) -> dict[str, Any]:
         "pool_recycle": 1800,
     }
     if backend == "postgresql":
-        options["connect_args"] = {"connect_timeout": max(2, int(settings.connect_timeout))}
+        options["connect_args"] = {"connect_timeout": max(2, int(settings.connect_timeout)), **PG_NETWORK}
     elif backend in ("mysql", "mariadb"):
         options["connect_args"] = {"connect_timeout": settings.connect_timeout}
     return options

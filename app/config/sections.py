@@ -51,6 +51,7 @@ class DatabaseSettings(Section):
     pool_size: int
     pool_timeout: int
     connect_timeout: int
+    query_timeout: float
 
 
 @dataclass(frozen=True, slots=True)

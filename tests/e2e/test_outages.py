@@ -1,13 +1,11 @@
 """A real server whose Redis or database goes away and comes back: 503 within 2 s, then 200 again
 without a restart. Shared services are never stopped: a private redis-server, and a TCP relay to the
-database that the test cuts."""
+database that the test cuts (tests/fixtures/relays.py; test_database_deadlines.py freezes one)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -76,60 +74,6 @@ def test_redis_outage_is_503_within_two_seconds_and_recovers(live_server, privat
     assert requests.get(me, headers={"token": "x" * 43}, timeout=5).status_code == 401
 
 
-class TcpRelay:
-    """A TCP relay to the real database that the test can cut and restore: an outage without touching
-    the shared server."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = free_port()
-        self.connections: list = []
-        self.listener = None
-        self.resume()
-
-    def resume(self) -> None:
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", self.port))
-        self.listener.listen(64)
-        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
-
-    def _accept(self, listener) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self.connections += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pump(source, sink) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.close()
-
-    def cut(self) -> None:
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() that close() alone would leave
-        self.listener.close()
-        for sock in self.connections:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-            except OSError:
-                pass
-        self.connections = []
-
-
 def login_on(server, test_settings) -> str:
     """Make an account in the server's database and log in through the server."""
     from app import create_app
@@ -147,11 +91,12 @@ def login_on(server, test_settings) -> str:
 
 if os.environ.get("TEST_DATABASE_URL"):  # SQLite has no server to lose: nothing to collect without one
 
-    def test_database_outage_is_503_within_two_seconds_and_recovers(live_server, database_url, test_settings):
+    def test_database_outage_is_503_within_two_seconds_and_recovers(live_server, database_url, test_settings,
+                                                                    tcp_relay):
         from sqlalchemy.engine import make_url
 
         url = make_url(database_url)
-        relay = TcpRelay(url.host or "127.0.0.1", url.port or 5432)
+        relay = tcp_relay(url.host or "127.0.0.1", url.port or 5432)
         relayed = url.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
         server = live_server(env={"DATABASE_URL": relayed})
         token = login_on(server, test_settings)
@@ -170,7 +115,6 @@ if os.environ.get("TEST_DATABASE_URL"):  # SQLite has no server to lose: nothing
 
         relay.resume()
         wait_until(lambda: requests.get(files, headers={"token": token}, timeout=5).status_code == 200, timeout=15)
-        relay.cut()
 
 
 def test_a_burst_of_200_concurrent_requests_on_a_small_pool_gets_only_200_or_503(live_server, server_env):
