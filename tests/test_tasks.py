@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 import redis
 
+from app.config import settings_of
 from app.tasks import TemporaryError, async_task
-from tests.support import deep_merge
+from tests.support import deep_merge, wait_until
 
 calls: list = []
 
@@ -74,10 +76,11 @@ def one_retry_app(make_app):
 def test_the_last_failure_is_logged_at_error_with_the_request_id(one_retry_app, caplog):
     app = one_retry_app
     caplog.set_level(logging.WARNING, logger="app.tasks")
-    with app.test_request_context(headers={"X-Request-ID": "req-final-failure"}):
-        with pytest.raises(TemporaryError):
-            flaky(10).result(10)
+    with app.test_request_context(headers={"X-Request-ID": "req-final-failure"}), pytest.raises(TemporaryError):
+        flaky(10).result(10)
     assert len(calls) == 2  # the first try and one retry
     [final] = [record for record in caplog.records if record.levelno == logging.ERROR]
     assert "failed for good after 2 tries" in final.getMessage()
-    assert final.request_id == "req-final-failure"
+    log_file = Path(settings_of(app).log.file)
+    wait_until(lambda: "ERROR [" in log_file.read_text() and "[req-final-failure] task test_tasks.flaky failed for good"
+               in log_file.read_text())  # the line names the request that started the task
