@@ -26,11 +26,13 @@ configs = {
         "connect_timeout": 2,  # seconds to wait for the server when connecting (libpq's minimum is 2)
     },
     "redis": {
-        "url": "memory://",  # REDIS_URL; memory:// = in-process store for one process, or redis:// / rediss://
+        "url": "memory://",  # REDIS_URL; memory:// = in-process store for one process, redis:// / rediss://, or
+        # redis+sentinel://[:password@]host:port[,host:port…]/service[/db] to follow the sentinels' master
         "prefix": "app:",  # every key this app writes starts with this
         "connect_timeout": 0.5,  # seconds to open a connection
         "socket_timeout": 1.0,  # seconds to wait for an answer
         "retries": 1,  # reconnect attempts after a dropped connection (no backoff)
+        "replica_wait_ms": 200,  # a login waits this long for a replica to acknowledge its session (WAIT; 0 = off)
     },
     "api": {
         "docs": True,  # serve Swagger UI at /api/ and the spec at /api/swagger.json

@@ -96,7 +96,14 @@ def build(values: Mapping, cls: type = Settings, path: str = "") -> Any:
 
 def setting_problems(settings: Settings) -> list[str]:
     """Values no environment can use (empty when all are fine)."""
+    from app.redis_urls import url_problem  # it imports ConfigError from here
+
     problems = []
+    redis_problem = url_problem(settings.redis.url)
+    if redis_problem:
+        problems.append(redis_problem)
+    if settings.redis.replica_wait_ms < 0:
+        problems.append("redis.replica_wait_ms must be 0 (off) or a positive number of milliseconds")
     public_url = settings.app.public_url
     if public_url:
         parts = urlsplit(public_url)

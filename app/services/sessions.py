@@ -108,8 +108,20 @@ _END = _END_SESSION_LUA + """
 return end_session(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 """
 
-# KEYS: session. ARGV: now, "1" when a second factor was proved. Marks a live session recently authenticated; 1
-# if it was live.
+# KEYS: session, access, refresh, user set. ARGV: session id, user id, now, ip, user agent, access and refresh digests,
+# "1" with a second factor, access, refresh and user set ttls. A script, so the login can WAIT on its connection.
+_OPEN = """
+redis.call('HSET', KEYS[1], 'user_id', ARGV[2], 'created_at', ARGV[3], 'last_seen_at', ARGV[3], 'auth_at', ARGV[3],
+           'ip', ARGV[4], 'user_agent', ARGV[5], 'access', ARGV[6], 'refresh', ARGV[7])
+if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'mfa_at', ARGV[3]) end
+redis.call('EXPIRE', KEYS[1], ARGV[10])
+redis.call('SET', KEYS[2], ARGV[1] .. ':' .. ARGV[2], 'EX', ARGV[9])
+redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[10])
+redis.call('SADD', KEYS[4], ARGV[1])
+return redis.call('EXPIRE', KEYS[4], ARGV[11])
+"""
+
+# KEYS: session. ARGV: now, "1" when a second factor was proved. Marks a live session recent; 1 if it was live.
 _MARK_RECENT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'auth_at', ARGV[1])
@@ -159,26 +171,18 @@ def new_session_id() -> str:
 def open_session(user_id: int, ip: str, user_agent: str, session_id: str | None = None,
                  second_factor: bool = False) -> TokenPair:
     """A new session, recently authenticated (with a second factor too, when ``second_factor``), with a fresh
-    access and refresh token (``session_id`` when the caller needed to name it first, e.g. in a security
-    event)."""
+    access and refresh token (``session_id`` when the caller needed to name it first, e.g. in a security event);
+    with a replica, once one has it (``redis.replica_wait_ms``)."""
     auth = configs.auth
     session_id = session_id or new_session_id()
     token, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     access_ttl, refresh_ttl = min(auth.token_ttl, auth.session_max_age), min(auth.refresh_ttl, auth.session_max_age)
     now = _now()
-    session = _key("session", session_id)
-    with redis_store.pipeline(transaction=True) as pipe:
-        pipe.hset(session, mapping={
-            "user_id": user_id, "created_at": now, "last_seen_at": now, "auth_at": now, "ip": ip,
-            "user_agent": user_agent[:256], "access": _digest(token), "refresh": _digest(refresh),
-            **({"mfa_at": now} if second_factor else {}),
-        })
-        pipe.expire(session, refresh_ttl)
-        pipe.set(_key("access", _digest(token)), f"{session_id}:{user_id}", ex=access_ttl)
-        pipe.set(_key("refresh", _digest(refresh)), session_id, ex=refresh_ttl)
-        pipe.sadd(_key("user", str(user_id)), session_id)
-        pipe.expire(_key("user", str(user_id)), auth.refresh_ttl)
-        pipe.execute()
+    keys = [_key("session", session_id), _key("access", _digest(token)), _key("refresh", _digest(refresh)),
+            _key("user", str(user_id))]
+    redis_store.run_script(_OPEN, keys, [session_id, user_id, now, ip, user_agent[:256], _digest(token),
+                                         _digest(refresh), int(second_factor), access_ttl, refresh_ttl,
+                                         auth.refresh_ttl], replicated=True)
     return TokenPair(session_id, user_id, token, refresh, access_ttl, refresh_ttl)
 
 

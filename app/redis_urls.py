@@ -1,0 +1,140 @@
+"""Redis URLs: ``memory://``, ``redis://`` / ``rediss://`` and ``redis+sentinel://``, parsed and connected one way.
+
+``redis+sentinel://[[user]:password@]host:port[,host:port…]/<service_name>[/db]`` names the sentinels to ask and
+the service they watch; the client then follows whichever server the sentinels call master. The password (and the
+ACL user) authenticate to the sentinels and to the master alike. Every client gets the short timeouts and small
+retry of ``redis.*``, so an outage or a failover in progress is a 503 within about two seconds, never a wait.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from app.config.checks import ConfigError
+from app.config.sections import RedisSettings
+
+SENTINEL_SCHEME = "redis+sentinel://"
+_SERVICE = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """What a ``redis+sentinel://`` URL names. The password stays out of ``repr`` (it may reach a log)."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+def is_sentinel(url: str) -> bool:
+    return url.lower().startswith(SENTINEL_SCHEME)
+
+
+def parse_sentinel(url: str) -> SentinelURL:
+    """The parts of a ``redis+sentinel://`` URL; ConfigError naming what is wrong (never the password)."""
+    form = "redis+sentinel://[:password@]host:port[,host:port…]/service_name[/db]"
+    if not is_sentinel(url):
+        raise ConfigError(f"the Redis URL is not a {SENTINEL_SCHEME} URL")
+    rest = url[len(SENTINEL_SCHEME):]
+    if "?" in rest or "#" in rest:
+        raise ConfigError(f"the Redis Sentinel URL takes no query or fragment; the form is {form}")
+    authority, slash, path = rest.partition("/")
+    credentials, at, hosts = authority.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = credentials.partition(":")
+        if not colon or not secret:
+            raise ConfigError(f"the Redis Sentinel URL's credentials must be ':password@' or 'user:password@'; "
+                              f"the form is {form}")
+        username, password = unquote(user) or None, unquote(secret)
+    sentinels = tuple(_host_port(part, form) for part in hosts.split(","))
+    parts = path.split("/") if slash else []
+    if not parts or not _SERVICE.fullmatch(parts[0]):
+        raise ConfigError(f"the Redis Sentinel URL must name the service after the hosts (letters, digits, . _ -); "
+                          f"the form is {form}")
+    if len(parts) > 2 or (len(parts) == 2 and not re.fullmatch(r"\d{1,5}", parts[1])):
+        raise ConfigError(f"the Redis Sentinel URL's database after the service must be a number; the form is {form}")
+    return SentinelURL(sentinels, parts[0], int(parts[1]) if len(parts) == 2 else 0, username, password)
+
+
+def _host_port(part: str, form: str) -> tuple[str, int]:
+    host, colon, port = part.rpartition(":")
+    if not part:
+        raise ConfigError(f"the Redis Sentinel URL names no sentinel host (an empty entry in the list); "
+                          f"the form is {form}")
+    if not colon or not _HOST.fullmatch(host) or not re.fullmatch(r"\d{1,5}", port) or not 0 < int(port) < 65536:
+        raise ConfigError(f"the Redis Sentinel URL's sentinel {_safe(part)!r} is not host:port; the form is {form}")
+    return host.strip("[]"), int(port)
+
+
+def _safe(text: str) -> str:
+    return text[:80].encode("ascii", "backslashreplace").decode()
+
+
+def url_problem(url: str) -> str | None:
+    """Why the Redis URL cannot be used (a sentence without the password), or None."""
+    lowered = url.lower()
+    if lowered.startswith("memory://"):
+        return None
+    if is_sentinel(url):
+        try:
+            parse_sentinel(url)
+        except ConfigError as exc:
+            return str(exc)
+        return None
+    if not lowered.startswith(("redis://", "rediss://", "unix://")):
+        return "the Redis URL must start with memory://, redis://, rediss://, unix:// or redis+sentinel://"
+    return None
+
+
+def _retry(settings: RedisSettings) -> Retry:
+    return Retry(NoBackoff(), settings.retries, supported_errors=(redis.ConnectionError,))
+
+
+def connect(settings: RedisSettings) -> redis.Redis:
+    """The client for ``settings.url``: fakeredis for ``memory://``, else a real server (or the sentinels' master)."""
+    url = settings.url
+    if url.startswith("memory://"):
+        import fakeredis  # only the embedded mode needs it: production processes do not load it
+
+        return fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    timeouts = {"socket_connect_timeout": settings.connect_timeout, "socket_timeout": settings.socket_timeout}
+    if not is_sentinel(url):
+        return redis.Redis.from_url(url, decode_responses=True, retry=_retry(settings), **timeouts)
+    from redis.sentinel import Sentinel
+
+    parsed = parse_sentinel(url)
+    auth = {"username": parsed.username, "password": parsed.password}
+    # The sentinels are asked on every new connection: one try each (the next sentinel is the retry), short waits.
+    sentinel_kwargs = {**timeouts, **auth, "retry": Retry(NoBackoff(), 0)}
+    sentinel = Sentinel(list(parsed.sentinels), sentinel_kwargs=sentinel_kwargs)
+    return sentinel.master_for(parsed.service, db=parsed.db, decode_responses=True, retry=_retry(settings),
+                               **timeouts, **auth)
+
+
+def celery_broker(url: str) -> dict[str, Any]:
+    """Celery's ``broker_url`` and ``broker_transport_options`` for the app's Redis URL (kombu's own forms)."""
+    if not is_sentinel(url):
+        return {"broker_url": url, "broker_transport_options": {}}
+    parsed = parse_sentinel(url)
+    credentials = ""
+    if parsed.password is not None:
+        credentials = f"{quote(parsed.username or '', safe='')}:{quote(parsed.password, safe='')}@"
+    hosts = [f"[{host}]" if ":" in host else host for host, _ in parsed.sentinels]
+    broker = ";".join(f"sentinel://{credentials}{host}:{port}/{parsed.db}"
+                      for host, (_, port) in zip(hosts, parsed.sentinels, strict=True))
+    options: dict[str, Any] = {"master_name": parsed.service}
+    if parsed.password is not None:  # kombu authenticates to the sentinels only through sentinel_kwargs
+        options["sentinel_kwargs"] = {"password": parsed.password,
+                                      **({"username": parsed.username} if parsed.username else {})}
+    return {"broker_url": broker, "broker_transport_options": options}
