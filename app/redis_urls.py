@@ -57,7 +57,10 @@ def parse_sentinel(url: str) -> SentinelURL:
             raise ConfigError(f"the Redis Sentinel URL's credentials must be ':password@' or 'user:password@'; "
                               f"the form is {form}")
         username, password = unquote(user) or None, unquote(secret)
-    sentinels = tuple(_host_port(part, form) for part in hosts.split(","))
+    # With credentials in the URL, a bad entry is named by its position: a password with an unescaped '/' or '@'
+    # would otherwise show up in the message as a "host".
+    sentinels = tuple(_host_port(part, form, None if "@" in url else part, number)
+                      for number, part in enumerate(hosts.split(","), 1))
     parts = path.split("/") if slash else []
     if not parts or not _SERVICE.fullmatch(parts[0]):
         raise ConfigError(f"the Redis Sentinel URL must name the service after the hosts (letters, digits, . _ -); "
@@ -67,13 +70,14 @@ def parse_sentinel(url: str) -> SentinelURL:
     return SentinelURL(sentinels, parts[0], int(parts[1]) if len(parts) == 2 else 0, username, password)
 
 
-def _host_port(part: str, form: str) -> tuple[str, int]:
+def _host_port(part: str, form: str, shown: str | None, number: int) -> tuple[str, int]:
     host, colon, port = part.rpartition(":")
     if not part:
         raise ConfigError(f"the Redis Sentinel URL names no sentinel host (an empty entry in the list); "
                           f"the form is {form}")
     if not colon or not _HOST.fullmatch(host) or not re.fullmatch(r"\d{1,5}", port) or not 0 < int(port) < 65536:
-        raise ConfigError(f"the Redis Sentinel URL's sentinel {_safe(part)!r} is not host:port; the form is {form}")
+        name = repr(_safe(shown)) if shown is not None else f"number {number}"
+        raise ConfigError(f"the Redis Sentinel URL's sentinel {name} is not host:port; the form is {form}")
     return host.strip("[]"), int(port)
 
 
