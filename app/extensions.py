@@ -9,7 +9,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Any, cast
+from typing import Any
 
 import redis
 from flask import Flask, current_app
@@ -115,25 +115,25 @@ class RedisStore:
                            "a failover now could lose it", wait_ms)
 
     def _own_connection(self) -> redis.connection.AbstractConnection:
-        """This thread's connection to this app's Redis master (a new one after a fork or a failure).
+        """This thread's connection to this app's Redis master (a new one after a fork), connected.
 
         ``connect()`` is called here, not left to the first command: only it asks the sentinels where the master is
-        (a Sentinel pool's new connection would otherwise dial the default localhost:6379).
+        (a Sentinel pool's connection would otherwise dial its last address, or the default localhost:6379). The
+        same connection is kept across failures: the pool counts every connection it makes (at most 100).
         """
         own = current_app.extensions["redis_own_connections"]
         connection = getattr(own, "connection", None)
         if connection is None or own.pid != os.getpid():
-            own.connection, own.pid = None, os.getpid()
-            connection = cast(redis.connection.AbstractConnection, self.client.connection_pool.make_connection())
+            own.connection, own.pid = self.client.connection_pool.make_connection(), os.getpid()
+            connection = own.connection
+        if not connection.is_connected:
             connection.connect()
-            own.connection = connection
         return connection
 
     def _drop_own_connection(self) -> None:
         own = current_app.extensions["redis_own_connections"]
-        connection, own.connection = getattr(own, "connection", None), None
-        if connection is not None:
-            connection.disconnect()
+        if getattr(own, "connection", None) is not None:
+            own.connection.disconnect()
 
     def key(self, *parts: str) -> str:
         """A key name under the configured prefix: ``key("sms", phone)`` → ``app:sms:+86…``."""
