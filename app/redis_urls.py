@@ -119,8 +119,11 @@ def connect(settings: RedisSettings) -> redis.Redis:
 
     parsed = parse_sentinel(url)
     auth = {"username": parsed.username, "password": parsed.password}
-    # The sentinels are asked on every new connection: one try each (the next sentinel is the retry), short waits.
-    sentinel_kwargs = {**timeouts, **auth, "retry": Retry(NoBackoff(), 0)}
+    # The sentinels are asked on every new connection (and again on its reconnect), one try each: together they
+    # get one connect and one answer timeout, so dead or hung sentinels cannot stretch a 503 past two seconds.
+    share = len(parsed.sentinels) * (settings.retries + 1)
+    sentinel_kwargs = {"socket_connect_timeout": settings.connect_timeout / share,
+                       "socket_timeout": settings.socket_timeout / share, **auth, "retry": Retry(NoBackoff(), 0)}
     sentinel = Sentinel(list(parsed.sentinels), sentinel_kwargs=sentinel_kwargs)
     return sentinel.master_for(parsed.service, db=parsed.db, decode_responses=True, retry=_retry(settings),
                                **timeouts, **auth)

@@ -4,11 +4,15 @@ configuration checks make of it."""
 from __future__ import annotations
 
 import shutil
+import socket
+import time
+from collections.abc import Iterator
 
 import pytest
 
 from app.config import PROJECT_DIR, ConfigError, load_configs
 from app.redis_urls import SentinelURL, celery_broker, parse_sentinel
+from tests.support import free_port
 
 SECRET = "p@ss:w/rd"  # characters that need escaping in a URL
 ESCAPED = "p%40ss%3Aw%2Frd"
@@ -101,3 +105,29 @@ def test_an_unknown_redis_scheme_stops_the_start(project):
 def test_a_negative_replica_wait_stops_the_start(project):
     with pytest.raises(ConfigError, match=r"redis\.replica_wait_ms must be 0"):
         load_configs(environ={"APP_REDIS__REPLICA_WAIT_MS": "-1"}, directory=project)
+
+
+@pytest.fixture
+def hung_ports() -> Iterator[list[int]]:
+    """Three listening sockets that never answer (the kernel completes the handshake; nobody reads): hung sentinels."""
+    sockets = []
+    for _ in range(3):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        sockets.append(sock)
+    yield [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+
+
+@pytest.mark.parametrize("sentinels", ["hung", "refusing"])
+def test_with_no_sentinel_answering_a_signed_in_request_is_503_within_two_seconds(make_app, hung_ports, sentinels):
+    ports = hung_ports if sentinels == "hung" else [free_port() for _ in range(3)]
+    url = "redis+sentinel://" + ",".join(f"127.0.0.1:{port}" for port in ports) + "/mymaster"
+    client = make_app({"redis": {"url": url}}).test_client()
+    for _ in range(2):  # the first and a later request (no connection was left half made)
+        started = time.monotonic()
+        answer = client.get("/api/users/me", headers={"token": "t" * 43})
+        assert answer.status_code == 503 and time.monotonic() - started < 2.0, (answer.status_code,
+                                                                                time.monotonic() - started)
