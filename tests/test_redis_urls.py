@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from app.config import PROJECT_DIR, ConfigError, load_configs
-from app.redis_urls import SentinelURL, celery_broker, parse_sentinel
+from app.config.redis_url import SentinelURL, parse_sentinel
+from app.redis_urls import celery_broker
 from tests.support import free_port
 
 SECRET = "p@ss:w/rd"  # characters that need escaping in a URL

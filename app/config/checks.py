@@ -9,11 +9,11 @@ from dataclasses import is_dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from app.config.errors import ConfigError
+from app.config.redis_url import url_problem
 from app.config.sections import Settings, attribute_names
 
-
-class ConfigError(Exception):
-    """The settings are unusable; the message says which and why."""
+__all__ = ["ConfigError", "build", "check_types", "production_problems", "setting_problems"]
 
 
 @functools.cache
@@ -96,8 +96,6 @@ def build(values: Mapping, cls: type = Settings, path: str = "") -> Any:
 
 def setting_problems(settings: Settings) -> list[str]:
     """Values no environment can use (empty when all are fine)."""
-    from app.redis_urls import url_problem  # it imports ConfigError from here
-
     problems = []
     redis_problem = url_problem(settings.redis.url)
     if redis_problem:
