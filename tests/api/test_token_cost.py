@@ -4,6 +4,9 @@ Sentinel too), and a change to the user shows at once; a login waits for a repli
 from __future__ import annotations
 
 import hashlib
+import logging
+import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -226,3 +229,23 @@ def test_without_a_replica_a_login_does_not_wait(make_app, accounts_settings, re
     with counting(app) as (round_trips, _statements):
         login(client, "+8613800138006")
     assert "WAIT" not in round_trips and "PIPELINE" in round_trips, round_trips  # the script and ROLE
+
+
+def test_a_replica_that_does_not_acknowledge_delays_a_login_by_the_wait_only(make_app, accounts_settings,
+                                                                             sentinel_group, caplog):
+    app = make_app(deep_merge(accounts_settings, {"redis": {"url": sentinel_group.url, "replica_wait_ms": 300}}))
+    client = _user_and_client(app, "+8613800138007")
+    login(client, "+8613800138007")  # warms the connections up
+    replica = sentinel_group.processes[sentinel_group.replica_port]
+    replica.send_signal(signal.SIGSTOP)  # still connected as far as the master knows, but never acknowledges
+    logger = logging.getLogger("app.extensions")
+    logger.addHandler(caplog.handler)  # create_app's logging configuration took caplog's handler off the root
+    try:
+        started = time.monotonic()
+        login(client, "+8613800138007")
+        took = time.monotonic() - started
+    finally:
+        replica.send_signal(signal.SIGCONT)
+        logger.removeHandler(caplog.handler)
+    assert 0.3 <= took < 1.5, took
+    assert any("no Redis replica acknowledged a write within 300 ms" in r.getMessage() for r in caplog.records)
