@@ -68,7 +68,7 @@ class RedisStore:
 
         Scripts run on a connection of the calling thread's own, not one checked out of the pool: the token check
         of every signed-in request is a script, and the pool's checkout, health probe and the client's command
-        dispatch cost it about 40 us of CPU per call (README, Performance). A broken connection is replaced as
+        dispatch cost it about 40 us of CPU per call (README, Performance). A broken connection is reopened as
         the client would (``redis.retries``), asking the sentinels for the master again, so an outage or failover
         is a 503 and recovery needs no restart.
 
