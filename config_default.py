@@ -27,11 +27,13 @@ configs = {
         "query_timeout": 1.5,  # seconds any statement or connect may take before a 503 (0 = none; manage.py: 0)
     },
     "redis": {
-        "url": "memory://",  # REDIS_URL; memory:// = in-process store for one process, or redis:// / rediss://
+        "url": "memory://",  # REDIS_URL; memory:// = in-process store for one process, redis:// / rediss://, or
+        # redis+sentinel://[:password@]host:port[,host:port…]/service[/db] to follow the sentinels' master
         "prefix": "app:",  # every key this app writes starts with this
         "connect_timeout": 0.5,  # seconds to open a connection
         "socket_timeout": 1.0,  # seconds to wait for an answer
         "retries": 1,  # reconnect attempts after a dropped connection (no backoff)
+        "replica_wait_ms": 200,  # a login waits this long for a replica to acknowledge its session (WAIT; 0 = off)
     },
     "api": {
         "docs": True,  # serve Swagger UI at /api/ and the spec at /api/swagger.json

@@ -12,6 +12,7 @@ tests/support.py and beside their fixtures (``from tests.fixtures.accounts impor
 pytest_plugins = [
     "tests.fixtures.databases",
     "tests.fixtures.redis_namespaces",
+    "tests.fixtures.sentinel",
     "tests.fixtures.apps",
     "tests.fixtures.live_servers",
     "tests.fixtures.accounts",

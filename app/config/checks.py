@@ -9,11 +9,11 @@ from dataclasses import is_dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from app.config.errors import ConfigError
+from app.config.redis_url import url_problem
 from app.config.sections import Settings, attribute_names
 
-
-class ConfigError(Exception):
-    """The settings are unusable; the message says which and why."""
+__all__ = ["ConfigError", "build", "check_types", "production_problems", "setting_problems"]
 
 
 @functools.cache
@@ -97,6 +97,11 @@ def build(values: Mapping, cls: type = Settings, path: str = "") -> Any:
 def setting_problems(settings: Settings) -> list[str]:
     """Values no environment can use (empty when all are fine)."""
     problems = []
+    redis_problem = url_problem(settings.redis.url)
+    if redis_problem:
+        problems.append(redis_problem)
+    if settings.redis.replica_wait_ms < 0:
+        problems.append("redis.replica_wait_ms must be 0 (off) or a positive number of milliseconds")
     public_url = settings.app.public_url
     if public_url:
         parts = urlsplit(public_url)

@@ -61,6 +61,7 @@ class RedisSettings(Section):
     connect_timeout: float
     socket_timeout: float
     retries: int
+    replica_wait_ms: int
 
 
 @dataclass(frozen=True, slots=True)

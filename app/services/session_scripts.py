@@ -81,6 +81,19 @@ END = _END_SESSION_LUA + """
 return end_session(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 """
 
+# KEYS: session, access, refresh, user set. ARGV: session id, user id, now, ip, user agent, access and refresh digests,
+# "1" with a second factor, access, refresh and user set ttls. A script, so the login can WAIT on its connection.
+OPEN = """
+redis.call('HSET', KEYS[1], 'user_id', ARGV[2], 'created_at', ARGV[3], 'last_seen_at', ARGV[3], 'auth_at', ARGV[3],
+           'ip', ARGV[4], 'user_agent', ARGV[5], 'access', ARGV[6], 'refresh', ARGV[7])
+if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'mfa_at', ARGV[3]) end
+redis.call('EXPIRE', KEYS[1], ARGV[10])
+redis.call('SET', KEYS[2], ARGV[1] .. ':' .. ARGV[2], 'EX', ARGV[9])
+redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[10])
+redis.call('SADD', KEYS[4], ARGV[1])
+return redis.call('EXPIRE', KEYS[4], ARGV[11])
+"""
+
 # KEYS: session. ARGV: now, "1" when a second factor was proved. Marks a live session recently authenticated; 1
 # if it was live.
 MARK_RECENT = """

@@ -28,7 +28,7 @@ from typing import Any
 
 from app.config import configs
 from app.extensions import redis_store
-from app.services.session_scripts import AUTHENTICATE, DROP_ENDED, END, MARK_RECENT, ROTATE
+from app.services.session_scripts import AUTHENTICATE, DROP_ENDED, END, MARK_RECENT, OPEN, ROTATE
 
 
 @dataclass(frozen=True)
@@ -72,26 +72,18 @@ def new_session_id() -> str:
 def open_session(user_id: int, ip: str, user_agent: str, session_id: str | None = None,
                  second_factor: bool = False) -> TokenPair:
     """A new session, recently authenticated (with a second factor too, when ``second_factor``), with a fresh
-    access and refresh token (``session_id`` when the caller needed to name it first, e.g. in a security
-    event)."""
+    access and refresh token (``session_id`` when the caller needed to name it first, e.g. in a security event);
+    with a replica, once one has it (``redis.replica_wait_ms``)."""
     auth = configs.auth
     session_id = session_id or new_session_id()
     token, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     access_ttl, refresh_ttl = min(auth.token_ttl, auth.session_max_age), min(auth.refresh_ttl, auth.session_max_age)
     now = _now()
-    session = _key("session", session_id)
-    with redis_store.pipeline(transaction=True) as pipe:
-        pipe.hset(session, mapping={
-            "user_id": user_id, "created_at": now, "last_seen_at": now, "auth_at": now, "ip": ip,
-            "user_agent": user_agent[:256], "access": _digest(token), "refresh": _digest(refresh),
-            **({"mfa_at": now} if second_factor else {}),
-        })
-        pipe.expire(session, refresh_ttl)
-        pipe.set(_key("access", _digest(token)), f"{session_id}:{user_id}", ex=access_ttl)
-        pipe.set(_key("refresh", _digest(refresh)), session_id, ex=refresh_ttl)
-        pipe.sadd(_key("user", str(user_id)), session_id)
-        pipe.expire(_key("user", str(user_id)), auth.refresh_ttl)
-        pipe.execute()
+    keys = [_key("session", session_id), _key("access", _digest(token)), _key("refresh", _digest(refresh)),
+            _key("user", str(user_id))]
+    redis_store.run_script(OPEN, keys, [session_id, user_id, now, ip, user_agent[:256], _digest(token),
+                                        _digest(refresh), int(second_factor), access_ttl, refresh_ttl,
+                                        auth.refresh_ttl], replicated=True)
     return TokenPair(session_id, user_id, token, refresh, access_ttl, refresh_ttl)
 
 

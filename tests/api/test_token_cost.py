@@ -1,10 +1,15 @@
-"""Checking a token costs one Redis round trip, no SQL query and no ORM work while the user's row is cached, and
-a change to the user shows at once."""
+"""Checking a token costs one Redis round trip, no SQL query and no ORM work while the user's row is cached (with
+Sentinel too), and a change to the user shows at once; a login waits for a replica only when there is one."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from flask import request_finished
@@ -17,6 +22,7 @@ from app.decorators import login_check
 from app.extensions import db
 from app.services import sessions
 from tests.fixtures.accounts import PASSWORD, bearer, login
+from tests.support import deep_merge
 
 
 @pytest.fixture
@@ -182,3 +188,64 @@ def test_current_user_is_the_row_the_token_check_read_when_the_snapshot_was_gone
         answer = client.get("/api/probe/user", headers=bearer(token))
     assert answer.get_json() == {"same": True, "attached": True, "hash_loaded_on_demand": True, "nickname": "probe"}
     assert round_trips == ["EVALSHA", "SET"] and len(statements) == 1, (round_trips, statements)  # the row only
+
+
+def _user_and_client(app: Any, phone: str) -> Any:
+    from app.services.users import create_user
+
+    with app.app_context():
+        create_user(phone, PASSWORD, "n", None)
+    return app.test_client()
+
+
+def test_with_sentinel_a_signed_in_read_still_costs_one_round_trip(make_app, accounts_settings, sentinel_group):
+    app = make_app(deep_merge(accounts_settings, {"redis": {"url": sentinel_group.url}}))
+    client = _user_and_client(app, "+8613800138004")
+    token = login(client, "+8613800138004")["token"]
+    client.get("/api/users/me", headers=bearer(token))  # caches the snapshot
+
+    with counting(app) as (round_trips, statements):
+        assert client.get("/api/users/me", headers=bearer(token)).status_code == 200
+    assert round_trips == ["EVALSHA"] and statements == [], (round_trips, statements)
+
+
+def test_with_a_replica_a_login_waits_for_it_on_the_connection_that_wrote(make_app, accounts_settings,
+                                                                          sentinel_group):
+    app = make_app(deep_merge(accounts_settings, {"redis": {"url": sentinel_group.url}}))
+    client = _user_and_client(app, "+8613800138005")
+    app.extensions["redis"].script_load(sessions._OPEN)
+    with counting(app) as (round_trips, _statements):
+        token = login(client, "+8613800138005")["token"]
+    wait = round_trips.index("WAIT")  # after the session script and ROLE, sent in one write
+    assert round_trips[wait - 1] == "PIPELINE", round_trips
+    replica = sentinel_group.client(sentinel_group.replica_port)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    assert replica.exists(f"{accounts_settings['redis']['prefix']}auth:access:{digest}") == 1
+
+
+def test_without_a_replica_a_login_does_not_wait(make_app, accounts_settings, real_redis_settings):
+    app = make_app(deep_merge(accounts_settings, real_redis_settings))
+    client = _user_and_client(app, "+8613800138006")
+    with counting(app) as (round_trips, _statements):
+        login(client, "+8613800138006")
+    assert "WAIT" not in round_trips and "PIPELINE" in round_trips, round_trips  # the script and ROLE
+
+
+def test_a_replica_that_does_not_acknowledge_delays_a_login_by_the_wait_only(make_app, accounts_settings,
+                                                                             sentinel_group, caplog):
+    app = make_app(deep_merge(accounts_settings, {"redis": {"url": sentinel_group.url, "replica_wait_ms": 300}}))
+    client = _user_and_client(app, "+8613800138007")
+    login(client, "+8613800138007")  # warms the connections up
+    replica = sentinel_group.processes[sentinel_group.replica_port]
+    replica.send_signal(signal.SIGSTOP)  # still connected as far as the master knows, but never acknowledges
+    logger = logging.getLogger("app.extensions")
+    logger.addHandler(caplog.handler)  # create_app's logging configuration took caplog's handler off the root
+    try:
+        started = time.monotonic()
+        login(client, "+8613800138007")
+        took = time.monotonic() - started
+    finally:
+        replica.send_signal(signal.SIGCONT)
+        logger.removeHandler(caplog.handler)
+    assert 0.3 <= took < 1.5, took
+    assert any("no Redis replica acknowledged a write within 300 ms" in r.getMessage() for r in caplog.records)
