@@ -138,3 +138,32 @@ def test_the_periodic_jobs_run_on_a_worker(make_app, jobs_settings, celery_worke
     done = ("pruned 0 expired session-index entries", "pruned 0 old security events", "pruned files: ")
     wait_until(lambda: all(line in worker.log() for line in done), timeout=20)
     assert "Traceback" not in worker.log()
+
+
+def test_a_worker_follows_the_sentinels_master_through_a_failover(make_app, test_settings, sentinel_group,
+                                                                   celery_worker, smtp):
+    port, inbox = smtp
+    settings = deep_merge(test_settings, {
+        "redis": {"url": sentinel_group.url},
+        "jobs": {"backend": "celery", "visibility_timeout": 3, "retry_backoff_max": 2},
+        "mail": {"server": "127.0.0.1", "port": port, "suppress": False},
+        "auth": {"reset_mails_per_address": 10},
+        "sms": {"resend_after": 0},  # a second reset mail at once
+    })
+    app = make_app(settings)
+    with app.app_context():
+        create_user("+8613800138000", "correct horse battery", "小明", "me@example.com")
+        db.session.remove()
+    worker = celery_worker(settings, app)
+    client = app.test_client()
+    assert client.post("/api/auth/password/forgot", json={"email": "me@example.com"}).status_code == 200
+    wait_until(lambda: len(inbox.messages) == 1, timeout=20)
+
+    old_master = sentinel_group.master_address()
+    sentinel_group.kill(old_master[1])
+    wait_until(lambda: sentinel_group.master_address() != old_master, timeout=20, interval=0.2)
+    # the API's next enqueue and the worker's consumer both find the new master, without a restart
+    wait_until(lambda: client.post("/api/auth/password/forgot", json={"email": "me@example.com"}).status_code == 200,
+               timeout=15, interval=0.5)
+    wait_until(lambda: len(inbox.messages) >= 2, timeout=60, interval=0.2)
+    assert worker.process.poll() is None
