@@ -87,10 +87,11 @@ configs = {
     "jobs": {
         "backend": "thread",  # thread (in-process pool; a crash loses accepted work) | celery (Redis broker, run
         # `celery -A app worker` and `celery -A app beat`; production's default). docs/operations.md
-        "max_retries": 10,  # tries after the first for a task that meets a temporary failure (SMTP or Redis down)
-        "retry_backoff_max": 300,  # seconds: retries wait 1, 2, 4 … seconds, at most this long
-        "visibility_timeout": 3600,  # seconds after which a task a dead worker held is given to another worker;
-        # longer than any task runs (a task still running then would run twice)
+        "max_retries": 40,  # tries after the first for a task that meets a temporary failure (SMTP or Redis down):
+        # with the backoff below, about 12 minutes of them
+        "retry_backoff_max": 20,  # seconds: retries wait 1, 2, 4 … seconds, at most this long
+        "visibility_timeout": 30,  # seconds after which a task a dead worker held (kill -9, a crash) is given to
+        # another worker. A task still running then would run twice: raise it for tasks that take longer
     },
     "sms": {
         "gateway": "console",  # console (writes to the log) | file (JSON lines to sms.outbox) | http

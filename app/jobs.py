@@ -11,10 +11,12 @@ killed mid-task (``kill -9``, a reboot) leaves it in Redis, and another worker r
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import Reject
 from flask import Flask, g
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -110,24 +112,33 @@ def _run_task(self: Task, request_id: str | None, args: list, kwargs: dict[str, 
     done, outcome = attempt(self.name, args, kwargs, tries, app)
     if done:
         return outcome
-    raise self.retry(exc=outcome, countdown=backoff(tries, app))
+    try:
+        raise self.retry(exc=outcome, countdown=backoff(tries, app))
+    except Reject as refused:  # the retry could not be published (Redis down): Celery would drop the message
+        raise Reject(refused.reason, requeue=True) from None  # back to the queue, or left unacknowledged
 
 
 
 
 def jobs_status(app: Flask) -> str:
-    """``"ok"`` when a Celery worker answered a ping within a second, else ``"down"``.
+    """``"ok"`` when a Celery worker answered a ping within half a second, else ``"down"``.
 
-    The answer is kept for 10 s per process, so probes that call the health check often do not each wait for it.
+    The answer is kept for 10 s per process, and one thread at a time pings: the others meanwhile get the last
+    answer, so a health check never waits for more than one ping, and probes that call it often add no load.
     """
     now = time.monotonic()
-    checked_at, status = app.extensions.get("jobs_ping", (-PING_CACHE_SECONDS, ""))
-    if now - checked_at < PING_CACHE_SECONDS:
+    checked_at, status = app.extensions.get("jobs_ping", (-PING_CACHE_SECONDS, "down"))
+    if now - checked_at < PING_CACHE_SECONDS or not _pinging.acquire(blocking=False):
         return status
     try:
-        status = "ok" if celery_of(app).control.ping(timeout=1.0, limit=1) else "down"
+        status = "ok" if celery_of(app).control.ping(timeout=0.5, limit=1) else "down"
     except Exception as exc:  # the broker itself is down: the redis check says so
         log.warning("health: job workers unreachable: %s", exc)
         status = "down"
-    app.extensions["jobs_ping"] = (now, status)
+    finally:
+        _pinging.release()
+    app.extensions["jobs_ping"] = (time.monotonic(), status)
     return status
+
+
+_pinging = threading.Lock()

@@ -13,8 +13,10 @@ import copy
 import json
 import logging
 import logging.config
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -131,6 +133,11 @@ class AdminMailHandler(logging.Handler):
             self.handleError(record)
 
 
+def _restart(handler: BackgroundHandler | None) -> None:
+    if handler is not None:
+        handler._start_writer()
+
+
 class BackgroundHandler(logging.Handler):
     """Runs the console and file handlers on one background thread that writes in batches, every
     ``interval`` seconds: a request thread only appends its record to a list, and never waits on a handler's
@@ -145,6 +152,15 @@ class BackgroundHandler(logging.Handler):
         super().__init__()
         self.handlers = handlers
         self.pending: deque[logging.LogRecord] = deque()  # append and popleft are atomic: no lock on the way in
+        self.stopping = threading.Event()
+        self._start_writer()
+        handler = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _restart(handler()))
+
+    def _start_writer(self) -> None:
+        """Start the writer thread; again in a forked child (a Celery pool process), which has no threads."""
+        if self.stopping.is_set():
+            return  # closed
         self.writing = threading.Lock()
         self.stopping = threading.Event()
         self.writer = threading.Thread(target=self._run, name="log-writer", daemon=True)

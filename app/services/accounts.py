@@ -151,8 +151,8 @@ def login_with_second_factor(ticket: str, ip: str, user_agent: str, *, code: str
     if found.purpose == "reset_password":
         user.password_hash = found.password_hash
         security_events.record(user.id, "password_reset")
+        sessions.end_all_sessions(user.id)  # first: a commit whose answer is lost may still have happened
         db.session.commit()
-        sessions.end_all_sessions(user.id)
         security_events.tell_owner(user, "password_reset")
     return _open(user, ip, user_agent, second_factor=True)
 
@@ -187,8 +187,8 @@ def change_password(user: User, session_id: str, old_password: str, new_password
     check_new_password(new_password, "new_password", context=context)
     user.password_hash = hash_password(new_password)
     security_events.record(user.id, "password_changed", session_id)
+    sessions.end_all_sessions(user.id, keep=session_id)  # first: a commit whose answer is lost may still have happened
     db.session.commit()
-    sessions.end_all_sessions(user.id, keep=session_id)
     security_events.tell_owner(user, "password_changed")
 
 
@@ -200,8 +200,8 @@ def _reset(user: User, new_password: str) -> Challenge | None:
         return Challenge(mfa_tickets.issue(user.id, "reset_password", password_hash))
     user.password_hash = password_hash
     security_events.record(user.id, "password_reset")
+    sessions.end_all_sessions(user.id)  # first: a commit whose answer is lost may still have happened
     db.session.commit()
-    sessions.end_all_sessions(user.id)
     security_events.tell_owner(user, "password_reset")
     return None
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
+import logging
 import mimetypes
 import re
 import secrets
@@ -14,12 +16,14 @@ from urllib.parse import parse_qsl
 from sqlalchemy import select
 
 from app.config import configs
-from app.errors import Forbidden, InvalidField, NotAuthorized, NotFound, UnsupportedMediaType
+from app.errors import OUTAGES, Forbidden, InvalidField, NotAuthorized, NotFound, UnsupportedMediaType
 from app.extensions import db
 from app.models import File, User
 from app.services.records import get_by_id, paginate
 from app.services.storage import QiniuStorage, read_limited, storage_for
 from app.urls import absolute_url
+
+log = logging.getLogger(__name__)
 
 HEAD = 512  # bytes read to recognise the type
 SIGNATURES = (
@@ -89,9 +93,13 @@ def store_upload(owner: User, stream: IO[bytes], filename: str | None) -> File:
     try:
         db.session.add(record)
         db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        storage.delete(key)
+    except BaseException as exc:
+        with contextlib.suppress(*OUTAGES):
+            db.session.rollback()
+        # A connection lost during the commit leaves it unknown whether the row was written: keep the bytes then (a
+        # row without them would be a lost file; bytes without a row go with prune-files after files.orphan_grace).
+        if not getattr(exc, "connection_invalidated", False):
+            storage.delete(key)
         raise
     return record
 
@@ -135,7 +143,12 @@ def download_url(record: File) -> str:
 
 
 def local_path(record: File) -> Any:
-    return storage_for("local").path(record.key)  # type: ignore[union-attr]
+    """Where the local backend keeps the file's bytes; NotFound (logged) when they are gone."""
+    path = storage_for("local").path(record.key)  # type: ignore[union-attr]
+    if not path.is_file():
+        log.error("file %d has a row but no bytes (key %s): prune-files removes such rows", record.id, record.key)
+        raise NotFound("This file's content is missing.")
+    return path
 
 
 # --- Qiniu direct upload ---------------------------------------------------------------------------------

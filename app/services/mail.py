@@ -62,17 +62,8 @@ def _message(letter: dict[str, Any]) -> flask_mail.Message:
     return message
 
 
-@async_task
-def deliver(letter: dict[str, Any]) -> None:
-    """Send ``letter`` (``{"id", "to", "subject", "text", "html"}``) unless it was sent already."""
-    if configs.mail.backend == "console":
-        log.info("mail to %s: %s\n%s", ", ".join(letter["to"]), letter["subject"], letter["text"])
-        return
-    sent = redis_store.key("mail", "sent", letter["id"])
-    if redis_store.exists(sent):
-        log.info("mail %s was sent already", letter["id"])
-        return
-    message, state = _message(letter), current_app.extensions["mail"]
+def _send(message: flask_mail.Message) -> None:
+    state = current_app.extensions["mail"]
     try:
         if state.suppress:
             state.send(message)  # tests: recorded, not sent
@@ -83,7 +74,27 @@ def deliver(letter: dict[str, Any]) -> None:
         if _temporary(exc):
             raise TemporaryError(f"SMTP: {type(exc).__name__}: {exc}") from exc
         raise
-    redis_store.set(sent, "1", ex=SENT_TTL)
+
+
+@async_task
+def deliver(letter: dict[str, Any]) -> None:
+    """Send ``letter`` (``{"id", "to", "subject", "text", "html"}``) unless it was sent already."""
+    if configs.mail.backend == "console":
+        log.info("mail to %s: %s\n%s", ", ".join(letter["to"]), letter["subject"], letter["text"])
+        return
+    sent = redis_store.key("mail", "sent", letter["id"])
+    if redis_store.exists(sent):
+        log.info("mail %s was sent already", letter["id"])
+        return
+    sending = redis_store.key("mail", "sending", letter["id"])
+    # One run at a time: a copy another worker took over after the visibility timeout waits for this one to end.
+    if not redis_store.set(sending, "1", nx=True, ex=configs.jobs.visibility_timeout):
+        raise TemporaryError("another run is sending this mail")
+    try:
+        _send(_message(letter))
+        redis_store.set(sent, "1", ex=SENT_TTL)
+    finally:
+        redis_store.delete(sending)
     log.info("mail %r sent to %d recipient(s)", letter["subject"], len(letter["to"]))
 
 

@@ -126,10 +126,10 @@ def confirm_totp(user: User, code: str, session_id: str, ip: str) -> list[str]:
     user.totp_secret = _encrypt(secret)
     codes = _replace_recovery_codes(user)
     security_events.record(user.id, "mfa_enabled", session_id)
+    sessions.end_all_sessions(user.id, keep=session_id)  # first: a commit whose answer is lost may still have happened
     db.session.commit()
     redis_store.delete(_key("totp_pending", str(user.id)))
     sessions.mark_recent(session_id, second_factor=True)  # the code just proved the new factor
-    sessions.end_all_sessions(user.id, keep=session_id)
     security_events.tell_owner(user, "mfa_enabled")
     return codes
 

@@ -101,8 +101,15 @@ def list_events(user_id: int, page: int, per_page: int) -> dict[str, Any]:
     return paginate(query, page, per_page)
 
 
-def prune() -> int:
-    """Delete every event older than ``auth.events_ttl_days``; how many went."""
-    result = db.session.execute(delete(SecurityEvent).where(SecurityEvent.at < _cutoff()))
-    db.session.commit()
-    return int(getattr(result, "rowcount", 0) or 0)  # a DELETE's result is a CursorResult
+def prune(batch: int = 1000) -> int:
+    """Delete every event older than ``auth.events_ttl_days``, ``batch`` rows per statement and commit (each
+    bounded well within the database deadline, however many there are); how many went."""
+    cutoff, removed = _cutoff(), 0
+    while True:
+        ids = db.session.scalars(select(SecurityEvent.id).where(SecurityEvent.at < cutoff)
+                                 .order_by(SecurityEvent.at).limit(batch)).all()
+        if not ids:
+            return removed
+        db.session.execute(delete(SecurityEvent).where(SecurityEvent.id.in_(ids)))
+        db.session.commit()
+        removed += len(ids)
