@@ -227,6 +227,7 @@ def test_a_mail_the_api_accepts_is_sent_by_the_worker_even_across_a_worker_resta
                     "--email", "me@example.com", "--password", PASSWORD], cwd=PROJECT_DIR, env=env, check=True,
                    capture_output=True, timeout=60)
     controller.loop.call_soon_threadsafe(inbox.gate.clear)
+    wait_until(lambda: supervisor.live(supervisor.ports[0]), timeout=20)
     answer = requests.post(f"http://127.0.0.1:{supervisor.ports[0]}/api/auth/password/forgot", timeout=10,
                            json={"email": "me@example.com"}, headers={"X-Request-ID": "supervised-mail"})
     assert answer.status_code == 200, answer.text
