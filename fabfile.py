@@ -16,7 +16,10 @@ unpack it into releases/<run time>, link shared/config_override.py and shared/in
 virtual environment (reused while requirements.txt is unchanged; from the build's wheels/ without the package
 index when built with --wheels), run `manage.py db upgrade` (on the first host only: the hosts share one
 database), switch `current` atomically, then restart the supervisor processes one at a time, each answering 200
-on /api/health before the next stops, so a load balancer over them never runs dry. If anything fails on a host,
+on /api/health before the next stops, so a load balancer over them never runs dry; then the Celery workers, each
+stopped warm (its running tasks finish) and answering `manage.py jobs-ping` before the next, and beat, which must
+be RUNNING. The workers are restarted and checked whatever jobs.backend says (with `thread` they run only beat's
+periodic jobs; supervisord.ini cannot depend on a setting). If anything fails on a host,
 that host and every host this run already switched go back to the release they ran, and the new release is
 removed from them; the hosts after it are not touched. Migrations must therefore keep the previous release
 working (add columns and tables first, drop them a release later): a rollback does not downgrade the database.
@@ -70,7 +73,8 @@ def build(c: Any, wheels: bool = False) -> None:
 
 @task(hosts=deploy_hosts())
 def deploy(c: Any) -> None:
-    """Install the newest build on this host, migrate (first host only), switch, restart one process at a time."""
+    """Install the newest build on this host, migrate (first host only), switch, restart one process at a time
+    (the API, then the job workers and beat)."""
     c = remote(c)
     run = deploy_run()
     root, release = deploy_root(), run.release

@@ -1,10 +1,12 @@
-"""Commands added to Flask's CLI: `python manage.py create-admin`, `mfa-reset`, `end-sessions`, and the periodic
-clean-ups `prune-events`, `prune-sessions`, `prune-files`."""
+"""Commands added to Flask's CLI: `python manage.py create-admin`, `mfa-reset`, `end-sessions`, the periodic
+clean-ups `prune-events`, `prune-sessions`, `prune-files`, and `jobs-ping` (do the Celery workers answer?)."""
 
 from __future__ import annotations
 
+import time
+
 import click
-from flask import Flask
+from flask import Flask, current_app
 
 from app.config import configs
 from app.errors import APIError
@@ -106,6 +108,31 @@ def prune_files(grace: int | None, dry_run: bool) -> None:
     click.echo(f"{counts['rows_without_bytes']} file row(s) without bytes {verb}")
 
 
+@click.command("jobs-ping")
+@click.argument("nodes", nargs=-1)
+@click.option("--timeout", type=click.FloatRange(min=1), default=10.0, show_default=True,
+              help="seconds to wait for the answers")
+def jobs_ping(nodes: tuple[str, ...], timeout: float) -> None:
+    """Wait until the Celery workers NODES answer a ping (names as their -n gives them: worker-0@%h; any one worker
+    when none is named); exit status 1 naming those that did not answer. Whatever jobs.backend says: the workers
+    run beat's periodic jobs on either."""
+    from celery.utils.nodenames import host_format  # Celery is imported only by processes that use it
+
+    from app.jobs import celery_of
+
+    wanted = {host_format(node) for node in nodes}
+    answered: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not (answered >= wanted if wanted else answered):
+        replies = celery_of(current_app).control.ping(destination=sorted(wanted - answered) or None, timeout=1.0)
+        answered.update(name for reply in replies for name in reply)
+    for name in sorted(answered):
+        click.echo(f"{name}: pong")
+    missing = sorted(wanted - answered) if wanted else ([] if answered else ["any worker"])
+    if missing:
+        raise click.ClickException(f"no answer within {timeout:g} s from {', '.join(missing)}")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(mfa_reset)
@@ -113,3 +140,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(prune_events)
     app.cli.add_command(prune_sessions)
     app.cli.add_command(prune_files)
+    app.cli.add_command(jobs_ping)

@@ -48,7 +48,10 @@ def connect(settings: RedisSettings) -> redis.Redis:
 
 
 def celery_broker(url: str) -> dict[str, Any]:
-    """Celery's ``broker_url`` and ``broker_transport_options`` for the app's Redis URL (kombu's own forms)."""
+    """Celery's ``broker_url`` and ``broker_transport_options`` for the app's Redis URL (kombu's own forms: it spells
+    redis-py's ``unix://PATH?db=N`` as ``redis+socket://PATH?virtual_host=N``, having no ``unix`` transport)."""
+    if url.startswith("unix://"):
+        url = "redis+socket://" + url.removeprefix("unix://").replace("db=", "virtual_host=")
     if not is_sentinel(url):
         return {"broker_url": url, "broker_transport_options": {}}
     parsed = parse_sentinel(url)

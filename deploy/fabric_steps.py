@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 import tarfile
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +29,9 @@ NOT_RELEASED = {"config_override.py", "hot_deploy.py", "fabfile.py", "deploy/__i
 EXCLUDED_NAMES = {"__pycache__", ".DS_Store"}
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 RELEASE_FORMAT = "%Y%m%dT%H%M%S.%f"  # sorts in time order; sub-second, so two deploys never collide
-PROGRAM = "api"  # the supervisor group in supervisord.ini
+PROGRAM = "api"  # the supervisor groups in supervisord.ini: the API processes, the job workers, the scheduler
+WORKERS = "worker"
+BEAT = "beat"
 q = shlex.quote
 
 
@@ -167,42 +170,80 @@ def _supervisorctl(c: Connection, command: str, **kwargs: Any) -> Any:
     return c.run(f"{current}/.venv/bin/supervisorctl -c {current}/supervisord.ini {command}", **kwargs)
 
 
+def _argument(c: Connection, process: str, option: str) -> str:
+    """The value of ``option`` in the command line of supervisor's running ``process``; DeployError when it is not
+    running."""
+    pid = _supervisorctl(c, f"pid {q(process)}", hide=True, warn=True).stdout.strip()
+    value = c.run(f"tr '\\0' '\\n' < /proc/{int(pid) if pid.isdigit() else 0}/cmdline "
+                  f"| grep -A1 -x -- {q(option)} | tail -n 1", hide=True, warn=True).stdout.strip()
+    if not pid.isdigit() or pid == "0" or not value:
+        raise DeployError(f"{process} is not running: {_supervisorctl(c, 'status', hide=True, warn=True).stdout}")
+    return value
+
+
 def _wait_healthy(c: Connection, process: str) -> None:
     """Wait until supervisor's ``process`` answers 200 on /api/health on its port (from its --port argument)."""
     current = f"{q(deploy_root())}/current"
-    pid = _supervisorctl(c, f"pid {q(process)}", hide=True, warn=True).stdout.strip()
-    port = c.run(f"tr '\\0' '\\n' < /proc/{int(pid or 0)}/cmdline | grep -A1 -x -- --port | tail -n 1",
-                 hide=True, warn=True).stdout.strip()
-    if not pid.isdigit() or pid == "0" or not port.isdigit():
-        raise DeployError(f"{process} is not running: {_supervisorctl(c, 'status', hide=True, warn=True).stdout}")
+    port = _argument(c, process, "--port")
     check = c.run(f"{current}/.venv/bin/python {current}/deploy/healthcheck.py "
-                  f"http://127.0.0.1:{port}/api/health --timeout {health_timeout()}", hide=True, warn=True)
+                  f"http://127.0.0.1:{int(port)}/api/health --timeout {health_timeout()}", hide=True, warn=True)
     if not check.ok:
         raise DeployError(f"{process} (port {port}) failed its health check: {check.stdout.strip()}")
     print(f"{c.host}: {process} healthy on port {port}: {check.stdout.strip()}")
 
 
+def _wait_answering(c: Connection, process: str) -> None:
+    """Wait until supervisor's Celery worker ``process`` answers a ping under its node name (its -n argument, such
+    as worker-0@%h), asked with the host's settings from the release (`manage.py jobs-ping`)."""
+    node = _argument(c, process, "-n")
+    ping = c.run(f"cd {q(deploy_root())}/current && .venv/bin/python manage.py jobs-ping {q(node)} "
+                 f"--timeout {health_timeout()}", hide=True, warn=True)
+    if not ping.ok:
+        raise DeployError(f"job worker {process} does not answer a ping: {(ping.stderr or ping.stdout).strip()}")
+    print(f"{c.host}: {process} answering: {ping.stdout.strip()}")
+
+
+def _wait_running(c: Connection, process: str) -> None:
+    """Wait until supervisor says RUNNING for ``process`` (up for its startsecs)."""
+    deadline = time.monotonic() + health_timeout()
+    while True:
+        status = _supervisorctl(c, f"status {q(process)}", hide=True, warn=True).stdout.strip()
+        if " RUNNING " in f"{status} ":
+            print(f"{c.host}: {process} running")
+            return
+        if time.monotonic() > deadline or not any(word in status for word in ("STARTING", "BACKOFF")):
+            raise DeployError(f"{process} is not running: {status}")
+        time.sleep(1)
+
+
 def _restart(c: Connection) -> None:
-    """Start supervisord from `current`, or apply its changed file and restart its processes one at a time."""
+    """Start supervisord from `current`, or apply its changed file and restart its processes one at a time: the
+    API processes, each healthy before the next stops; then the job workers, each stopped warm (its running tasks
+    finish first) and answering a ping before the next; then beat."""
     current = f"{q(deploy_root())}/current"
-    if _supervisorctl(c, "pid", hide=True, warn=True).ok:
-        _supervisorctl(c, "update", hide=True)  # a changed [program:api] restarts its group here
-        names = _processes(c)
-        for name in names:
-            _supervisorctl(c, f"restart {q(name)}", hide=True, warn=True)  # the health check says what matters
-            _wait_healthy(c, name)
+    running = _supervisorctl(c, "pid", hide=True, warn=True).ok
+    if running:
+        _supervisorctl(c, "update", hide=True)  # a changed [program:…] restarts its group here
     else:
         c.run(f"{current}/.venv/bin/supervisord -c {current}/supervisord.ini")
-        for name in _processes(c):
-            _wait_healthy(c, name)
+    for group, wait in ((PROGRAM, _wait_healthy), (WORKERS, _wait_answering), (BEAT, _wait_running)):
+        for name in _processes(c, group):
+            if running:
+                _supervisorctl(c, f"restart {q(name)}", hide=True, warn=True)  # the check says what matters
+            wait(c, name)
 
 
-def _processes(c: Connection) -> list[str]:
-    """The supervisor process names of the API group, e.g. api:api-0, api:api-1."""
-    status = _supervisorctl(c, f"status '{PROGRAM}:*'", hide=True, warn=True).stdout
-    names = [line.split()[0] for line in status.splitlines() if line.startswith(f"{PROGRAM}:")]
-    if not names:
-        raise DeployError(f"supervisor runs no {PROGRAM}:* processes: {status.strip()}")
+def _processes(c: Connection, group: str) -> list[str]:
+    """The supervisor process names of ``group``: api:api-0, api:api-1, or beat for a program of one process named
+    as its group. Only the API must exist: a release from before the job workers has no worker or beat group
+    (after `update`, supervisor runs what its file says)."""
+    status = _supervisorctl(c, f"status '{group}:*'", hide=True, warn=True).stdout
+    names = [line.split()[0] for line in status.splitlines()
+             if line.startswith(f"{group}:") or line.split()[:1] == [group]]
+    if not names and group != PROGRAM and "no such group" in status:
+        print(f"{c.host}: no {group} programs in this release's supervisord.ini")
+    elif not names:
+        raise DeployError(f"supervisor runs no {group}:* processes: {status.strip()}")
     return names
 
 

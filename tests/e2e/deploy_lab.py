@@ -1,7 +1,7 @@
 """Deploy targets for the fabfile tests: hosts with their own network and their own disk, reached over real SSH.
 
 Each host is a network namespace (its own 10.200.x.2 address over a veth pair, its own loopback, so both run
-supervisor on ports 5000/5001) with an sshd started inside a mount namespace in which the host's directory is
+supervisor on ports 5000/5001) with its own host name and an sshd started inside a mount namespace in which the host's directory is
 bound over the common deploy root: fab sees the same DEPLOY_ROOT on every host, as on real servers, and each
 writes only its own directory. The hosts share what real hosts share: one database (an SQLite file outside the
 deploy root) and one Redis (a private redis-server on a unix socket, which crosses network namespaces).
@@ -111,10 +111,12 @@ class DeployLab:
             f"AuthorizedKeysFile {self.tmp / 'authorized_keys'}", f"PidFile {self.tmp / f'sshd-{index}.pid'}",
             "PermitRootLogin prohibit-password", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
             "UsePAM no", "StrictModes no", "Subsystem sftp internal-sftp", "")))
-        script = (f"mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd && mount --bind {host.disk} {self.root} "
-                  f"&& exec /usr/sbin/sshd -D -e -f {config}")
+        # Its own host name too (a UTS namespace): Celery names each host's worker worker-0@<host name>.
+        script = (f"hostname {host.name} && mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd "
+                  f"&& mount --bind {host.disk} {self.root} && exec /usr/sbin/sshd -D -e -f {config}")
         with (self.tmp / f"sshd-{index}.log").open("wb") as log:
-            host.sshd = subprocess.Popen(["ip", "netns", "exec", host.name, "unshare", "-m", "sh", "-c", script],
+            host.sshd = subprocess.Popen(["ip", "netns", "exec", host.name, "unshare", "-m", "-u", "sh", "-c",
+                                          script],
                                          stdout=log, stderr=subprocess.STDOUT)
 
         def listening() -> bool:

@@ -58,8 +58,16 @@ def serving(lab: DeployLab, version: str, hosts: list[Host] | None = None) -> bo
     return all(lab.version(h, port).startswith(version) for h in hosts or lab.hosts for port in PORTS)
 
 
+def workers_back(host: Host, out: str, after: str) -> None:
+    """fab restarted ``host``'s job worker after the API, its own worker answered a ping, and beat runs."""
+    answering = f"{host.address}: worker:worker-0 answering: worker-0@{host.name}: pong"
+    assert out.index(after) < out.index(answering) < out.index(f"{host.address}: beat running"), out
+
+
 def test_the_first_deploy_installs_one_release_everywhere_and_migrates_once(lab):
     assert lab.first_deploy.stdout.count("migrating the database") == 1  # the hosts share it
+    for host in lab.hosts:  # supervisord started: the API, then its worker answering, then beat
+        workers_back(host, lab.first_deploy.stdout, after=f"{host.address}: api:api-1 healthy")
     names = {h.address: h.current() for h in lab.hosts}
     first = names[lab.hosts[0].address]
     assert set(names.values()) == {first}  # one release name for the whole run
@@ -81,6 +89,7 @@ def test_deploy_to_every_host_then_roll_back(lab):
     assert out.count("migrating the database") == 1
     for host in lab.hosts:  # one process at a time, each healthy before the next restarts
         assert out.index(f"{host.address}: api:api-0 healthy") < out.index(f"{host.address}: api:api-1 healthy")
+        workers_back(host, out, after=f"{host.address}: api:api-1 healthy")
         assert len(list((host.disk / "venvs").iterdir())) == 1  # requirements unchanged: venv reused
     release2 = lab.hosts[0].current()
     assert release2 > before[0] and all(h.current() == release2 for h in lab.hosts)
@@ -90,8 +99,10 @@ def test_deploy_to_every_host_then_roll_back(lab):
     for host in lab.hosts:
         assert f"{host.address}: * {release2}" in listing and f"{host.address}:   {before[0]}" in listing
 
-    lab.fab(source, "rollback")
+    back = lab.fab(source, "rollback").stdout
     assert all(h.current() == before[0] for h in lab.hosts)
+    for host in lab.hosts:
+        workers_back(host, back, after=f"{host.address}: api:api-1 healthy")
     assert not serving(lab, v2)
     first = lab.hosts[0]
     lab.fab(source, "rollback", "--release", release2, hosts=[first])  # a named release, on one host

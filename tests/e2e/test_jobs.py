@@ -5,48 +5,21 @@ A mail accepted by the API reaches the SMTP server exactly once, whatever happen
 
 from __future__ import annotations
 
-import asyncio
 import email
 import time
 from collections import Counter
 
 import pytest
-import redis
 from aiosmtpd.controller import Controller
 
 from app.extensions import db
 from app.services.users import create_user
-from tests.fixtures.mail import Inbox
+from tests.fixtures.celery_workers import broker_idle
+from tests.fixtures.mail import GatedInbox, Inbox, recipients
 from tests.support import deep_merge, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 pytest_plugins = ["tests.fixtures.celery_workers"]
-
-
-class GatedInbox(Inbox):
-    """An SMTP server that holds every RCPT until the gate opens: a mail task stuck in the middle of its send."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.held = 0
-        self.gate = asyncio.Event()
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # aiosmtpd's hook
-        self.held += 1
-        await self.gate.wait()
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-
-def recipients(inbox: Inbox) -> Counter:
-    return Counter(address for message in inbox.messages for address in message.rcpt_tos)
-
-
-def broker_idle(settings: dict) -> bool:
-    """Nothing waits in the queue and no worker holds an unacknowledged task."""
-    client = redis.Redis.from_url(settings["redis"]["url"])
-    prefix = settings["redis"]["prefix"]
-    return client.llen(f"{prefix}{prefix}jobs") == 0 and client.hlen(f"{prefix}unacked") == 0
 
 
 def test_a_worker_killed_in_the_middle_of_a_mail_leaves_it_to_the_next_who_sends_it_once(

@@ -1,4 +1,5 @@
-"""supervisord.ini: supervisord runs every API process on its port, restarts a killed one, shuts them down.
+"""supervisord.ini: supervisord runs every API process on its port, restarts a killed one, shuts them down; its
+Celery worker runs what the API enqueues (jobs.backend = celery, on the real Redis) and a restart lets it finish.
 
 The real file uses ports 5000/5001 and the project's instance/, which a developer's own supervisord may be
 using, so each test renders a copy into its tmp_path with only the instance directory, the interpreter and the
@@ -23,10 +24,13 @@ from pathlib import Path
 
 import pytest
 import requests
+from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, text
 
 from tests.fixtures.accounts import PASSWORD
-from tests.support import PROJECT_DIR, process_alive, wait_until
+from tests.fixtures.celery_workers import broker_idle
+from tests.fixtures.mail import GatedInbox, recipients
+from tests.support import PROJECT_DIR, free_port, process_alive, wait_until
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -70,7 +74,7 @@ class Supervisor:
 
     def all_running(self) -> bool:
         status = self.ctl("status")
-        return status.returncode == 0 and status.stdout.count("RUNNING") == 2
+        return status.returncode == 0 and status.stdout.count("RUNNING") == 4  # api-0, api-1, worker-0, beat
 
     def pid(self, name: str) -> int:
         return int(self.ctl("pid", name).stdout.strip() or 0)
@@ -85,7 +89,18 @@ def port_open(port: int) -> bool:
 
 
 @pytest.fixture
-def supervisor(server_env, real_redis_settings, tmp_path) -> Iterator[Supervisor]:
+def gated_smtp() -> Iterator[tuple[Controller, GatedInbox]]:
+    """An SMTP server whose gate is open until a test closes it."""
+    inbox = GatedInbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    controller.loop.call_soon_threadsafe(inbox.gate.set)
+    yield controller, inbox
+    controller.stop()
+
+
+@pytest.fixture
+def supervisor(server_env, real_redis_settings, gated_smtp, tmp_path) -> Iterator[Supervisor]:
     """supervisord started from the rendered file; shut down afterwards (the test may have done so already)."""
     instance = tmp_path / "instance"
     (instance / "logs").mkdir(parents=True)
@@ -94,7 +109,8 @@ def supervisor(server_env, real_redis_settings, tmp_path) -> Iterator[Supervisor
     config.write_text(render(instance, prefix))
     # As in production: migrations run once before the processes start, not in each of them.
     env = {**server_env, "REDIS_URL": real_redis_settings["redis"]["url"], "APP_DATABASE__AUTO_MIGRATE": "false",
-           "APP_SMS__GATEWAY": "file", "APP_SMS__DAILY_CAP_PER_IP": "100000"}
+           "APP_SMS__GATEWAY": "file", "APP_SMS__DAILY_CAP_PER_IP": "100000", "APP_JOBS__BACKEND": "celery",
+           "APP_MAIL__SERVER": "127.0.0.1", "APP_MAIL__PORT": str(gated_smtp[0].port), "APP_MAIL__SUPPRESS": "false"}
     subprocess.run([sys.executable, "manage.py", "db", "upgrade"], cwd=PROJECT_DIR, env=env, check=True,
                    capture_output=True, timeout=60)
     subprocess.run([str(BIN / "supervisord"), "-c", str(config)], env=env, check=True, timeout=30)
@@ -128,7 +144,7 @@ def test_supervisord_runs_every_process_restarts_a_killed_one_and_shutdown_stops
                timeout=5)  # back and serving within 5 s
     print(f"killed process serving again after {time.monotonic() - killed_at:.2f} s")
 
-    pids = [supervisor.pid("api:api-0"), supervisor.pid("api:api-1")]
+    pids = [supervisor.pid(name) for name in ("api:api-0", "api:api-1", "worker:worker-0", "beat")]
     supervisord = int(supervisor.ctl("pid").stdout)
     assert supervisor.ctl("shutdown").returncode == 0
     wait_until(lambda: not any(process_alive(pid) for pid in [supervisord, *pids]), timeout=40)
@@ -200,3 +216,38 @@ def test_a_process_killed_under_load_comes_back_and_no_answered_registration_is_
     finally:
         engine.dispose()
     assert set(registered) <= stored, sorted(set(registered) - stored)
+
+
+def test_a_mail_the_api_accepts_is_sent_by_the_worker_even_across_a_worker_restart(supervisor, gated_smtp):
+    """The worker is inside the SMTP conversation when `supervisorctl restart 'worker:*'` stops it: the warm shutdown
+    lets the send finish (one RCPT, one mail), and the new worker answers a ping."""
+    controller, inbox = gated_smtp
+    env = supervisor.env
+    subprocess.run([sys.executable, "manage.py", "create-admin", "--phone", "+8613800138000", "--nickname", "me",
+                    "--email", "me@example.com", "--password", PASSWORD], cwd=PROJECT_DIR, env=env, check=True,
+                   capture_output=True, timeout=60)
+    controller.loop.call_soon_threadsafe(inbox.gate.clear)
+    wait_until(lambda: supervisor.live(supervisor.ports[0]), timeout=20)
+    answer = requests.post(f"http://127.0.0.1:{supervisor.ports[0]}/api/auth/password/forgot", timeout=10,
+                           json={"email": "me@example.com"}, headers={"X-Request-ID": "supervised-mail"})
+    assert answer.status_code == 200, answer.text
+    wait_until(lambda: inbox.held, timeout=30)  # the supervised worker took the task and is sending
+
+    old = supervisor.pid("worker:worker-0")
+    restart = threading.Thread(target=lambda: supervisor.ctl("restart", "worker:*"))
+    restart.start()
+    wait_until(lambda: "STOPPING" in supervisor.ctl("status", "worker:*").stdout, timeout=10)
+    time.sleep(1)  # it stays in its warm shutdown while the task runs
+    assert process_alive(old) and inbox.messages == []
+    controller.loop.call_soon_threadsafe(inbox.gate.set)
+    restart.join(90)
+    assert not restart.is_alive() and supervisor.pid("worker:worker-0") not in (0, old)
+
+    assert (len(inbox.messages), inbox.held) == (1, 1)  # finished by the old worker, not sent again by the new
+    assert recipients(inbox) == {"me@example.com": 1}
+    settings = {"redis": {"url": env["REDIS_URL"], "prefix": env["APP_REDIS__PREFIX"]}}
+    wait_until(lambda: broker_idle(settings), timeout=10)
+    ping = subprocess.run([sys.executable, "manage.py", "jobs-ping", "worker-0@%h", "--timeout", "20"],
+                          cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=60)
+    assert ping.returncode == 0 and "worker-0@" in ping.stdout, ping.stdout + ping.stderr
+    assert "supervised-mail" in Path(env["APP_LOG__FILE"]).read_text()  # the request id travelled with the task
