@@ -33,7 +33,7 @@ def __getattr__(name: str) -> Any:
     """``app.celery``: the Celery app that ``celery -A app worker`` and ``celery -A app beat`` run, with a Flask app
     of the current settings (made on first use, so that importing ``app`` does not import Celery)."""
     if name == "celery":
-        from app.jobs import celery_of
+        from app.jobs import celery_of  # here, not at the top: only worker and beat processes need Celery
 
         return celery_of(create_app())
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -61,6 +61,10 @@ def create_app(
     mail.init_app(app)
     redis_store.init_app(app)
     tasks.init_app(app)
+    if settings.jobs.backend == "celery":
+        from app.jobs import enqueue  # here, not at the top: processes on the thread backend never import Celery
+
+        app.extensions["enqueue"] = enqueue
     create_api(app, extra_namespaces)
     app.register_error_handler(Exception, error_response)
     metrics.init_app(app)

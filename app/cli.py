@@ -116,9 +116,9 @@ def jobs_ping(nodes: tuple[str, ...], timeout: float) -> None:
     """Wait until the Celery workers NODES answer a ping (names as their -n gives them: worker-0@%h; any one worker
     when none is named); exit status 1 naming those that did not answer. Whatever jobs.backend says: the workers
     run beat's periodic jobs on either."""
-    from celery.utils.nodenames import host_format  # Celery is imported only by processes that use it
+    from celery.utils.nodenames import host_format  # here, not at the top: only this command needs Celery
 
-    from app.jobs import celery_of
+    from app.jobs import celery_of  # and this module imports Celery
 
     wanted = {host_format(node) for node in nodes}
     answered: set[str] = set()

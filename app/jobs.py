@@ -23,6 +23,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from app import periodic
 from app.config import PROJECT_DIR, settings_of
 from app.errors import ServiceUnavailable
+from app.redis_urls import celery_broker
 from app.tasks import attempt, backoff, registry
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,6 @@ def enqueue(app: Flask, name: str, request_id: str | None, args: list, kwargs: d
 
 
 def _broker_settings(app: Flask) -> dict[str, Any]:
-    from app.redis_urls import celery_broker
-
     settings = settings_of(app)
     visibility = settings.jobs.visibility_timeout
     broker = celery_broker(settings.redis.url)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from app.services import file_cleanup, security_events, sessions
 from app.tasks import async_task
 
 log = logging.getLogger(__name__)
@@ -15,9 +16,7 @@ log = logging.getLogger(__name__)
 @async_task
 def prune_sessions() -> int:
     """Drop session-index entries whose session has expired."""
-    from app.services.sessions import prune_session_index
-
-    removed = prune_session_index()
+    removed = sessions.prune_session_index()
     log.info("pruned %d expired session-index entries", removed)
     return removed
 
@@ -25,9 +24,7 @@ def prune_sessions() -> int:
 @async_task
 def prune_events() -> int:
     """Delete security events older than auth.events_ttl_days."""
-    from app.services.security_events import prune
-
-    removed = prune()
+    removed = security_events.prune()
     log.info("pruned %d old security events", removed)
     return removed
 
@@ -35,8 +32,6 @@ def prune_events() -> int:
 @async_task
 def prune_files() -> dict:
     """Delete stored bytes no row names (past a grace period) and rows whose bytes are gone."""
-    from app.services.file_cleanup import prune_files as prune
-
-    report = prune()
+    report = file_cleanup.prune_files()
     log.info("pruned files: %s", report)
     return report

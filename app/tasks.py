@@ -60,9 +60,8 @@ def async_task(func: Callable[..., Any]) -> AsyncTask:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         arguments = as_json(name, args, kwargs)
         request_id = current_request_id()
-        if settings_of(app).jobs.backend == "celery":
-            from app.jobs import enqueue  # Celery is imported only by processes that use it
-
+        enqueue = app.extensions.get("enqueue")  # the Celery backend's (app/jobs.py), set by create_app
+        if enqueue is not None:
             return enqueue(app, name, request_id, *arguments)
         return tasks.pool.submit(lambda: _run_here(app, name, request_id, *arguments))
 

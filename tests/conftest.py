@@ -19,4 +19,5 @@ pytest_plugins = [
     "tests.fixtures.mail",
     "tests.fixtures.swagger_ui",
     "tests.fixtures.relays",
+    "tests.fixtures.celery_workers",
 ]

@@ -36,7 +36,7 @@ def _redis_ok() -> bool:
 def _jobs_status() -> str:
     if settings_of(current_app).jobs.backend != "celery":
         return "thread"
-    from app.jobs import jobs_status  # Celery is imported only by processes that use it
+    from app.jobs import jobs_status  # here, not at the top: Celery is imported only by processes that use it
 
     return jobs_status(current_app)
 

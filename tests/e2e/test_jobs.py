@@ -19,7 +19,6 @@ from tests.fixtures.mail import GatedInbox, Inbox, recipients
 from tests.support import deep_merge, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
-pytest_plugins = ["tests.fixtures.celery_workers"]
 
 
 def test_a_worker_killed_in_the_middle_of_a_mail_leaves_it_to_the_next_who_sends_it_once(
