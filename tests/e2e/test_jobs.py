@@ -97,11 +97,11 @@ def test_health_reports_whether_a_worker_answers(make_app, jobs_settings, celery
     wait_until(lambda: client.get("/api/health").get_json()["data"]["jobs"] == "ok", timeout=15, interval=0.5)
 
 
-def test_the_periodic_jobs_run_on_a_worker(make_app, jobs_settings, celery_worker):
+def test_the_periodic_jobs_run_on_a_forking_worker_and_log_there(make_app, jobs_settings, celery_worker):
     from app.jobs import PERIODIC, celery_of
 
     app = make_app(jobs_settings)
-    worker = celery_worker(jobs_settings, app)
+    worker = celery_worker(jobs_settings, app, pool="prefork")  # a forked child logs through its own writer thread
     with app.app_context():
         schedule = celery_of(app).conf.beat_schedule
         assert {entry["task"] for entry in schedule.values()} == set(PERIODIC)
