@@ -4,14 +4,16 @@
 text part included, as the SMS console gateway does; the development default, so that registering with an
 email and resetting a password by email work without an SMTP server).
 
-A mail is a task (@async_task) that may run more than once: retried after a temporary SMTP failure, or run again
-by another worker after one died mid-task. Each mail has an id; once the SMTP server has accepted it, the id is
-kept in Redis and a later run sends nothing. (A worker that dies between the server's "250 OK" and that write
-sends it twice: the window is one Redis call wide.)
+A letter waits for its worker sealed under SECRET_KEY (app/services/sealing.py): the reset codes in it cannot be
+read from Redis. A mail is a task (@async_task) that may run more than once: retried after a temporary SMTP
+failure, or run again by another worker after one died mid-task. Each mail has an id; once the SMTP server has
+accepted it, the id is kept in Redis and a later run sends nothing. (A worker that dies between the server's
+"250 OK" and that write sends it twice: the window is one Redis call wide.)
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import smtplib
 import uuid
@@ -22,11 +24,13 @@ from flask import current_app, render_template
 
 from app.config import configs
 from app.extensions import redis_store
+from app.services.sealing import seal, unseal
 from app.tasks import TemporaryError, async_task
 
 log = logging.getLogger(__name__)
 
 SENT_TTL = 7 * 24 * 3600  # seconds a sent mail's id is kept: longer than any retry schedule
+SEALED_AS = "mail"  # the purpose whose key seals a letter while it waits in the job queue
 
 
 class _Connection(flask_mail.Connection):
@@ -77,8 +81,9 @@ def _send(message: flask_mail.Message) -> None:
 
 
 @async_task
-def deliver(letter: dict[str, Any]) -> None:
-    """Send ``letter`` (``{"id", "to", "subject", "text", "html"}``) unless it was sent already."""
+def deliver(sealed: str) -> None:
+    """Send the sealed letter (``{"id", "to", "subject", "text", "html"}``) unless it was sent already."""
+    letter = json.loads(unseal(SEALED_AS, sealed))
     if configs.mail.backend == "console":
         log.info("mail to %s: %s\n%s", ", ".join(letter["to"]), letter["subject"], letter["text"])
         return
@@ -101,10 +106,11 @@ def deliver(letter: dict[str, Any]) -> None:
 def send_email(to: str | list[str], subject: str, template: str, **context: Any) -> Any:
     """Render ``email/<template>.txt`` and ``.html`` with ``context`` and send them; returns the task's handle."""
     context = {"app_name": configs.app.name, **context}
-    return deliver({
+    letter = {
         "id": uuid.uuid4().hex,
         "to": [to] if isinstance(to, str) else list(to),
         "subject": f"[{configs.app.name}] {subject}",
         "text": render_template(f"email/{template}.txt", **context),
         "html": render_template(f"email/{template}.html", **context),
-    })
+    }
+    return deliver(seal(SEALED_AS, json.dumps(letter)))  # a reset code waiting in Redis is not readable there

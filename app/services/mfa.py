@@ -16,19 +16,14 @@ a password alone then cannot buy unlimited guesses through new tickets.
 
 from __future__ import annotations
 
-import base64
 import io
 import secrets
 import time
-from functools import lru_cache
 
 import pyotp
 import segno
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from cryptography.fernet import Fernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import delete, func, select
 
 from app.config import configs
@@ -38,6 +33,7 @@ from app.models import RecoveryCode, User
 from app.services import security_events, sessions
 from app.services.login_limits import clear_login_failures, reserve_password_check
 from app.services.mail import send_email
+from app.services.sealing import seal, unseal
 
 STEP, DIGITS, DRIFT = 30, 6, 1  # seconds per code, digits, steps accepted either side
 ENROLMENT_TTL = 600  # seconds to confirm a started enrolment
@@ -53,18 +49,12 @@ return 1
 """
 
 
-@lru_cache(maxsize=4)
-def _box(secret_key: str) -> Fernet:
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"totp-secret").derive(secret_key.encode())
-    return Fernet(base64.urlsafe_b64encode(key))
-
-
 def _encrypt(secret: str) -> str:
-    return _box(configs.app.secret_key).encrypt(secret.encode()).decode()
+    return seal("totp-secret", secret)
 
 
 def _decrypt(token: str) -> str:
-    return _box(configs.app.secret_key).decrypt(token.encode()).decode()
+    return unseal("totp-secret", token)
 
 
 def _key(*parts: str) -> str:

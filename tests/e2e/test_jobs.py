@@ -10,6 +10,7 @@ import time
 from collections import Counter
 
 import pytest
+import redis
 from aiosmtpd.controller import Controller
 
 from app.extensions import db
@@ -139,3 +140,16 @@ def test_a_worker_follows_the_sentinels_master_through_a_failover(make_app, test
                timeout=15, interval=0.5)
     wait_until(lambda: len(inbox.messages) >= 2, timeout=60, interval=0.2)
     assert worker.process.poll() is None
+
+
+def test_a_mail_waiting_in_the_queue_cannot_be_read_there(make_app, jobs_settings):
+    """The reset code in a letter is sealed under SECRET_KEY while it waits in Redis for a worker."""
+    app = make_app(jobs_settings)
+    with app.app_context():
+        create_user("+8613800138000", "correct horse battery", "小明", "me@example.com")
+        db.session.remove()
+    assert app.test_client().post("/api/auth/password/forgot", json={"email": "me@example.com"}).status_code == 200
+    prefix = jobs_settings["redis"]["prefix"]
+    [queued] = redis.Redis.from_url(jobs_settings["redis"]["url"]).lrange(f"{prefix}{prefix}jobs", 0, -1)
+    assert b"app.services.mail.deliver" in queued
+    assert b"me@example.com" not in queued and b"reset" not in queued.lower()
