@@ -20,7 +20,7 @@ from sqlalchemy import event
 from app import auth
 from app.decorators import login_check
 from app.extensions import db
-from app.services import sessions
+from app.services import session_scripts, sessions
 from tests.fixtures.accounts import PASSWORD, bearer, login
 from tests.support import deep_merge
 
@@ -213,7 +213,7 @@ def test_with_a_replica_a_login_waits_for_it_on_the_connection_that_wrote(make_a
                                                                           sentinel_group):
     app = make_app(deep_merge(accounts_settings, {"redis": {"url": sentinel_group.url}}))
     client = _user_and_client(app, "+8613800138005")
-    app.extensions["redis"].script_load(sessions._OPEN)
+    app.extensions["redis"].script_load(session_scripts.OPEN)
     with counting(app) as (round_trips, _statements):
         token = login(client, "+8613800138005")["token"]
     wait = round_trips.index("WAIT")  # after the session script and ROLE, sent in one write
