@@ -24,7 +24,7 @@ from tests.fixtures.accounts import signed_in
 from tests.fixtures.databases import fresh_database
 from tests.support import PROJECT_DIR, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.own_services]  # PostgreSQL and MariaDB, on every run
 
 SERVERS = {
     "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
