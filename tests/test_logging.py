@@ -123,9 +123,9 @@ def test_a_failing_task_is_logged_with_its_request_id(make_app, tmp_path):
     app = make_app({"log": {"file": str(logfile)}}, extra_namespaces=[PROBE])
     response = app.test_client().post("/api/probe/task?fail=1", headers={"X-Request-ID": "task-7"})
     assert response.status_code == 200
-    wait_until(lambda: "task _slow_task failed" in flushed(logfile), timeout=10)
+    wait_until(lambda: "task probe_api._slow_task failed" in flushed(logfile), timeout=10)
     text = flushed(logfile)
-    assert "[task-7] task _slow_task failed" in text
+    assert "[task-7] task probe_api._slow_task failed" in text
     assert "ValueError: the probe task failed on purpose" in text
 
 
