@@ -187,6 +187,16 @@ def test_a_failed_commit_leaves_no_bytes(app, client, tokens):
     assert stored_files(app) == []
 
 
+def test_a_row_whose_bytes_are_gone_is_a_404_in_the_envelope(app, client, tokens):
+    """A commit whose answer was lost keeps the bytes; if they go anyway (a disk lost), the download says so."""
+    file_id = upload(client, tokens["owner"]).get_json()["data"]["id"]
+    [stored] = stored_files(app)
+    stored.unlink()
+    response = client.get(f"/api/files/{file_id}/content", headers=bearer(tokens["owner"]))
+    assert (response.status_code, response.get_json()["status"]) == (404, "NOT_FOUND")
+    assert response.get_json()["message"] == "This file's content is missing."
+
+
 def test_upload_token_without_qiniu_keys_is_501(client, tokens):
     response = client.get("/api/files/upload-token?filename=a.png", headers=bearer(tokens["owner"]))
     assert (response.status_code, response.get_json()["status"]) == (501, "STORAGE_NOT_CONFIGURED")
