@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
@@ -119,25 +120,36 @@ def _run_task(self: Task, request_id: str | None, args: list, kwargs: dict[str, 
 
 
 
-def jobs_status(app: Flask) -> str:
-    """``"ok"`` when a Celery worker answered a ping within half a second, else ``"down"``.
+def jobs_status(app: Flask) -> Callable[[], str]:
+    """Start finding out whether a Celery worker answers; returns the function that gives the answer: ``"ok"`` when
+    one answered a ping within half a second, else ``"down"``.
 
-    The answer is kept for 10 s per process, and one thread at a time pings: the others meanwhile get the last
-    answer, so a health check never waits for more than one ping, and probes that call it often add no load.
+    The ping runs on a thread of its own, beside the health check's database and Redis checks (a hung database and
+    no worker still answer within 2 s). The answer is kept for 10 s per process, and one thread at a time pings:
+    the others meanwhile get the last answer, so probes that call the health check often add no load.
     """
-    now = time.monotonic()
     checked_at, status = app.extensions.get("jobs_ping", (-PING_CACHE_SECONDS, "down"))
-    if now - checked_at < PING_CACHE_SECONDS or not _pinging.acquire(blocking=False):
-        return status
+    if time.monotonic() - checked_at < PING_CACHE_SECONDS or not _pinging.acquire(blocking=False):
+        return lambda: status
+    pinger = threading.Thread(target=_ping, args=(app,), name="jobs-ping", daemon=True)
+    pinger.start()
+
+    def answer() -> str:
+        pinger.join()
+        return str(app.extensions["jobs_ping"][1])
+
+    return answer
+
+
+def _ping(app: Flask) -> None:
+    status = "down"
     try:
         status = "ok" if celery_of(app).control.ping(timeout=0.5, limit=1) else "down"
     except Exception as exc:  # the broker itself is down: the redis check says so
         log.warning("health: job workers unreachable: %s", exc)
-        status = "down"
     finally:
+        app.extensions["jobs_ping"] = (time.monotonic(), status)
         _pinging.release()
-    app.extensions["jobs_ping"] = (time.monotonic(), status)
-    return status
 
 
 _pinging = threading.Lock()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from flask import current_app
 from sqlalchemy import text
@@ -33,12 +34,13 @@ def _redis_ok() -> bool:
         return False
 
 
-def _jobs_status() -> str:
+def _jobs_status() -> Callable[[], str]:
+    """The job system's answer, to be read once the other checks are done (a worker ping runs beside them)."""
     if settings_of(current_app).jobs.backend != "celery":
-        return "thread"
+        return lambda: "thread"
     from app.jobs import jobs_status  # here, not at the top: Celery is imported only by processes that use it
 
-    return jobs_status(current_app)
+    return jobs_status(current_app._get_current_object())  # type: ignore[attr-defined]  # the ping's thread has no context
 
 
 def check_readiness() -> dict[str, str]:
@@ -47,10 +49,11 @@ def check_readiness() -> dict[str, str]:
     Job workers being down does not make this process unready: requests still work, and what they enqueue waits
     in Redis for a worker. ``jobs`` says so for monitoring.
     """
+    jobs = _jobs_status()
     report = {
         "database": "ok" if _database_ok() else "down",
         "redis": "ok" if _redis_ok() else "down",
-        "jobs": _jobs_status(),
+        "jobs": jobs(),
         "version": __version__,
     }
     down = [name for name in ("database", "redis") if report[name] != "ok"]
