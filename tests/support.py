@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -34,6 +36,15 @@ def deep_merge(base: dict, update: Mapping) -> dict:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def run_manage(*args: str, env: Mapping[str, str], stdin: str = "") -> subprocess.CompletedProcess:
+    """`python manage.py ARGS` in the project with the testing settings (memory:// Redis unless ``env`` says
+    otherwise) plus ``env``, none of the caller's own APP_* variables; output captured as text."""
+    base = {**{k: v for k, v in os.environ.items() if not k.startswith("APP_")}, "APP_ENV": "testing",
+            "SECRET_KEY": SECRET, "REDIS_URL": "memory://"}
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT_DIR, env={**base, **env}, input=stdin,
+                          capture_output=True, text=True, timeout=60)
 
 
 def free_port() -> int:

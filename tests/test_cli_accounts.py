@@ -12,18 +12,17 @@ import pytest
 from app.extensions import db
 from app.models import RecoveryCode, SecurityEvent, User
 from tests.fixtures.accounts import bearer, enable_totp, login
-from tests.support import PROJECT_DIR, SECRET
+from tests.support import PROJECT_DIR, SECRET, run_manage
 
 PHONE = "+8613800138000"
 
 
 def manage(database_url: str, *args: str, redis: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APP_")}, "APP_ENV": "testing",
-           "SECRET_KEY": SECRET, "REDIS_URL": "memory://", "DATABASE_URL": database_url}
+    """`python manage.py ARGS` on this test's database, and on its Redis namespace when given (else memory://)."""
+    env = {"DATABASE_URL": database_url}
     if redis:
         env.update({"REDIS_URL": redis["url"], "APP_REDIS__PREFIX": redis["prefix"]})
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT_DIR, env=env, capture_output=True,
-                          text=True, timeout=60)
+    return run_manage(*args, env=env)
 
 
 OTHER = "+8613900139000"

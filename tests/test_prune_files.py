@@ -8,7 +8,6 @@ import io
 import logging
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from app.models import File
 from app.services.file_cleanup import prune_files
 from app.services.storage import LocalStorage
 from tests.fixtures.accounts import bearer, login
-from tests.support import PROJECT_DIR, SECRET
+from tests.support import run_manage
 
 OWNER = "+8613800138000"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -138,12 +137,9 @@ def test_a_dry_run_counts_and_deletes_nothing(app, client, token):
 
 
 def manage(test_settings: dict, *args: str) -> subprocess.CompletedProcess:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APP_")}, "APP_ENV": "testing",
-           "SECRET_KEY": SECRET, "REDIS_URL": "memory://", "DATABASE_URL": test_settings["database"]["url"],
-           "APP_FILES__LOCAL_DIR": test_settings["files"]["local_dir"],
-           "APP_LOG__FILE": test_settings["log"]["file"]}
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT_DIR, env=env, capture_output=True,
-                          text=True, timeout=60)
+    return run_manage(*args, env={"DATABASE_URL": test_settings["database"]["url"],
+                                  "APP_FILES__LOCAL_DIR": test_settings["files"]["local_dir"],
+                                  "APP_LOG__FILE": test_settings["log"]["file"]})
 
 
 def test_the_command_prints_counts_and_honours_grace_and_dry_run(app, client, token, test_settings):

@@ -3,9 +3,7 @@ of expired sessions from their users' sets, never a live one, also while users l
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 
 import pytest
@@ -13,19 +11,17 @@ import pytest
 from app.extensions import redis_store
 from app.services.sessions import prune_session_index
 from tests.fixtures.accounts import bearer, login
-from tests.support import PROJECT_DIR, SECRET, deep_merge, wait_until
+from tests.support import deep_merge, run_manage, wait_until
 
 PHONES = [f"+86138001380{n:02d}" for n in range(4)]
 
 
 def manage(database_url: str, *args: str, redis: dict | None = None) -> subprocess.CompletedProcess:
     """`python manage.py ARGS` on this test's database, and on its Redis namespace when given (else memory://)."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APP_")}, "APP_ENV": "testing",
-           "SECRET_KEY": SECRET, "REDIS_URL": "memory://", "DATABASE_URL": database_url}
+    env = {"DATABASE_URL": database_url}
     if redis:
         env.update({"REDIS_URL": redis["url"], "APP_REDIS__PREFIX": redis["prefix"]})
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT_DIR, env=env, capture_output=True,
-                          text=True, timeout=60)
+    return run_manage(*args, env=env)
 
 
 def index(app, user_id: int) -> set[str]:
