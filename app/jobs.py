@@ -118,8 +118,6 @@ def _run_task(self: Task, request_id: str | None, args: list, kwargs: dict[str, 
         raise Reject(refused.reason, requeue=True) from None  # back to the queue, or left unacknowledged
 
 
-
-
 def jobs_status(app: Flask) -> Callable[[], str]:
     """Start finding out whether a Celery worker answers; returns the function that gives the answer: ``"ok"`` when
     one answered a ping within half a second, else ``"down"``.
