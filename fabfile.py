@@ -1,132 +1,83 @@
-"""Build and release with Fabric 3: `fab build [--wheels]`, `fab deploy`, `fab rollback [--release R]`, `fab releases`.
+"""Build and release with Fabric 3: `fab build`, `fab deploy`, `fab rollback`, `fab releases`, `fab learn-host-keys`.
 
-Hosts: `fab -H web1,deploy@web2:2222 deploy`, or DEPLOY_HOSTS=web1,web2 in the environment (-H wins); an SSH
-key with `-i KEY`, ssh-agent or ~/.ssh/config. No password is read or kept here. Settings, from the environment:
+Hosts: `fab -H web1,app@web2:2222 deploy`, or DEPLOY_HOSTS=web1,web2 in the environment (-H wins); an SSH key
+with `-i KEY`, ssh-agent or ~/.ssh/config. No password is read or kept here. A host's key must be in
+DEPLOY_KNOWN_HOSTS: `fab learn-host-keys` records it after you compared its fingerprint. Settings, from the
+environment:
 
-    DEPLOY_HOSTS           comma-separated hosts, [user@]host[:port]
-    DEPLOY_USER            SSH user for DEPLOY_HOSTS entries that name none (default: yours, or ~/.ssh/config's)
-    DEPLOY_ROOT            where releases live on each host (default /srv/flask-restx-starter)
-    DEPLOY_KEEP            releases kept per host (default 5)
-    DEPLOY_PYTHON          interpreter that makes the hosts' virtual environments (default python3)
-    DEPLOY_HEALTH_TIMEOUT  seconds a restarted process has to answer 200 on /api/health (default 30)
-    BUILD_DIR              where `fab build` writes and `fab deploy` takes the newest build from (default dist/)
+    DEPLOY_HOSTS            comma-separated hosts, [user@]host[:port]
+    DEPLOY_USER             SSH user for DEPLOY_HOSTS entries that name none (default: yours, or ~/.ssh/config's)
+    DEPLOY_ROOT             where releases live on each host (default /srv/flask-restx-starter)
+    DEPLOY_KEEP             releases, virtual environments and local builds kept (default 5, at least 2)
+    DEPLOY_PYTHON           interpreter that makes the hosts' virtual environments (default python3; 3.11+)
+    DEPLOY_HEALTH_TIMEOUT   seconds a restarted process has to answer 200 on /api/health (default 30)
+    DEPLOY_CONNECT_TIMEOUT  seconds to reach a host: connect, SSH banner, login (default 10; -t wins)
+    DEPLOY_KNOWN_HOSTS      the known_hosts file host keys are checked against (default ~/.ssh/known_hosts)
+    DEPLOY_MIN_FREE_MB      free space a host needs under DEPLOY_ROOT (default 1024)
+    BUILD_DIR               where builds are written and taken from (default dist/)
 
-`fab deploy` goes through the hosts one at a time. On each: upload the newest build (building one if none),
-unpack it into releases/<run time>, link shared/config_override.py and shared/instance/ into it, give it a
-virtual environment (reused while requirements.txt is unchanged; from the build's wheels/ without the package
-index when built with --wheels), run `manage.py db upgrade` (on the first host only: the hosts share one
-database), switch `current` atomically, then restart the supervisor processes one at a time, each answering 200
-on /api/health before the next stops, so a load balancer over them never runs dry; then the Celery workers, each
-stopped warm (its running tasks finish) and answering `manage.py jobs-ping` before the next, and beat, which must
-be RUNNING. The workers are restarted and checked whatever jobs.backend says (with `thread` they run only beat's
-periodic jobs; supervisord.ini cannot depend on a setting). If anything fails on a host,
-that host and every host this run already switched go back to the release they ran, and the new release is
-removed from them; the hosts after it are not touched. Migrations must therefore keep the previous release
-working (add columns and tables first, drop them a release later): a rollback does not downgrade the database.
+`fab deploy` deploys HEAD: it takes the newest build of the commit checked out, or builds one; uncommitted changes
+in what a build packs need --dirty (and the release says so). Then, across every host before changing any: reach
+each one (every failure named, within DEPLOY_CONNECT_TIMEOUT), check its Python, free space and settings file;
+install the release on each (an unpacked build in releases/<time>, the same name everywhere, its virtual
+environment), load each host's settings with it and compare their SECRET_KEY fingerprints, migrate once. Only
+then switch the hosts one at a time, restarting their processes one at a time behind health checks (each API
+process must serve the new release; the Celery workers answer a ping; beat runs). A failure before the switch
+removes the release from every host; a failure after it puts every switched host back on its release and removes
+the new one. When every host serves it, the release is marked good on each, and older releases, unused virtual
+environments and local builds beyond DEPLOY_KEEP are removed. `fab rollback` goes only to releases marked good
+on every host. Migrations must keep the previous release working (add first, drop a release later): a rollback
+does not downgrade the database. docs/operations.md has the layout on the hosts and more.
 
-On each host:
-
-    <root>/releases/<UTC time to the microsecond>/   one unpacked build; .venv links to venvs/<requirements hash>;
-                                                 .complete once installed
-    <root>/shared/config_override.py, shared/instance/   kept across releases and linked into each
-    <root>/venvs/<hash>/                          built in place, reused while requirements.txt does not change
-    <root>/current -> releases/<…>                switched atomically (rename of a new link over the old)
-
-supervisord runs from <root>/current/supervisord.ini, so a restart runs whatever `current` points at, and a
-changed supervisord.ini is applied with `supervisorctl update` before the rolling restart.
-
-The tasks are here; their steps are in deploy/fabric_steps.py.
+The tasks are here; their steps are in deploy/ (build.py, hosts.py, fleet.py, fabric_steps.py).
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 from fabric import task
-from invoke.exceptions import Exit
 
-from deploy.fabric_steps import (
-    DeployError,
-    build_wheels,
-    current_release,
-    deploy_hosts,
-    deploy_root,
-    deploy_run,
-    go_to,
-    install,
-    installed_releases,
-    make_tarball,
-    migrate,
-    q,
-    remote,
-    undo,
-)
+from deploy import fleet
+from deploy.build import build_wheels, make_tarball
+from deploy.fabric_steps import describe
+from deploy.hosts import deploy_hosts, open_all, record_host_key
 
 
-@task(help={"wheels": "also pack wheels of every requirement, so hosts install without the package index"})
-def build(c: Any, wheels: bool = False) -> None:
-    """Make a versioned tarball of what runs, under dist/ (or BUILD_DIR)."""
-    print(make_tarball(build_wheels() if wheels else None))
+@task(help={"wheels": "also pack wheels of every requirement, so hosts install without the package index",
+            "dirty": "build even with uncommitted changes in what a build packs (the release says dirty)"})
+def build(c: Any, wheels: bool = False, dirty: bool = False) -> None:
+    """Make a tarball of what runs, stamped with the commit, under dist/ (or BUILD_DIR)."""
+    print(make_tarball(build_wheels() if wheels else None, dirty=dirty))
 
 
-@task(hosts=deploy_hosts())
-def deploy(c: Any) -> None:
-    """Install the newest build on this host, migrate (first host only), switch, restart one process at a time
-    (the API, then the job workers and beat)."""
-    c = remote(c)
-    run = deploy_run()
-    root, release = deploy_root(), run.release
-    print(f"{c.host}: deploying {run.tarball.name} as {release}")
-    previous = current_release(c)
-    try:
-        try:
-            install(c, run.tarball, release)
-        except BaseException:
-            c.run(f"rm -rf {q(f'{root}/releases/{release}')} {q(f'{root}/releases/{release}.tar.gz')}", warn=True)
-            raise
-        if not run.migrated:
-            migrate(c, release)
-            run.migrated = True
-        run.switched.append((c, previous))
-        go_to(c, release)
-    except BaseException as exc:
-        print(f"{c.host}: deploy failed: {exc}", file=sys.stderr)
-        stuck = undo(run)
-        after = f"not rolled back: {', '.join(stuck)}" if stuck else "every host runs what it ran before"
-        raise Exit(f"deploy of {release} failed on {c.host}; {after}", code=1) from None
-    keep = max(int(os.environ.get("DEPLOY_KEEP", "5")), 2)
-    for old in installed_releases(c)[:-keep]:
-        c.run(f"rm -rf {q(f'{root}/releases/{old}')}")
-    print(f"{c.host}: deployed {release}")
+@task(hosts=deploy_hosts(), help={"dirty": "deploy uncommitted changes (a new build, which says dirty)"})
+def deploy(c: Any, dirty: bool = False) -> None:
+    """Deploy HEAD to every host: check all, install on all, migrate once, switch one host at a time."""
+    if fleet.once("deploy"):
+        fleet.deploy(c.config, dirty)
 
 
-@task(hosts=deploy_hosts())
+@task(hosts=deploy_hosts(), help={"release": "the release to go to (default: the newest good one before current)"})
 def rollback(c: Any, release: str = "") -> None:
-    """Switch `current` to the previous release, or to --release NAME, and restart one process at a time."""
-    c = remote(c)
-    releases, current = installed_releases(c), current_release(c)
-    if release:
-        if release not in releases:
-            raise Exit(f"{c.host}: no release {release}; have {', '.join(releases) or 'none'}", code=1)
-        target = release
-    else:
-        older = [r for r in releases if r < current]
-        if not older:
-            raise Exit(f"{c.host}: no release before {current or '(none current)'}", code=1)
-        target = older[-1]
-    try:
-        go_to(c, target)
-    except DeployError as exc:
-        raise Exit(f"{c.host}: rolled back {current} -> {target}, but {exc}", code=1) from None
-    print(f"{c.host}: rolled back {current} -> {target}")
+    """Switch every host to the previous good release, or to --release NAME, one process at a time."""
+    if fleet.once("rollback"):
+        fleet.rollback(c.config, release)
 
 
 @task(hosts=deploy_hosts())
 def releases(c: Any) -> None:
-    """List the releases on each host; `*` marks the current one."""
-    c = remote(c)
-    current = current_release(c)
-    for name in installed_releases(c):
-        print(f"{c.host}: {'*' if name == current else ' '} {name}")
+    """List each host's releases (`*` current; commit, build time, good) and the release each process runs."""
+    if fleet.once("releases"):
+        for host in open_all(c.config):
+            for line in describe(host):
+                print(f"{host.host}: {line}")
+
+
+@task(name="learn-host-keys", hosts=deploy_hosts())
+def learn_host_keys(c: Any) -> None:
+    """Record each host's SSH key in DEPLOY_KNOWN_HOSTS: compare the fingerprints printed with the servers' own
+    (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on each) before you deploy."""
+    if fleet.once("learn-host-keys"):
+        for host in open_all(c.config, learn=True):
+            print(f"{host.host}: {record_host_key(host)}")

@@ -1,14 +1,18 @@
 """Commands added to Flask's CLI: `python manage.py create-admin`, `mfa-reset`, `end-sessions`, the periodic
-clean-ups `prune-events`, `prune-sessions`, `prune-files`, and `jobs-ping` (do the Celery workers answer?)."""
+clean-ups `prune-events`, `prune-sessions`, `prune-files`, `jobs-ping` (do the Celery workers answer?), and
+`deploy-check` (fab deploy's look at a host's settings)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import time
 
 import click
 from flask import Flask, current_app
 
-from app.config import configs
+from app.config import configs, settings_of
 from app.errors import APIError
 from app.services import mfa, security_events, session_control, sessions
 from app.services.file_cleanup import prune_files as prune_stored_files
@@ -133,6 +137,16 @@ def jobs_ping(nodes: tuple[str, ...], timeout: float) -> None:
         raise click.ClickException(f"no answer within {timeout:g} s from {', '.join(missing)}")
 
 
+@click.command("deploy-check")
+def deploy_check() -> None:
+    """Load the settings as the servers do (a problem ends it with exit status 1 and the reason) and print what
+    must be the same on every host as JSON: a fingerprint of SECRET_KEY (codes, tickets and sealed mails in the
+    shared Redis are made under it), from which the key cannot be learnt."""
+    secret = settings_of(current_app).app.secret_key.encode()
+    fingerprint = hmac.new(secret, b"flask-restx-starter deploy fingerprint", hashlib.sha256).hexdigest()[:16]
+    click.echo(json.dumps({"secret_key": fingerprint}))
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(mfa_reset)
@@ -141,3 +155,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(prune_sessions)
     app.cli.add_command(prune_files)
     app.cli.add_command(jobs_ping)
+    app.cli.add_command(deploy_check)

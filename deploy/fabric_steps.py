@@ -1,132 +1,39 @@
-"""The steps of fabfile.py's tasks: settings, the build, the work on one host, and undoing a failed run."""
+"""The steps of a deploy on one host: install a release, migrate, switch, restart behind health checks, mark,
+list and prune. deploy/fleet.py runs them across the hosts."""
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
-import runpy
-import shlex
-import subprocess
-import sys
-import tarfile
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fabric import Connection
-from invoke.exceptions import Exit
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-NAME = "flask-restx-starter"
-# What runs on a server: the app, its migrations, deploy/ (server configuration and the health check) and the
-# top-level .py and .ini files, except the local override (each host has its own, in shared/) and the
-# development tools (this module and the fabfile among them).
-RELEASE_DIRS = ("app", "migrations", "deploy")
-RELEASE_TOP_LEVEL = ("*.py", "*.ini", "requirements.txt")
-NOT_RELEASED = {"config_override.py", "hot_deploy.py", "fabfile.py", "deploy/__init__.py", "deploy/fabric_steps.py"}
-EXCLUDED_NAMES = {"__pycache__", ".DS_Store"}
-EXCLUDED_SUFFIXES = (".pyc", ".pyo")
-RELEASE_FORMAT = "%Y%m%dT%H%M%S.%f"  # sorts in time order; sub-second, so two deploys never collide
+from deploy.build import requirements_hash
+from deploy.hosts import deploy_root, q
+
 PROGRAM = "api"  # the supervisor groups in supervisord.ini: the API processes, the job workers, the scheduler
 WORKERS = "worker"
 BEAT = "beat"
-q = shlex.quote
+GOOD = ".good"  # in a release every host of its deploy switched to and found healthy: rollback goes only there
 
 
 class DeployError(Exception):
     """A step on one host failed; the message says which."""
 
 
-def deploy_root() -> str:
-    return os.environ.get("DEPLOY_ROOT", f"/srv/{NAME}")
-
-
-def deploy_hosts() -> list[str]:
-    user = os.environ.get("DEPLOY_USER", "")
-    hosts = [h.strip() for h in os.environ.get("DEPLOY_HOSTS", "").split(",") if h.strip()]
-    return [h if "@" in h or not user else f"{user}@{h}" for h in hosts]
-
-
-def build_dir() -> Path:
-    return Path(os.environ.get("BUILD_DIR", PROJECT_DIR / "dist"))
-
-
 def health_timeout() -> float:
     return float(os.environ.get("DEPLOY_HEALTH_TIMEOUT", "30"))
-
-
-# ---------------------------------------------------------------------------------------------------- build
-
-
-def release_files() -> list[Path]:
-    """Top-level paths that go into a build."""
-    files = {p for pattern in RELEASE_TOP_LEVEL for p in PROJECT_DIR.glob(pattern) if p.is_file()}
-    dirs = {PROJECT_DIR / name for name in RELEASE_DIRS if (PROJECT_DIR / name).is_dir()}
-    return sorted(p for p in files | dirs if p.name not in NOT_RELEASED)
-
-
-def _keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    name = Path(info.name).name
-    if info.name in NOT_RELEASED or name in EXCLUDED_NAMES or name.endswith(EXCLUDED_SUFFIXES):
-        return None
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
-
-
-def build_wheels() -> Path:
-    """Wheels of every requirement, for hosts without the package index; kept in BUILD_DIR/wheels and reused."""
-    wheels = build_dir() / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels),
-                    "-r", str(PROJECT_DIR / "requirements.txt")], check=True)
-    return wheels
-
-
-def app_version() -> str:
-    """The version in app/version.py, read without importing the app (and all it imports)."""
-    return str(runpy.run_path(str(PROJECT_DIR / "app" / "version.py"))["__version__"])
-
-
-def make_tarball(wheels: Path | None = None) -> Path:
-    out = build_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{NAME}-{app_version()}-{datetime.now(UTC).strftime(RELEASE_FORMAT)}.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
-        for item in release_files():
-            tar.add(item, arcname=item.name, filter=_keep)
-        if wheels:
-            tar.add(wheels, arcname="wheels", filter=_keep)
-    return path
-
-
-def newest_tarball() -> Path:
-    built = sorted(build_dir().glob(f"{NAME}-*.tar.gz"), key=lambda p: p.stat().st_mtime)
-    return built[-1] if built else make_tarball()
-
-
-def requirements_hash(tarball: Path) -> str:
-    """Names the virtual environment a build needs: the hash of its requirements.txt."""
-    with tarfile.open(tarball) as tar:
-        member = tar.extractfile("requirements.txt")
-        assert member is not None
-        return hashlib.sha256(member.read()).hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------------------------- on one host
 
 
-def remote(c: Any) -> Connection:
-    """The task's SSH connection; a clear error when no host was named."""
-    if not isinstance(c, Connection):
-        raise Exit("no hosts: name them with -H host1,host2 or DEPLOY_HOSTS", code=2)
-    return c
-
-
-def installed_releases(c: Connection) -> list[str]:
-    """Releases that were installed completely (marked .complete), oldest first."""
-    listing = c.run(f"cd {q(deploy_root())}/releases 2>/dev/null && ls -1d */.complete || true", hide=True).stdout
+def installed_releases(c: Connection, marker: str = ".complete") -> list[str]:
+    """Releases that were installed completely (marked .complete; or found good, ``marker`` GOOD), oldest first."""
+    listing = c.run(f"cd {q(deploy_root())}/releases 2>/dev/null && ls -1d */{marker} || true", hide=True).stdout
     return sorted(line.split("/")[0] for line in listing.split() if line)
 
 
@@ -141,23 +48,40 @@ def _switch(c: Connection, release: str) -> None:
 
 
 def install(c: Connection, tarball: Path, release: str) -> None:
-    """Unpack, link the shared files, provide the venv; mark the release complete."""
+    """Unpack, link the shared files, provide the venv; mark the release complete. A failure removes what it
+    made (the release, a virtual environment it was building)."""
     root = deploy_root()
     target, shared = q(f"{root}/releases/{release}"), q(f"{root}/shared")
     c.run(f"mkdir -p {target} {shared}/instance/logs {q(root)}/venvs")
     c.put(str(tarball), f"{root}/releases/{release}.tar.gz")
     c.run(f"tar -xzf {target}.tar.gz -C {target} && rm {target}.tar.gz")
-    c.run(f"test -f {shared}/config_override.py || printf 'configs = {{}}\\n' > {shared}/config_override.py")
     c.run(f"ln -sfn {shared}/config_override.py {target}/config_override.py")
     c.run(f"ln -sfn {shared}/instance {target}/instance")
 
     venv = q(f"{root}/venvs/{requirements_hash(tarball)}")
     python = q(os.environ.get("DEPLOY_PYTHON", "python3"))
     source = f"$(test -d {target}/wheels && echo '--no-index --find-links {target}/wheels')"
-    # Built in place (a venv cannot be moved: its scripts name its path); .complete marks a finished one.
+    # Built in place (a venv cannot be moved: its scripts name its path); .complete marks a finished one, and one
+    # that fails half-way is removed at once.
     c.run(f"test -f {venv}/.complete || (rm -rf {venv} && {python} -m venv {venv} && {venv}/bin/pip install -q "
-          f"{source} -r {target}/requirements.txt && touch {venv}/.complete)")
+          f"{source} -r {target}/requirements.txt && touch {venv}/.complete) || (rm -rf {venv}; exit 1)")
     c.run(f"ln -sfn {venv} {target}/.venv && rm -rf {target}/wheels && touch {target}/.complete")
+
+
+def remove_release(c: Connection, release: str) -> None:
+    """Remove ``release`` from this host, whatever state it reached (an upload, a half-unpacked tree)."""
+    path = f"{deploy_root()}/releases/{release}"
+    c.run(f"rm -rf {q(path)} {q(path + '.tar.gz')}", hide=True, warn=True)
+
+
+def settings_fingerprint(c: Connection, release: str) -> str:
+    """The host's settings as ``release`` loads them, checked (production's rules) and fingerprinted
+    (`manage.py deploy-check`); DeployError with the reason when they are refused."""
+    check = c.run(f"cd {q(f'{deploy_root()}/releases/{release}')} && .venv/bin/python manage.py deploy-check",
+                  hide=True, warn=True)
+    if not check.ok:
+        raise DeployError(f"its settings are refused: {(check.stderr or check.stdout).strip()}")
+    return str(json.loads(check.stdout.strip().splitlines()[-1])["secret_key"])
 
 
 def migrate(c: Connection, release: str) -> None:
@@ -189,7 +113,19 @@ def _wait_healthy(c: Connection, process: str) -> None:
                   f"http://127.0.0.1:{int(port)}/api/health --timeout {health_timeout()}", hide=True, warn=True)
     if not check.ok:
         raise DeployError(f"{process} (port {port}) failed its health check: {check.stdout.strip()}")
+    serves = _served_release(check.stdout)
+    expected = current_release(c)
+    if serves and serves != expected:  # a process that did not restart, or a build from before release.json
+        raise DeployError(f"{process} (port {port}) serves release {serves}, not {expected}")
     print(f"{c.host}: {process} healthy on port {port}: {check.stdout.strip()}")
+
+
+def _served_release(said: str) -> str | None:
+    """The release a healthy process reports (/api/health data.build.release), if it says."""
+    try:
+        return json.loads(said)["build"]["release"]
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _wait_answering(c: Connection, process: str) -> None:
@@ -253,42 +189,63 @@ def go_to(c: Connection, release: str) -> None:
     _restart(c)
 
 
-# ------------------------------------------------------------------------------------ across the hosts
+def mark_good(c: Connection, release: str) -> None:
+    c.run(f"touch {q(f'{deploy_root()}/releases/{release}/{GOOD}')}", hide=True)
 
 
-@dataclass
-class DeployRun:
-    """One `fab deploy`: Fabric calls the task once per host, in order; this is what the calls share."""
-
-    tarball: Path
-    release: str
-    migrated: bool = False
-    switched: list[tuple[Connection, str]] = field(default_factory=list)  # (host, the release it ran before)
+def stop_all(c: Connection) -> None:
+    """Stop supervisord and everything it runs, and remove `current`: the host serves nothing, as before its first
+    release."""
+    _supervisorctl(c, "shutdown", hide=True, warn=True)
+    c.run(f"rm -f {q(deploy_root())}/current", hide=True)
 
 
-_run: DeployRun | None = None
-
-
-def deploy_run() -> DeployRun:
-    global _run
-    if _run is None:
-        _run = DeployRun(newest_tarball(), datetime.now(UTC).strftime(RELEASE_FORMAT))
-    return _run
-
-
-def undo(run: DeployRun) -> list[str]:
-    """Put every host this run switched back on the release it ran, newest first, and remove the new release
-    there; the hosts that could not be put back."""
-    stuck = []
-    for c, previous in reversed(run.switched):
-        try:
-            if not previous:
-                raise DeployError(f"no earlier release to go back to; {run.release} stays current")
-            print(f"{c.host}: rolling back to {previous}")
-            go_to(c, previous)
-        except Exception as exc:  # keep undoing the other hosts; this one needs a person
-            print(f"{c.host}: NOT ROLLED BACK, see to this host by hand: {exc}", file=sys.stderr)
-            stuck.append(c.host)
+def describe(c: Connection) -> list[str]:
+    """Lines for `fab releases`: each complete release (current, good, commit, build time) and the release each
+    supervised process runs (its working directory: supervisord starts each in `current`, resolved then)."""
+    root = q(deploy_root())
+    current, good = current_release(c), set(installed_releases(c, GOOD))
+    stamps = c.run(f"cd {root}/releases 2>/dev/null && for r in */.complete; do r=${{r%/.complete}}; "
+                   f"echo \"$r $(tr -d '\\n' < $r/release.json 2>/dev/null)\"; done || true", hide=True).stdout
+    lines = []
+    for line in stamps.splitlines():
+        name, _, raw = line.partition(" ")
+        if not name or "*" in name:
             continue
-        c.run(f"rm -rf {q(f'{deploy_root()}/releases/{run.release}')}", warn=True)
-    return stuck
+        try:
+            stamp = json.loads(raw) if raw else {}
+        except ValueError:
+            stamp = {}
+        commit = (stamp.get("commit") or "unknown")[:12] + (" dirty" if stamp.get("dirty") else "")
+        mark = "*" if name == current else " "
+        state = "good" if name in good else "not proven"
+        lines.append(f"{mark} {name}  {commit:<18} built {stamp.get('built_at') or '?':<20} {state}")
+    status = _supervisorctl(c, "status", hide=True, warn=True).stdout if current else ""
+    running = [(line.split()[0], line.split("pid ", 1)[1].split(",")[0]) for line in status.splitlines()
+               if " RUNNING " in line and "pid " in line]
+    if running:
+        cwd = c.run("; ".join(f"echo $(readlink /proc/{int(pid)}/cwd)" for _, pid in running), hide=True, warn=True)
+        for (name, _), path in zip(running, cwd.stdout.splitlines(), strict=False):
+            lines.append(f"  runs {name}: {path.rsplit('/', 1)[-1] or 'unknown'}")
+    elif current:
+        lines.append("  runs nothing: supervisord is not running")
+    return lines
+
+
+def prune(c: Connection, keep: int) -> list[str]:
+    """Keep the newest ``keep`` complete releases (and always `current`), drop unfinished ones from earlier runs
+    and the virtual environments no kept release uses; what was removed."""
+    root = deploy_root()
+    current, complete = current_release(c), installed_releases(c)
+    kept = set(complete[-keep:]) | {current}
+    listing = c.run(f"ls -1 {q(root)}/releases", hide=True, warn=True).stdout.split()
+    gone = [name for name in listing if name not in kept]
+    if gone:
+        c.run(f"cd {q(root)}/releases && rm -rf " + " ".join(q(name) for name in gone), hide=True)
+    used = c.run(f"for r in {q(root)}/releases/*/.venv; do basename \"$(readlink $r)\"; done", hide=True,
+                 warn=True).stdout.split()
+    venvs = c.run(f"ls -1 {q(root)}/venvs", hide=True, warn=True).stdout.split()
+    unused = [v for v in venvs if v not in used]
+    if unused:
+        c.run(f"cd {q(root)}/venvs && rm -rf " + " ".join(q(v) for v in unused), hide=True)
+    return [f"releases/{name}" for name in gone] + [f"venvs/{v}" for v in unused]

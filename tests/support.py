@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -75,3 +76,38 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: fl
             last_error = exc
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last error: {last_error!r})")
+
+
+# What a build packs, copied by copy_project (tests of fab build and deploy work on a copy, never on this tree).
+PROJECT_ITEMS = ("app", "migrations", "deploy", "requirements.txt", "supervisord.ini", "logging.ini")
+
+
+def copy_project(target: Path, patch: tuple[str, str, str] | None = None) -> Path:
+    """A copy of what a build packs (and the fabfile) at ``target``, committed to a git repository of its own, with
+    ``patch`` = (file, old, new) applied before the commit; ``target``."""
+    target.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for item in (*PROJECT_ITEMS, *[p.name for p in PROJECT_DIR.glob("*.py")]):
+        path = PROJECT_DIR / item
+        if path.is_dir():
+            shutil.copytree(path, target / item, ignore=ignore)
+        else:
+            shutil.copy2(path, target / item)
+    (target / "config_override.py").write_text("configs = {}\n")
+    if patch:
+        file, old, new = patch
+        content = (target / file).read_text()
+        assert old in content, f"{file} no longer contains {old!r}: update this test"
+        (target / file).write_text(content.replace(old, new, 1))
+    commit(target, "the project as tested")
+    return target
+
+
+def commit(repository: Path, message: str) -> str:
+    """Commit everything in ``repository`` (made a git repository if it is not one); the new HEAD."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", message]):
+        subprocess.run(command, cwd=repository, check=True, capture_output=True, env=env, timeout=30)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repository, check=True, capture_output=True, text=True,
+                          timeout=30).stdout.strip()

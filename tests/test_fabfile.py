@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import runpy
@@ -10,13 +11,13 @@ import sys
 import tarfile
 from pathlib import Path
 
-from tests.support import PROJECT_DIR
+from tests.support import PROJECT_DIR, copy_project
 
 FAB = str(Path(sys.executable).with_name("fab"))
 
 
-def run_fab(*args: str, env: dict | None = None, status: int = 0) -> subprocess.CompletedProcess:
-    result = subprocess.run([FAB, *args], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60,
+def run_fab(*args: str, env: dict | None = None, status: int = 0, cwd: Path = PROJECT_DIR) -> subprocess.CompletedProcess:
+    result = subprocess.run([FAB, *args], cwd=cwd, capture_output=True, text=True, timeout=60,
                             env={**os.environ, "DEPLOY_HOSTS": "", **(env or {})})
     assert result.returncode == status, result.stdout + result.stderr
     return result
@@ -24,16 +25,24 @@ def run_fab(*args: str, env: dict | None = None, status: int = 0) -> subprocess.
 
 def test_fab_lists_the_release_tasks():
     listing = run_fab("--list").stdout
-    for name in ("build", "deploy", "rollback", "releases"):
+    for name in ("build", "deploy", "rollback", "releases", "learn-host-keys"):
         assert f"  {name}" in listing
 
 
 def test_fab_build_packs_what_runs_and_nothing_else(tmp_path):
-    out = run_fab("build", env={"BUILD_DIR": str(tmp_path)}).stdout
-    tarballs = list(tmp_path.glob("flask-restx-starter-*.tar.gz"))
+    project = copy_project(tmp_path / "project")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    builds = tmp_path / "dist"
+    out = run_fab("build", env={"BUILD_DIR": str(builds)}, cwd=project).stdout
+    tarballs = list(builds.glob("flask-restx-starter-*.tar.gz"))
     assert len(tarballs) == 1 and str(tarballs[0]) in out
+    assert tarballs[0].name.endswith(f"-{head[:12]}.tar.gz")
     with tarfile.open(tarballs[0]) as tar:
         names = tar.getnames()
+        stamp = json.load(tar.extractfile("release.json"))
+    assert stamp["commit"] == head and stamp["dirty"] is False and stamp["wheels_python"] is None
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stamp["built_at"])
     for expected in ("app/__init__.py", "migrations/env.py", "tornado_server.py", "manage.py",
                      "config_default.py", "logging.ini", "supervisord.ini", "requirements.txt",
                      "deploy/nginx.conf", "deploy/healthcheck.py"):
@@ -44,6 +53,27 @@ def test_fab_build_packs_what_runs_and_nothing_else(tmp_path):
     assert "config_override.py" not in names  # each host keeps its own
     assert "hot_deploy.py" not in names and "fabfile.py" not in names  # development tools
     assert "deploy/fabric_steps.py" not in names and "deploy/healthcheck.py" in names
+    assert "deploy/fleet.py" not in names and "deploy/build.py" not in names
+
+
+def test_fab_build_refuses_uncommitted_changes_unless_told(tmp_path):
+    project = copy_project(tmp_path / "project")
+    builds = tmp_path / "dist"
+    (project / "app" / "extra.py").write_text("EDITED = True\n")  # untracked files in what a build packs count
+    refused = run_fab("build", env={"BUILD_DIR": str(builds)}, cwd=project, status=1)
+    assert "uncommitted changes in what a build packs: commit first, or build anyway with --dirty" in refused.stderr
+    assert not builds.exists() or not list(builds.iterdir())
+    (project / "app" / "extra.py").unlink()
+    (project / "config_override.py").write_text("configs = {'app': {'debug': True}}\n")  # not packed: no matter
+    (project / "tests").mkdir()
+    (project / "tests" / "test_new.py").write_text("")
+    run_fab("build", env={"BUILD_DIR": str(builds)}, cwd=project)
+    (project / "app" / "version.py").write_text((project / "app" / "version.py").read_text() + "# edited\n")
+    out = run_fab("build", "--dirty", env={"BUILD_DIR": str(builds)}, cwd=project).stdout
+    assert out.strip().endswith("-dirty.tar.gz")
+    with tarfile.open(out.strip()) as tar:
+        assert json.load(tar.extractfile("release.json"))["dirty"] is True
+        assert tar.extractfile("app/version.py").read().decode().endswith("# edited\n")
 
 
 def test_remote_tasks_without_hosts_say_how_to_name_them(tmp_path):

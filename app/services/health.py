@@ -11,7 +11,7 @@ from sqlalchemy import text
 from app.config import settings_of
 from app.errors import OUTAGES, ServiceUnavailable
 from app.extensions import db, redis_store
-from app.version import __version__
+from app.version import __version__, build_info
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +43,19 @@ def _jobs_status() -> Callable[[], str]:
     return jobs_status(current_app._get_current_object())  # type: ignore[attr-defined]  # the ping's thread has no context
 
 
-def check_readiness() -> dict[str, str]:
-    """``{"database", "redis", "jobs", "version"}``; raise ServiceUnavailable naming what is down.
+def check_readiness() -> dict[str, object]:
+    """``{"database", "redis", "jobs", "version", "build"}``; raise ServiceUnavailable naming what is down.
 
     Job workers being down does not make this process unready: requests still work, and what they enqueue waits
     in Redis for a worker. ``jobs`` says so for monitoring.
     """
     jobs = _jobs_status()
-    report = {
+    report: dict[str, object] = {
         "database": "ok" if _database_ok() else "down",
         "redis": "ok" if _redis_ok() else "down",
         "jobs": jobs(),
         "version": __version__,
+        "build": build_info(),
     }
     down = [name for name in ("database", "redis") if report[name] != "ok"]
     if down:

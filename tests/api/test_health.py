@@ -10,12 +10,18 @@ from app import __version__
 from tests.support import free_port, service_missing, wait_until
 
 
+# A checkout that fab did not deploy has no release.json and runs from no releases/ directory; test_deploy.py
+# checks what a deployed process says.
+NOT_DEPLOYED = {"commit": None, "dirty": False, "built_at": None, "release": None}
+
+
 def test_readiness_reports_database_and_redis_ok(client):
     response = client.get("/api/health")
     assert response.status_code == 200
     assert response.get_json() == {
         "code": 200, "status": "SUCCESS", "message": "OK",
-        "data": {"database": "ok", "redis": "ok", "jobs": "thread", "version": __version__},
+        "data": {"database": "ok", "redis": "ok", "jobs": "thread", "version": __version__,
+                 "build": NOT_DEPLOYED},
     }
 
 
@@ -37,7 +43,8 @@ def test_readiness_names_redis_when_it_is_down(make_app):
     assert response.status_code == 503
     assert body["status"] == "SERVICE_UNAVAILABLE"
     assert "redis" in body["message"]
-    assert body["data"] == {"database": "ok", "redis": "down", "jobs": "thread", "version": __version__}
+    assert body["data"] == {"database": "ok", "redis": "down", "jobs": "thread", "version": __version__,
+                            "build": NOT_DEPLOYED}
 
 
 def test_readiness_names_the_database_when_it_is_down(make_app):

@@ -20,12 +20,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support import PROJECT_DIR, SECRET, process_alive, service_missing, wait_until
+from tests.support import PROJECT_DIR, SECRET, commit, copy_project, process_alive, service_missing, wait_until
 
 FAB = str(Path(sys.executable).with_name("fab"))
 # The interpreter that makes the hosts' virtual environments: the one this venv was made from.
 BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
-SOURCE_ITEMS = ("app", "migrations", "deploy", "requirements.txt", "supervisord.ini", "logging.ini")
+CONNECT_TIMEOUT = 3  # DEPLOY_CONNECT_TIMEOUT of the tests' fab runs
 
 
 def _run(*command: str) -> None:
@@ -37,6 +37,7 @@ class Host:
     name: str  # the network namespace
     address: str
     disk: Path  # what the host sees at the deploy root
+    link: str  # the host's end of its network link, as seen from this machine
     sshd: subprocess.Popen | None = None
 
     def get(self, path: str, port: int = 5000) -> str:
@@ -72,7 +73,9 @@ class DeployLab:
         self.first_deploy: subprocess.CompletedProcess | None = None
         self.processes: list[subprocess.Popen] = []
         tag = os.getpid() % 200 + 20  # 10.200.<tag+i>.0/30: distinct from other runs on this machine
-        self.hosts = [Host(f"fabt{os.getpid()}-{i}", f"10.200.{tag + i}.2", tmp / f"host{i}") for i in range(count)]
+        self.known_hosts = tmp / "known_hosts"
+        self.hosts = [Host(f"fabt{os.getpid()}-{i}", f"10.200.{tag + i}.2", tmp / f"host{i}",
+                           f"fabt{os.getpid() % 100000}h{i}") for i in range(count)]
 
     # ----------------------------------------------------------------------------------------- setup
 
@@ -91,9 +94,10 @@ class DeployLab:
         for index, host in enumerate(self.hosts):
             self._start_host(index, host)
         wait_until(self.redis_socket.exists, timeout=10)
-
+        learnt = self.fab(PROJECT_DIR, "learn-host-keys").stdout  # as an operator does once per host
+        assert all(f"{h.address}: ssh-ed25519 SHA256:" in learnt for h in self.hosts), learnt
     def _start_host(self, index: int, host: Host) -> None:
-        outside, inside = f"fabt{os.getpid() % 100000}h{index}", "eth0"
+        outside, inside = host.link, "eth0"
         gateway = host.address.rsplit(".", 1)[0] + ".1"
         _run("ip", "netns", "add", host.name)
         _run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside, "netns", host.name)
@@ -105,6 +109,7 @@ class DeployLab:
 
         (host.disk / "shared" / "instance").mkdir(parents=True)
         (host.disk / "shared" / "config_override.py").write_text(self.host_settings())
+        (host.disk / "shared" / "config_override.py").chmod(0o600)
         config = self.tmp / f"sshd-{index}.conf"
         config.write_text("\n".join((
             "Port 22", f"ListenAddress {host.address}", f"HostKey {self.tmp / 'host_key'}",
@@ -144,35 +149,26 @@ class DeployLab:
     # ------------------------------------------------------------------------------------------ work
 
     def source(self, name: str, version: str, patch: tuple[str, str, str] | None = None) -> Path:
-        """A copy of what a build packs, its app at ``version``; ``patch`` = (file, old, new) changes one file."""
-        source = self.tmp / f"src-{name}"
-        source.mkdir()
-        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-        for item in (*SOURCE_ITEMS, *[p.name for p in PROJECT_DIR.glob("*.py")]):
-            path = PROJECT_DIR / item
-            if path.is_dir():
-                shutil.copytree(path, source / item, ignore=ignore)
-            else:
-                shutil.copy2(path, source / item)
-        (source / "config_override.py").write_text("configs = {}\n")
+        """A git repository holding what a build packs, its app at ``version``; ``patch`` = (file, old, new) changes
+        one file (committed)."""
+        source = copy_project(self.tmp / f"src-{name}", patch)
         version_file = source / "app" / "version.py"
         text = version_file.read_text()
         assert '__version__ = "' in text
         version_file.write_text(text.replace('__version__ = "', f'__version__ = "{version}+', 1))
-        if patch:
-            file, old, new = patch
-            content = (source / file).read_text()
-            assert old in content, f"{file} no longer contains {old!r}: update this test"
-            (source / file).write_text(content.replace(old, new, 1))
+        commit(source, f"version {version}")
         return source
 
     def fab(self, source: Path, *args: str, hosts: list[Host] | None = None, check: bool = True,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        targets = ",".join(f"root@{h.address}" for h in (self.hosts if hosts is None else hosts))
+            env: dict[str, str] | None = None, targets: str = "") -> subprocess.CompletedProcess:
+        """Run fab in ``source`` against ``hosts`` (all by default; ``targets`` is a -H value instead)."""
+        targets = targets or ",".join(f"root@{h.address}" for h in (self.hosts if hosts is None else hosts))
         command = [FAB, "-i", str(self.key), *(["-H", targets] if args[0] != "build" else []), *args]
         result = subprocess.run(command, cwd=source, capture_output=True, text=True, timeout=300, env={
             **os.environ, "DEPLOY_HOSTS": "", "DEPLOY_ROOT": str(self.root), "DEPLOY_PYTHON": BASE_PYTHON,
             "BUILD_DIR": str(self.build_dir / source.name), "DEPLOY_HEALTH_TIMEOUT": "15",
+            "DEPLOY_KNOWN_HOSTS": str(self.known_hosts), "DEPLOY_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
+            "DEPLOY_MIN_FREE_MB": "100",
             "PIP_DISABLE_PIP_VERSION_CHECK": "1", **(env or {})})
         if check:
             assert result.returncode == 0, f"fab {' '.join(args)}: {result.stdout}\n{result.stderr}"

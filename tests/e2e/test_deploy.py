@@ -7,21 +7,23 @@ each test deploys the builds it needs first, so none relies on another having ru
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 import requests
-from deploy_lab import DeployLab, Host
+from deploy_lab import CONNECT_TIMEOUT, DeployLab, Host
 
 from tests.fixtures.accounts import PASSWORD
-from tests.support import PROJECT_DIR, SECRET, service_missing, wait_until
+from tests.support import PROJECT_DIR, SECRET, commit, service_missing, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.deploy, pytest.mark.timeout(420)]
 PORTS = (5000, 5001)
@@ -31,6 +33,9 @@ BREAK_ON_MARKED_HOSTS = (
     "tornado_server.py", "from app.server.lifecycle import",
     'if os.path.exists("instance/broken"):\n    sys.exit("this release is broken on purpose")\n'
     "from app.server.lifecycle import")
+# `manage.py db upgrade` fails (and nothing else does: the app imports and its settings load).
+BREAK_THE_MIGRATION = ("migrations/env.py", "if context.is_offline_mode():",
+                       "raise SystemExit('this migration is broken on purpose')\nif context.is_offline_mode():")
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +49,11 @@ def lab(tmp_path_factory) -> Iterator[DeployLab]:
         yield lab
     finally:
         lab.stop()
+
+
+def git_head(source) -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, check=True,
+                          timeout=30).stdout.strip()
 
 
 def deployed(lab: DeployLab, name: str, hosts: list[Host] | None = None, wheels: bool = False,
@@ -64,6 +74,12 @@ def workers_back(host: Host, out: str, after: str) -> None:
     assert out.index(after) < out.index(answering) < out.index(f"{host.address}: beat running"), out
 
 
+def health(host: Host, port: int = 5000) -> dict:
+    body = host.get("/api/health", port)
+    assert body.startswith("{"), body
+    return json.loads(body)["data"]
+
+
 def test_the_first_deploy_installs_one_release_everywhere_and_migrates_once(lab):
     assert lab.first_deploy.stdout.count("migrating the database") == 1  # the hosts share it
     for host in lab.hosts:  # supervisord started: the API, then its worker answering, then beat
@@ -71,35 +87,78 @@ def test_the_first_deploy_installs_one_release_everywhere_and_migrates_once(lab)
     names = {h.address: h.current() for h in lab.hosts}
     first = names[lab.hosts[0].address]
     assert set(names.values()) == {first}  # one release name for the whole run
+    head = git_head(lab.tmp / "src-first")
     for host in lab.hosts:
         assert first in host.releases()
         release = host.disk / "releases" / first
+        assert (release / ".good").exists()  # every host served it
         assert os.readlink(release / "config_override.py") == f"{lab.root}/shared/config_override.py"
         assert os.readlink(release / "instance") == f"{lab.root}/shared/instance"
         assert not (release / "wheels").exists() and not (release / "tests").exists()
         assert len(list((host.disk / "venvs").iterdir())) == 1
+        for port in PORTS:  # what each process runs: the commit it was built from, the release it started in
+            assert health(host, port)["build"] | {"built_at": None} == {
+                "commit": head, "dirty": False, "built_at": None, "release": first}
+
+
+def seed_old_things(lab: DeployLab, source) -> None:
+    """What earlier deploys leave: two old good releases, an unfinished one, a venv none uses; old builds."""
+    for host in lab.hosts:
+        for name in ("19990101T000000.000000", "19990102T000000.000000"):
+            (host.disk / "releases" / name).mkdir()
+            (host.disk / "releases" / name / ".complete").touch()
+            (host.disk / "releases" / name / ".good").touch()
+        (host.disk / "releases" / "19990103T000000.000000").mkdir()  # a run cut off while installing
+        (host.disk / "venvs" / "0123456789abcdef").mkdir()
+    builds = lab.build_dir / source.name
+    builds.mkdir(parents=True, exist_ok=True)
+    for n in range(3):
+        old = builds / f"flask-restx-starter-0.0.{n}-19990101T00000{n}.000000-000000000000.tar.gz"
+        old.write_bytes(b"")
+        os.utime(old, (946684800 + n, 946684800 + n))
 
 
 def test_deploy_to_every_host_then_roll_back(lab):
     before = [h.current() for h in lab.hosts]
     assert before[0] == before[1]
-    v2, result = deployed(lab, "two")
+    source = lab.source("two", "two")
+    lab.fab(source, "build")
+    (source / "app" / "HEAD").write_text("a later commit\n")
+    head = commit(source, "a later commit: fab deploy must take it, not the newest build")
+    seed_old_things(lab, source)
+    result = lab.fab(source, "deploy", env={"DEPLOY_KEEP": "2"})
+    v2 = "two+"
     assert serving(lab, v2)
     out = result.stdout
+    assert f"-{head[:12]}.tar.gz (commit {head[:12]})" in out  # a new build of HEAD
     assert out.count("migrating the database") == 1
+    release2 = lab.hosts[0].current()
     for host in lab.hosts:  # one process at a time, each healthy before the next restarts
         assert out.index(f"{host.address}: api:api-0 healthy") < out.index(f"{host.address}: api:api-1 healthy")
         workers_back(host, out, after=f"{host.address}: api:api-1 healthy")
         assert len(list((host.disk / "venvs").iterdir())) == 1  # requirements unchanged: venv reused
-    release2 = lab.hosts[0].current()
+        assert health(host)["build"]["commit"] == head
+        # DEPLOY_KEEP=2: the two newest releases stay, the rest and the unused venv are gone
+        assert sorted(p.name for p in (host.disk / "releases").iterdir()) == sorted([before[0], release2])
     assert release2 > before[0] and all(h.current() == release2 for h in lab.hosts)
+    assert len(list((lab.build_dir / source.name).glob("*.tar.gz"))) == 2  # builds too
 
-    source = lab.tmp / "src-two"
     listing = lab.fab(source, "releases").stdout
     for host in lab.hosts:
-        assert f"{host.address}: * {release2}" in listing and f"{host.address}:   {before[0]}" in listing
+        assert f"{host.address}: * {release2}  {head[:12]}" in listing and f"{host.address}:   {before[0]}" in listing
+        for process in ("api:api-0", "api:api-1", "worker:worker-0", "beat"):
+            assert f"{host.address}:   runs {process}: {release2}" in listing, listing
 
-    back = lab.fab(source, "rollback").stdout
+    # A migration that fails: the deploy stops before any switch and leaves nothing of the release anywhere
+    broken = lab.source("badmigration", "badmigration", BREAK_THE_MIGRATION)
+    failed = lab.fab(broken, "deploy", check=False)
+    assert failed.returncode == 1 and "before any host was switched" in failed.stderr, failed.stdout + failed.stderr
+    assert "this migration is broken on purpose" in failed.stderr
+    for host in lab.hosts:
+        assert host.current() == release2 and serving(lab, v2, [host])
+        assert sorted(p.name for p in (host.disk / "releases").iterdir()) == sorted([before[0], release2])
+
+    back = lab.fab(source, "rollback").stdout  # to the newest good release before current, never the broken one
     assert all(h.current() == before[0] for h in lab.hosts)
     for host in lab.hosts:
         workers_back(host, back, after=f"{host.address}: api:api-1 healthy")
@@ -110,8 +169,56 @@ def test_deploy_to_every_host_then_roll_back(lab):
     assert lab.hosts[1].current() == before[0]
 
     missing = lab.fab(source, "rollback", "--release", "19990101T000000.000000", hosts=[first], check=False)
-    assert missing.returncode == 1 and "no release 19990101T000000.000000" in missing.stderr
+    assert missing.returncode == 1 and "19990101T000000.000000 is not a good release on " in missing.stderr
     assert serving(lab, v2, [first])
+
+
+def test_what_stops_a_deploy_before_it_changes_any_host(lab):
+    """Every host is checked before any changes: each refusal names the host, is quick, and changes nothing."""
+    first, second = lab.hosts
+    before = {h.address: (h.current(), h.releases()) for h in lab.hosts}
+    source = lab.source("refused", "refused")
+
+    def refused(*, expect: str, seconds: float = 20, **kwargs) -> str:
+        started = time.monotonic()
+        result = lab.fab(source, "deploy", check=False, **kwargs)
+        took = time.monotonic() - started
+        said = result.stdout + result.stderr
+        assert result.returncode == 1 and expect in result.stderr, said
+        assert took < seconds, f"{took:.1f} s: {said}"
+        for host in lab.hosts:
+            assert (host.current(), host.releases()) == before[host.address]
+        return said
+
+    # A host that refuses SSH (nothing listens on that port) and one that never answers (its packets vanish)
+    refused(targets=f"root@{first.address},root@{second.address}:2222",
+            expect=f"{second.address}:2222: refuses connections")
+    subprocess.run(["ip", "neigh", "replace", second.address, "lladdr", "02:00:00:00:00:01", "nud", "permanent",
+                    "dev", second.link], check=True, timeout=10)
+    try:
+        refused(expect=f"{second.address}:22: no answer within {CONNECT_TIMEOUT} s", seconds=CONNECT_TIMEOUT + 10)
+    finally:
+        subprocess.run(["ip", "neigh", "del", second.address, "dev", second.link], check=True, timeout=10)
+    # A host whose key nobody recorded
+    refused(env={"DEPLOY_KNOWN_HOSTS": str(lab.tmp / "nobody_known_hosts")},
+            expect=f"{first.address}:22: its host key is not in ")
+    # Settings others can read; then a SECRET_KEY that differs (found once the release is installed: removed again)
+    settings = second.disk / "shared" / "config_override.py"
+    original = settings.read_text()
+    settings.chmod(0o644)
+    try:
+        refused(expect=f"{second.address}: {lab.root}/shared/config_override.py (mode 644) can be read by other")
+    finally:
+        settings.chmod(0o600)
+    settings.write_text(original.replace(SECRET, "another-secret-" + "y" * 40))
+    try:
+        said = refused(expect="SECRET_KEY differs between hosts", seconds=60)
+    finally:
+        settings.write_text(original)
+    assert "before any host was switched" in said and SECRET not in said
+    # Uncommitted changes: only with --dirty
+    (source / "app" / "version.py").write_text((source / "app" / "version.py").read_text() + "# an edit\n")
+    refused(expect="uncommitted changes in what a build packs: commit first, or build anyway with --dirty")
 
 
 def test_a_release_that_fails_its_health_check_is_rolled_back_on_every_host(lab):
@@ -120,14 +227,13 @@ def test_a_release_that_fails_its_health_check_is_rolled_back_on_every_host(lab)
     (second.disk / "shared" / "instance" / "broken").touch()  # the first host takes it; the second fails
     try:
         source = lab.source("bad", "bad", BREAK_ON_MARKED_HOSTS)
-        lab.fab(source, "build")
         result = lab.fab(source, "deploy", check=False)
     finally:
         (second.disk / "shared" / "instance" / "broken").unlink()
 
     out = result.stdout + result.stderr
     assert result.returncode == 1, out
-    bad = re.search(r"deploying \S+ as (\S+)", result.stdout)[1]
+    bad = re.search(r"deploying \S+ \(commit \w+\) as (\S+)", result.stdout)[1]
     assert f"{first.address}: api:api-1 healthy on port 5001: " in out  # the first host took it
     assert f"failed on {second.address}" in result.stderr, out
     # Crashing at start, the process is either caught between supervisor's restarts or found with a pid that

@@ -1,0 +1,167 @@
+"""Reaching the hosts: who they are, connections with short timeouts whose host keys must be known, and the checks
+every host passes before a deploy changes any of them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shlex
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paramiko
+from fabric import Config, Connection
+from invoke.exceptions import Exit
+
+NAME = "flask-restx-starter"  # the deploy root, the builds, the systemd unit
+MIN_PYTHON = (3, 11)
+q = shlex.quote
+
+
+def deploy_root() -> str:
+    return os.environ.get("DEPLOY_ROOT", f"/srv/{NAME}")
+
+
+def deploy_hosts() -> list[str]:
+    """DEPLOY_HOSTS, each with DEPLOY_USER unless it names its own user."""
+    user = os.environ.get("DEPLOY_USER", "")
+    hosts = [h.strip() for h in os.environ.get("DEPLOY_HOSTS", "").split(",") if h.strip()]
+    return [h if "@" in h or not user else f"{user}@{h}" for h in hosts]
+
+
+def named_hosts() -> list[str]:
+    """The hosts of this run: fab's -H (it wins), else DEPLOY_HOSTS."""
+    from fabric.main import program  # the running `fab`; its parsed -H
+
+    try:
+        given = program.core[0].args.hosts.value
+    except (AttributeError, IndexError, KeyError, TypeError):
+        given = None
+    return [h.strip() for h in given.split(",") if h.strip()] if given else deploy_hosts()
+
+
+def connect_timeout() -> int:
+    return max(int(os.environ.get("DEPLOY_CONNECT_TIMEOUT", "10")), 1)
+
+
+def known_hosts_file() -> Path:
+    return Path(os.environ.get("DEPLOY_KNOWN_HOSTS", "~/.ssh/known_hosts")).expanduser()
+
+
+def keep_count() -> int:
+    return max(int(os.environ.get("DEPLOY_KEEP", "5")), 2)
+
+
+def _connection(host: str, config: Config, learn: bool) -> Connection:
+    """A connection to ``host`` whose every wait (TCP connect, SSH banner, login, opening a channel) ends after
+    DEPLOY_CONNECT_TIMEOUT, and which refuses a host key that is not in DEPLOY_KNOWN_HOSTS (Fabric's default is to
+    accept any); ``learn`` accepts it, for `fab learn-host-keys`."""
+    kwargs: dict[str, Any] = dict(config.connect_kwargs)
+    timeout = int(kwargs.pop("timeout", None) or connect_timeout())  # fab -t wins
+    kwargs.update(banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout)
+    conn = Connection(host, config=config, connect_timeout=timeout, connect_kwargs=kwargs)
+    if known_hosts_file().is_file():
+        conn.client.load_host_keys(str(known_hosts_file()))
+    conn.client.set_missing_host_key_policy(paramiko.AutoAddPolicy() if learn else paramiko.RejectPolicy())
+    return conn
+
+
+def _why_not(conn: Connection, exc: BaseException) -> str:
+    where = f"{conn.host}:{conn.port}"
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return (f"{where}: its host key CHANGED since it was recorded in {known_hosts_file()} (a new server, or "
+                f"someone in between): refusing; remove the old line once you know why")
+    if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
+        return (f"{where}: its host key is not in {known_hosts_file()}; compare its fingerprint with the server's "
+                f"and record it with `fab -H {conn.original_host} learn-host-keys`")
+    if isinstance(exc, paramiko.AuthenticationException):
+        return f"{where}: login as {conn.user} refused (which key? -i KEY, ssh-agent or ~/.ssh/config)"
+    if isinstance(exc, (socket.timeout, TimeoutError)) or "timed out" in str(exc).lower():
+        return f"{where}: no answer within {conn.connect_timeout} s (DEPLOY_CONNECT_TIMEOUT)"
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError | ConnectionRefusedError):
+        return f"{where}: refuses connections (is sshd running?)"
+    return f"{where}: cannot connect: {type(exc).__name__}: {exc}"
+
+
+def open_all(config: Config, learn: bool = False) -> list[Connection]:
+    """Connect to every host of the run, or exit naming each one that cannot be reached (all are tried)."""
+    hosts = named_hosts()
+    if not hosts:
+        raise Exit("no hosts: name them with -H host1,host2 or DEPLOY_HOSTS", code=2)
+    conns, problems = [], []
+    for host in hosts:
+        conn = _connection(host, config, learn)
+        try:
+            conn.open()
+        except Exception as exc:  # each is turned into a sentence naming the host
+            problems.append(_why_not(conn, exc))
+            continue
+        conns.append(conn)
+    if problems:
+        for conn in conns:
+            conn.close()
+        raise Exit("cannot reach every host; nothing was changed:\n  " + "\n  ".join(problems), code=1)
+    return conns
+
+
+def record_host_key(conn: Connection) -> str:
+    """Append the key ``conn``'s server showed to DEPLOY_KNOWN_HOSTS (unless there already); its fingerprint."""
+    key = conn.client.get_transport().get_remote_server_key()
+    name = conn.host if conn.port == 22 else f"[{conn.host}]:{conn.port}"
+    path = known_hosts_file()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    known = paramiko.HostKeys(str(path)) if path.is_file() else paramiko.HostKeys()
+    if key.get_name() not in (known.lookup(name) or {}):
+        with path.open("a") as file:
+            file.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+    return f"{key.get_name()} SHA256:{digest}"
+
+
+# ------------------------------------------------------------------------------------------ before a deploy
+
+
+@dataclass
+class HostFacts:
+    user: str
+    python: str  # major.minor of DEPLOY_PYTHON, or "none"
+    free_mb: int
+    settings_mode: str  # the octal mode of shared/config_override.py, or "missing"
+
+
+def facts(conn: Connection) -> HostFacts:
+    root, python = deploy_root(), os.environ.get("DEPLOY_PYTHON", "python3")
+    settings = q(f"{root}/shared/config_override.py")
+    script = (f"echo $(id -un); "
+              f"{q(python)} -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])' 2>/dev/null || echo none; "
+              f"d={q(root)}; while [ ! -e \"$d\" ]; do d=$(dirname \"$d\"); done; "
+              f"df -Pk \"$d\" | awk 'NR == 2 {{ print int($4 / 1024) }}'; "
+              f"stat -c %a {settings} 2>/dev/null || echo missing")
+    user, version, free, mode = conn.run(script, hide=True).stdout.split()
+    return HostFacts(user, version, int(free), mode)
+
+
+def problems_of(conn: Connection, found: HostFacts, wheels_python: str | None) -> list[str]:
+    """What stops a deploy to this host, each a sentence that names it and says what to do."""
+    host, root = conn.host, deploy_root()
+    need = int(os.environ.get("DEPLOY_MIN_FREE_MB", "1024"))
+    problems = []
+    if found.python == "none":
+        problems.append(f"{host}: no {os.environ.get('DEPLOY_PYTHON', 'python3')} (DEPLOY_PYTHON)")
+    elif tuple(map(int, found.python.split("."))) < MIN_PYTHON:
+        problems.append(f"{host}: Python {found.python}; the app needs {'.'.join(map(str, MIN_PYTHON))} or newer")
+    elif wheels_python and found.python != wheels_python:
+        problems.append(f"{host}: Python {found.python}, but the build's wheels are for {wheels_python}: build "
+                        f"without --wheels, or on Python {found.python}")
+    if found.free_mb < need:
+        problems.append(f"{host}: {found.free_mb} MB free under {root}; a deploy needs {need} (DEPLOY_MIN_FREE_MB)")
+    if found.settings_mode == "missing":
+        problems.append(f"{host}: no {root}/shared/config_override.py; write the host's settings first "
+                        f"(docs/operations.md, Prepare each host)")
+    elif int(found.settings_mode, 8) & 0o077:
+        problems.append(f"{host}: {root}/shared/config_override.py (mode {found.settings_mode}) can be read by "
+                        f"other users and holds the secret key and passwords: chmod 600 it")
+    return problems
