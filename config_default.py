@@ -148,7 +148,7 @@ configs = {
     },
     "log": {
         "ini": "logging.ini",  # logging configuration file
-        "file": "instance/logs/app.log",  # the rotating file handler's path; its directory is made
+        "file": "instance/logs/app.log",  # rotating, dir made; "" = console only; a --processes child k: app-<k>.log
         "level": "INFO",  # root log level
         "format": "plain",  # plain | json (one JSON object per line, for log shippers)
         "mail_errors": False,  # mail ERROR records to mail.admins

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         sock.close()
     del app
     return fork_children(processes, lambda slot: run_child(factory, args, tls, reuse_port=True,
-                                                           cpu=first_cpu + slot if pinned else None))
+                                                           cpu=first_cpu + slot if pinned else None, slot=slot))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from app.cli import register_commands
 from app.config import PROJECT_DIR, load_configs, use_settings
 from app.errors import error_response
 from app.extensions import db, mail, migrate, redis_store, tasks
-from app.logs import configure_logging, init_request_logging
+from app.log_output import configure_logging
+from app.logs import init_request_logging
 from app.version import __version__
 
 __all__ = ["__version__", "create_app"]

@@ -1,5 +1,6 @@
-"""Logging: loads logging.ini, stamps every record with the request id, mails ERRORs when enabled,
-writes one access line per request and @log_record's detail lines with secrets redacted.
+"""Logging: the formatters that stamp every record with the request id, ERROR mails when enabled, one access line
+per request and @log_record's detail lines with secrets redacted. Where the lines go (logging.ini's handlers, the
+log files): app/log_output.py.
 
 What a client sends (a path, a query, a header, a field name) reaches log lines as record arguments. Each line
 stays one line whatever they hold: the formatters here escape control and line-separator characters (``\\n``,
@@ -9,15 +10,9 @@ every logger.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-import logging.config
-import os
-import threading
 import time
-import weakref
-from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from logging.handlers import SMTPHandler
@@ -26,7 +21,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from app import auth
-from app.config import Settings, configs, project_path
+from app.config import configs
 from app.request_id import current_request_id
 
 access_log = logging.getLogger("app.access")
@@ -131,108 +126,6 @@ class AdminMailHandler(logging.Handler):
             smtp.emit(record)
         except Exception:
             self.handleError(record)
-
-
-def _restart(handler: BackgroundHandler | None) -> None:
-    if handler is not None:
-        handler._start_writer()
-
-
-class BackgroundHandler(logging.Handler):
-    """Runs the console and file handlers on one background thread that writes in batches, every
-    ``interval`` seconds: a request thread only appends its record to a list, and never waits on a handler's
-    lock, a disk write, or a wake-up of the writer (measured: per-record hand-offs cost a busy server more
-    than the writing itself). The request id is stamped here, in the thread that logs. ``flush()`` returns
-    once everything logged so far is written; ``close()`` (logging.shutdown() at exit) writes the rest.
-    """
-
-    interval = 0.05
-
-    def __init__(self, handlers: list[logging.Handler]) -> None:
-        super().__init__()
-        self.handlers = handlers
-        self.pending: deque[logging.LogRecord] = deque()  # append and popleft are atomic: no lock on the way in
-        self.stopping = threading.Event()
-        self._start_writer()
-        handler = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _restart(handler()))
-
-    def _start_writer(self) -> None:
-        """Start the writer thread; again in a forked child (a Celery pool process), which has no threads."""
-        if self.stopping.is_set():
-            return  # closed
-        self.writing = threading.Lock()
-        self.stopping = threading.Event()
-        self.writer = threading.Thread(target=self._run, name="log-writer", daemon=True)
-        self.writer.start()
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        record = copy.copy(record)  # the other handlers (pytest's caplog, …) keep the original
-        if not hasattr(record, "request_id"):
-            record.request_id = current_request_id() or "-"
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        record.message = bounded_message(record)  # the formatters escape it
-        record.msg, record.args, record.exc_info = record.message, None, None
-        return record
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.pending.append(self.prepare(record))
-        except Exception:
-            self.handleError(record)
-
-    def _run(self) -> None:
-        while not self.stopping.wait(self.interval):
-            self._write_pending()
-
-    def _write_pending(self) -> None:
-        with self.writing:
-            while self.pending:
-                record = self.pending.popleft()
-                for handler in self.handlers:
-                    if record.levelno >= handler.level:
-                        handler.handle(record)
-
-    def flush(self) -> None:
-        """Return once every record logged so far is written."""
-        self._write_pending()
-        for handler in self.handlers:
-            handler.flush()
-
-    def close(self) -> None:
-        """Write what is pending, then stop (logging.shutdown() calls this at exit)."""
-        self.stopping.set()
-        if self.writer.is_alive() and self.writer is not threading.current_thread():
-            self.writer.join()
-        self._write_pending()
-        for handler in self.handlers:
-            handler.close()
-        super().close()
-
-
-def configure_logging(settings: Settings) -> None:
-    """Load ``log.ini`` with the file handler writing to ``log.file`` (its directory made), its handlers run by
-    one background thread."""
-    ini = project_path(settings.log.ini)
-    logfile = project_path(settings.log.file)
-    logfile.parent.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger()
-    for old in root.handlers:
-        if isinstance(old, BackgroundHandler):
-            old.close()
-    logging.config.fileConfig(ini, defaults={"logfile": str(logfile)}, disable_existing_loggers=False)
-    root.setLevel(settings.log.level.upper())
-    if settings.log.format == "json":
-        for handler in root.handlers:
-            if not isinstance(handler, AdminMailHandler):
-                handler.setFormatter(JsonFormatter())
-    # The console and file handlers move to the background; ERROR mails stay in the thread that logs, where the
-    # app's settings (mail.admins, …) are at hand, and they are rare.
-    handlers = [h for h in root.handlers if not isinstance(h, AdminMailHandler)]
-    for handler in handlers:
-        root.removeHandler(handler)
-    root.addHandler(BackgroundHandler(handlers))
 
 
 def _letters(name: object) -> str:

@@ -1,13 +1,22 @@
-"""logging.ini: loaded at start, log directory made, request ids on every line, ERROR mails when enabled."""
+"""logging.ini: loaded at start, log directory made, request ids on every line, ERROR mails when enabled; one
+process per log file (a forked child, tornado_server.py --processes 2 with rotation)."""
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-from app.logs import AdminMailHandler, BackgroundHandler
+import pytest
+import requests
+
+from app.log_output import BackgroundHandler
+from app.logs import AdminMailHandler
 from tests.fixtures.accounts import PASSWORD, login, send_sms_code
-from tests.support import deep_merge, free_port, wait_until
+from tests.support import PROJECT_DIR, SECRET, deep_merge, free_port, wait_until
 
 
 def test_log_directory_is_made_and_lines_carry_the_request_id(make_app, tmp_path):
@@ -206,3 +215,74 @@ def test_logging_never_waits_for_the_writer_and_close_writes_everything():
         probe.removeHandler(background)
         background.close()
     assert slow.written == [f"line {number}" for number in range(10)]
+
+
+# --- one process per log file ------------------------------------------------------------------
+
+
+def test_an_empty_log_file_setting_means_the_console_only(make_app):
+    """supervisord.ini's APP_LOG__FILE="": the environment gives an empty string, and no file handler is made."""
+    from app.config import load_configs
+
+    assert load_configs(environ={"APP_LOG__FILE": ""}).log.file == ""
+    make_app({"log": {"file": ""}})
+    [background] = [h for h in logging.getLogger().handlers if isinstance(h, BackgroundHandler)]
+    assert [type(h) for h in background.handlers] == [logging.StreamHandler]
+
+
+FORKING = """
+import logging, os, sys
+from app.config import load_configs
+from app.log_output import configure_logging
+configure_logging(load_configs({"log": {"file": sys.argv[1]}}))
+log = logging.getLogger("probe")
+log.warning("parent before the fork")
+pid = os.fork()
+if pid == 0:  # as a Celery pool process: logs, then leaves with os._exit
+    log.warning("child line")
+    logging.shutdown()
+    os._exit(0)
+os.waitpid(pid, 0)
+log.warning("parent after the fork")
+"""
+
+
+def test_a_forked_child_logs_to_the_console_and_leaves_the_file_to_its_parent(tmp_path):
+    logfile = tmp_path / "app.log"
+    run = subprocess.run([sys.executable, "-c", FORKING, str(logfile)], cwd=PROJECT_DIR, capture_output=True,
+                         text=True, timeout=30, env={**os.environ, "SECRET_KEY": SECRET})
+    assert run.returncode == 0, run.stderr
+    file_lines = logfile.read_text().splitlines()
+    assert [line.split("] ")[-1] for line in file_lines] == ["parent before the fork", "parent after the fork"]
+    for line in ("parent before the fork", "child line", "parent after the fork"):
+        assert run.stderr.count(line) == 1, run.stderr
+
+
+@pytest.mark.e2e
+def test_two_server_processes_each_write_their_own_file_and_rotation_loses_no_line(live_server, real_redis_settings,
+                                                                                      server_env, tmp_path):
+    """tornado_server.py --processes 2 with files of 2,000 bytes: each access line once in app-0.log* or
+    app-1.log* (both children served, both rotated), once on the console, none in the parent's app.log."""
+    ini = tmp_path / "tiny.ini"
+    shipped = (PROJECT_DIR / "logging.ini").read_text()
+    assert "10485760, 5," in shipped, "logging.ini's rotation arguments changed: update this test"
+    ini.write_text(shipped.replace("10485760, 5,", "2000, 1000,"))
+    server = live_server("--processes", "2", env={"REDIS_URL": real_redis_settings["redis"]["url"],
+                                                  "APP_LOG__INI": str(ini)})
+    ids = [f"count-{n}" for n in range(150)]
+    for request_id in ids:  # a new connection each: the kernel spreads them over both children
+        assert requests.get(f"{server.url}/api/health/live", headers={"X-Request-ID": request_id},
+                            timeout=5).status_code == 200
+    assert server.stop() == 0  # each process writes what it still holds as it exits
+    logs = Path(server_env["APP_LOG__FILE"]).parent
+    per_child = {index: "".join(p.read_text() for p in logs.glob(f"app-{index}.log*")) for index in (0, 1)}
+    assert sorted(p.name for p in logs.glob("app*.log*") if not p.name.startswith(("app-0.", "app-1."))) \
+        <= ["app.log"]  # no file per pid; the parent's own
+    parent = (logs / "app.log").read_text() if (logs / "app.log").exists() else ""
+    console = server.output()
+    for request_id in ids:
+        access = f"app.access [{request_id}]"
+        assert (per_child[0].count(access), per_child[1].count(access)) in {(1, 0), (0, 1)}, request_id
+        assert console.count(access) == 1 and access not in parent, request_id
+    for index in (0, 1):
+        assert "app.access" in per_child[index] and (logs / f"app-{index}.log.1").exists()

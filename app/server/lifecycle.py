@@ -19,6 +19,7 @@ from tornado.httpserver import HTTPServer
 
 from app.config import ConfigError, load_configs, project_path, settings_of
 from app.extensions import db
+from app.log_output import log_as_child
 from app.metrics import use_directory_for
 from app.server.adapter import WSGIAdapter
 from app.server.bodies import BodyLimits
@@ -105,9 +106,11 @@ def _writing(server: HTTPServer) -> bool:
 
 
 def run_child(factory: Callable[[], Any], args: argparse.Namespace, tls: ssl.SSLContext | None,
-              reuse_port: bool, cpu: int | None) -> None:
-    """A forked process: pinned when ``cpu`` is given, its own app and socket, served until stopped."""
+              reuse_port: bool, cpu: int | None, slot: int) -> None:
+    """The ``slot``-th forked process: pinned when ``cpu`` is given, its own log file, app and socket, served until
+    stopped."""
     if cpu is not None:
         pin_to_cpu(cpu)
+    log_as_child(slot)
     app = make_app(factory)
     asyncio.run(serve(app, listen(args, reuse_port), tls))  # the child ends with os._exit: no thread holds it

@@ -1,5 +1,6 @@
 """supervisord.ini: supervisord runs every API process on its port, restarts a killed one, shuts them down; its
-Celery worker runs what the API enqueues (jobs.backend = celery, on the real Redis) and a restart lets it finish.
+Celery worker runs what the API enqueues (jobs.backend = celery, on the real Redis) and a restart lets it finish;
+each log line is written once, to supervisor's file of the process that logged it (no app.log).
 
 The real file uses ports 5000/5001 and the project's instance/, which a developer's own supervisord may be
 using, so each test renders a copy into its tmp_path with only the instance directory, the interpreter and the
@@ -63,9 +64,10 @@ def render(instance: Path, prefix: str) -> str:
 
 
 class Supervisor:
-    def __init__(self, config: Path, env: dict[str, str], prefix: str) -> None:
+    def __init__(self, config: Path, env: dict[str, str], prefix: str, logs: Path) -> None:
         self.config = config
         self.env = env
+        self.logs = logs  # supervisor's files: <process>.log, supervisord.log
         self.ports = [int(f"{prefix}0{n}") for n in (0, 1)]
 
     def ctl(self, *args: str) -> subprocess.CompletedProcess:
@@ -117,7 +119,7 @@ def supervisor(server_env, real_redis_settings, gated_smtp, tmp_path) -> Iterato
     pidfile = instance / "supervisord.pid"
     wait_until(pidfile.exists, timeout=10)
     supervisord = int(pidfile.read_text())
-    sup = Supervisor(config, env, prefix)
+    sup = Supervisor(config, env, prefix, instance / "logs")
     try:
         wait_until(sup.all_running, timeout=30)
     except AssertionError:
@@ -131,9 +133,14 @@ def supervisor(server_env, real_redis_settings, gated_smtp, tmp_path) -> Iterato
 
 
 def test_supervisord_runs_every_process_restarts_a_killed_one_and_shutdown_stops_them(supervisor):
-    """One supervisord for the whole life cycle: each start costs startsecs (2 s) plus a shutdown."""
+    """One supervisord for the whole life cycle: each start costs startsecs (2 s) plus a shutdown. A request's
+    access line is written once, to api-1.log, and no process writes the app's own log file."""
     for port in supervisor.ports:
         wait_until(lambda port=port: supervisor.live(port), timeout=20)
+    requests.get(f"http://127.0.0.1:{supervisor.ports[1]}/api/health/live", headers={"X-Request-ID": "once-only"},
+                 timeout=2)
+    access = "app.access [once-only]"
+    wait_until(lambda: access in (supervisor.logs / "api-1.log").read_text(), timeout=5)
     ready = requests.get(f"http://127.0.0.1:{supervisor.ports[0]}/api/health", timeout=2).json()["data"]
     assert ready["redis"] == "ok"
 
@@ -149,6 +156,12 @@ def test_supervisord_runs_every_process_restarts_a_killed_one_and_shutdown_stops
     assert supervisor.ctl("shutdown").returncode == 0
     wait_until(lambda: not any(process_alive(pid) for pid in [supervisord, *pids]), timeout=40)
     assert not any(port_open(port) for port in supervisor.ports)
+    files = sorted(path.name for path in supervisor.logs.iterdir())
+    assert files == ["api-0.log", "api-1.log", "beat.log", "supervisord.log", "worker-0.log"]
+    assert [(supervisor.logs / name).read_text().count(access) for name in files] == [0, 1, 0, 0, 0]
+    # The log.file of the environment supervisord started in: manage.py db upgrade wrote it, no supervised process.
+    app_log = Path(supervisor.env["APP_LOG__FILE"]).read_text()
+    assert not any(f"[{pid}]" in app_log for pid in pids) and "app.access" not in app_log
 
 
 def test_a_process_killed_under_load_comes_back_and_no_answered_registration_is_lost(supervisor, database_url):
@@ -250,4 +263,5 @@ def test_a_mail_the_api_accepts_is_sent_by_the_worker_even_across_a_worker_resta
     ping = subprocess.run([sys.executable, "manage.py", "jobs-ping", "worker-0@%h", "--timeout", "20"],
                           cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=60)
     assert ping.returncode == 0 and "worker-0@" in ping.stdout, ping.stdout + ping.stderr
-    assert "supervised-mail" in Path(env["APP_LOG__FILE"]).read_text()  # the request id travelled with the task
+    # The request id travelled with the task, whose lines (from a pool process) supervisor captured.
+    assert "[supervised-mail]" in (supervisor.logs / "worker-0.log").read_text()
