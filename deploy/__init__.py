@@ -1,1 +1,3 @@
-"""Server configuration, the health check, and fabfile.py's steps (fabric_steps.py, not released)."""
+"""Server configuration and the health check (released), and what fabfile.py's tasks do (not released): build.py
+(the tarball), hosts.py (reaching and checking hosts), fleet.py (deploy and rollback across them),
+fabric_steps.py (the steps on one host)."""
