@@ -18,6 +18,8 @@ from typing import Any
 from fabric import Connection
 from invoke.exceptions import Exit
 
+from deploy.service import start_supervisord
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 NAME = "flask-restx-starter"
 # What runs on a server: the app, its migrations, deploy/ (server configuration and the health check) and the
@@ -220,12 +222,11 @@ def _restart(c: Connection) -> None:
     """Start supervisord from `current`, or apply its changed file and restart its processes one at a time: the
     API processes, each healthy before the next stops; then the job workers, each stopped warm (its running tasks
     finish first) and answering a ping before the next; then beat."""
-    current = f"{q(deploy_root())}/current"
     running = _supervisorctl(c, "pid", hide=True, warn=True).ok
     if running:
         _supervisorctl(c, "update", hide=True)  # a changed [program:…] restarts its group here
     else:
-        c.run(f"{current}/.venv/bin/supervisord -c {current}/supervisord.ini")
+        start_supervisord(c, deploy_root())  # through systemd where its unit is installed
     for group, wait in ((PROGRAM, _wait_healthy), (WORKERS, _wait_answering), (BEAT, _wait_running)):
         for name in _processes(c, group):
             if running:

@@ -7,14 +7,19 @@ each test deploys the builds it needs first, so none relies on another having ru
 
 from __future__ import annotations
 
+import configparser
 import os
+import pwd
 import re
+import shlex
+import signal
 import socket
 import subprocess
 import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -230,3 +235,87 @@ def test_a_deploy_under_load_behind_nginx_fails_no_request(lab, nginx):
     assert "GET /api/users/me 200" in app_logs and f"ip={client}" in app_logs
     assert "ip=127.0.0.1" not in app_logs.split("GET /api/users/me 200", 1)[1].split("\n", 1)[0]
     assert not any(t.is_alive() for t in threads)
+
+
+# ------------------------------------------------------------------------------------------ the systemd unit
+
+UNIT = PROJECT_DIR / "deploy" / "flask-restx-starter.service"
+UNIT_ROOT = "/srv/flask-restx-starter"  # the deploy root the unit's paths name
+
+
+def ini(text: str) -> dict[str, dict[str, str]]:
+    """The sections of an ini-like file (a systemd unit, supervisord.ini), names as written, no interpolation."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(text)
+    return {name: dict(parser[name]) for name in parser.sections()}
+
+
+def test_the_systemd_unit_starts_at_boot_as_a_user_and_gives_supervisord_time_to_stop_its_programs():
+    unit = ini(UNIT.read_text())
+    service = unit["Service"]
+    assert service["User"] not in ("", "root") and service["Group"] not in ("", "root")
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+    assert unit["Unit"]["Wants"] == unit["Unit"]["After"] == "network-online.target"
+    assert service["Restart"] == "on-failure"
+    argv = shlex.split(service["ExecStart"])
+    assert argv[0].endswith("/supervisord") and "-n" in argv  # in the foreground: systemd watches it
+    release = service["WorkingDirectory"]
+    assert release == f"{UNIT_ROOT}/current" and argv[argv.index("-c") + 1] == f"{release}/supervisord.ini"
+    assert unit["Unit"]["ConditionPathExists"] == f"{release}/supervisord.ini"  # no fail-loop before a deploy
+    # Only supervisord gets SIGTERM, and it stops its groups one after another, each up to its stopwaitsecs.
+    assert service["KillMode"] == "mixed"
+    programs = [v for k, v in ini((PROJECT_DIR / "supervisord.ini").read_text()).items() if k.startswith("program:")]
+    stopping = sum(int(program.get("stopwaitsecs", "10")) for program in programs)
+    assert stopping >= 60 and int(service["TimeoutStopSec"]) > stopping
+    # The one command fab runs with sudo is what deploy/sudoers allows the unit's user.
+    assert "sudo -n systemctl start {UNIT}" in (PROJECT_DIR / "deploy" / "service.py").read_text()
+    rule = [line for line in (PROJECT_DIR / "deploy" / "sudoers").read_text().splitlines() if line[:1] not in "#"]
+    assert len(rule) == 1 and rule[0].startswith(f"{service['User']} ALL=(root) NOPASSWD: ")
+    allowed = {command.strip() for command in rule[0].split("NOPASSWD:", 1)[1].split(",")}
+    assert f"/usr/bin/systemctl start {UNIT.stem}" in allowed and all(
+        command.startswith("/usr/bin/systemctl ") and command.endswith(f" {UNIT.stem}") for command in allowed)
+
+
+def stop_supervisord(host: Host) -> None:
+    """Stop supervisord and its programs, as a shutdown does: SIGTERM, then wait until it is gone."""
+    pid = host.supervisord_pid()
+    assert pid, "supervisord runs on the host"
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}"), timeout=120)
+
+
+def test_after_a_reboot_the_unit_brings_the_api_back(lab):
+    """Everything stopped as at a shutdown, then exactly the unit's command as its User in its WorkingDirectory,
+    inside the host (this lab's deploy root for the unit's, its deploy user for the unit's User): both API
+    processes answer. Then fab, finding no supervisord and no unit here, starts it again, with its warning."""
+    host = lab.hosts[-1]
+    service = ini(UNIT.read_text())["Service"]
+    before = lab.version(host)
+    stop_supervisord(host)
+    assert all(host.get("/api/health", port).startswith("ERROR") for port in PORTS)
+
+    def here(text: str) -> str:
+        return text.replace(UNIT_ROOT, str(lab.root))
+
+    assert host.sshd is not None
+    with (lab.tmp / "unit.log").open("wb") as log:
+        supervisord = subprocess.Popen(
+            ["nsenter", "-t", str(host.sshd.pid), "-m", "-u", "-n", *lab.as_user(),  # each execs the next
+             "env", f"--chdir={here(service['WorkingDirectory'])}", *shlex.split(here(service["ExecStart"]))],
+            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: [lab.version(host, port) for port in PORTS] == [before] * len(PORTS), timeout=60)
+        assert host.supervisord_pid() == supervisord.pid  # in the foreground: the unit's main process
+        status = Path(f"/proc/{supervisord.pid}/status").read_text()
+        assert re.search(rf"^Uid:\s+{pwd.getpwnam(lab.user).pw_uid}\s", status, re.M), status
+    finally:
+        supervisord.send_signal(signal.SIGTERM)  # what systemd sends it (KillMode=mixed: to it alone)
+        supervisord.wait(int(service["TimeoutStopSec"]))
+    assert supervisord.returncode == 0, (lab.tmp / "unit.log").read_text()
+    assert all(host.get("/api/health", port).startswith("ERROR") for port in PORTS)  # it stopped its programs
+
+    back = lab.fab(lab.tmp / "src-first", "rollback", "--release", host.current(), hosts=[host])
+    assert "will not come back after a reboot" in back.stderr
+    workers_back(host, back.stdout, after=f"{host.address}: api:api-1 healthy")
+    assert lab.version(host) == before
