@@ -22,6 +22,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.support import PROJECT_DIR, SECRET, process_alive, service_missing, wait_until
 
@@ -112,10 +113,12 @@ class DeployLab:
                         ("ip", "link", "set", inside, "up"), ("ip", "link", "set", "lo", "up")):
             _run("ip", "netns", "exec", host.name, *command)
 
-        (host.disk / "shared" / "instance").mkdir(parents=True)
-        (host.disk / "shared" / "config_override.py").write_text(self.host_settings())
-        (host.disk / "shared" / "config_override.py").chmod(0o600)  # it holds the secret key
+        # As docs/operations.md prepares a host, with this disk for /srv/flask-restx-starter and the lab's user for app.
+        (host.disk / "shared" / "instance" / "logs").mkdir(parents=True)
         _run("chown", "-R", f"{self.user}:{self.user}", str(host.disk))
+        settings = host.disk / "shared" / "config_override.py"  # only the user reads it: it holds the secret key
+        _run("install", "-m", "600", "-o", self.user, "-g", self.user, "/dev/null", str(settings))
+        settings.write_text(self.host_settings())
         config = self.tmp / f"sshd-{index}.conf"
         config.write_text("\n".join((
             "Port 22", f"ListenAddress {host.address}", f"HostKey {self.tmp / 'host_key'}",
@@ -124,7 +127,7 @@ class DeployLab:
             "UsePAM no", "StrictModes no", "Subsystem sftp internal-sftp", "")))
         # Its own host name too (a UTS namespace): Celery names each host's worker worker-0@<host name>.
         script = (f"hostname {host.name} && mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd "
-                  f"&& mount --bind {host.disk} {self.root} {self.python_mounts()}"
+                  f"&& mount --bind {host.disk} {self.root} {self.python_mounts()}{self.sudoers_mounts()}"
                   f"&& exec /usr/sbin/sshd -D -e -f {config}")
         with (self.tmp / f"sshd-{index}.log").open("wb") as log:
             host.sshd = subprocess.Popen(["ip", "netns", "exec", host.name, "unshare", "-m", "-u", "sh", "-c",
@@ -248,3 +251,22 @@ class DeployLab:
         stage.mkdir(exist_ok=True)
         return (f"&& mount --bind {prefix} {stage} && mount -t tmpfs -o mode=755 tmpfs {closed} "
                 f"&& mkdir -p {prefix} && mount --bind {stage} {prefix} ")
+
+    def sudoers_mounts(self) -> str:
+        """Shell that installs deploy/sudoers, for the lab's user, as the host's /etc/sudoers.d (a directory bound
+        over it in the host's mount namespace: this machine's stays as it is). "" without sudo."""
+        if shutil.which("sudo") is None or not Path("/etc/sudoers.d").is_dir():
+            return ""
+        rules = self.common / "sudoers.d"
+        if not rules.exists():
+            rules.mkdir()
+            rule = (PROJECT_DIR / "deploy" / "sudoers").read_text().replace("\napp ALL=", f"\n{self.user} ALL=")
+            (rules / "flask-restx-starter").write_text(rule)
+            (rules / "flask-restx-starter").chmod(0o440)
+        return f"&& mount --bind {rules} /etc/sudoers.d "
+
+    def in_host(self, host: Host, *command: str, **kwargs: Any) -> subprocess.CompletedProcess:
+        """Run ``command`` as the deploy user inside ``host`` (its network, host name and mount namespaces)."""
+        assert host.sshd is not None
+        return subprocess.run(["nsenter", "-t", str(host.sshd.pid), "-m", "-u", "-n", *self.as_user(), *command],
+                              capture_output=True, text=True, timeout=30, **kwargs)
