@@ -340,3 +340,39 @@ def test_the_deploy_user_may_start_stop_and_restart_the_unit_with_sudo_and_nothi
                   UNIT.stem), ("sh", "-c", "id")):
         refused = lab.in_host(host, "sudo", "-n", "-l", *other)
         assert refused.returncode == 1 and not refused.stdout.strip(), (other, refused.stdout, refused.stderr)
+
+
+def test_fab_starts_supervisord_through_the_unit_where_it_is_installed(lab):
+    """With the unit installed (a stand-in for systemd's systemctl in the host: `is-enabled` says enabled, `start`
+    runs the unit's ExecStart as its User in its WorkingDirectory and returns at once, as systemd does), fab starts
+    supervisord with `sudo -n systemctl start` through deploy/sudoers, waits for its socket, and restarts as ever."""
+    if shutil.which("sudo") is None:
+        service_missing("sudo", FileNotFoundError("sudo (.ci/run installs it)"))
+    host = lab.hosts[0]
+    assert host.sshd is not None
+    service = ini(UNIT.read_text())["Service"]
+    command = shlex.split(service["ExecStart"].replace(UNIT_ROOT, str(lab.root)))
+    directory = service["WorkingDirectory"].replace(UNIT_ROOT, str(lab.root))
+    systemctl = lab.common / "systemctl"
+    systemctl.write_text(
+        f'#!/bin/sh\ncase "$*" in\n"is-enabled {UNIT.stem}") echo enabled ;;\n'
+        f'"start {UNIT.stem}") [ "$(id -u)" = 0 ] || exit 4\n'
+        f"  setsid {shlex.join(lab.as_user())} env --chdir={shlex.quote(directory)} {shlex.join(command)} "
+        f'>>{lab.common}/systemd.log 2>&1 </dev/null & ;;\n*) exit 1 ;;\nesac\n')
+    systemctl.chmod(0o755)
+    before = lab.version(host)
+    stop_supervisord(host)
+    namespace = ["nsenter", "-t", str(host.sshd.pid), "-m"]
+    subprocess.run([*namespace, "mount", "--bind", str(systemctl), "/usr/bin/systemctl"], check=True)
+    try:
+        back = lab.fab(lab.tmp / "src-first", "rollback", "--release", host.current(), hosts=[host])
+    finally:
+        subprocess.run([*namespace, "umount", "/usr/bin/systemctl"], check=True)
+    assert f"{host.address}: starting supervisord through systemd" in back.stdout
+    assert "WARNING" not in back.stderr, back.stderr
+    workers_back(host, back.stdout, after=f"{host.address}: api:api-1 healthy")
+    assert lab.version(host) == before
+    status = Path(f"/proc/{host.supervisord_pid()}/status").read_text()
+    assert re.search(rf"^Uid:\s+{pwd.getpwnam(lab.user).pw_uid}\s", status, re.M), status
+    arguments = Path(f"/proc/{host.supervisord_pid()}/cmdline").read_bytes().decode().split("\0")
+    assert arguments[-5:-1] == command[-4:]  # the unit's: supervisord -n -c …/supervisord.ini
