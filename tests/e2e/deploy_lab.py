@@ -22,7 +22,6 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tests.support import PROJECT_DIR, SECRET, process_alive, service_missing, wait_until
 
@@ -265,8 +264,8 @@ class DeployLab:
             (rules / "flask-restx-starter").chmod(0o440)
         return f"&& mount --bind {rules} /etc/sudoers.d "
 
-    def in_host(self, host: Host, *command: str, **kwargs: Any) -> subprocess.CompletedProcess:
+    def in_host(self, host: Host, *command: str) -> subprocess.CompletedProcess:
         """Run ``command`` as the deploy user inside ``host`` (its network, host name and mount namespaces)."""
         assert host.sshd is not None
         return subprocess.run(["nsenter", "-t", str(host.sshd.pid), "-m", "-u", "-n", *self.as_user(), *command],
-                              capture_output=True, text=True, timeout=30, **kwargs)
+                              capture_output=True, text=True, timeout=30)
