@@ -6,7 +6,7 @@ DEPLOY_KNOWN_HOSTS: `fab learn-host-keys` records it after you compared its fing
 environment:
 
     DEPLOY_HOSTS            comma-separated hosts, [user@]host[:port]
-    DEPLOY_USER             SSH user for DEPLOY_HOSTS entries that name none (default: yours, or ~/.ssh/config's)
+    DEPLOY_USER             SSH user for hosts (-H or DEPLOY_HOSTS) that name none (default: yours, or ~/.ssh/config's)
     DEPLOY_ROOT             where releases live on each host (default /srv/flask-restx-starter)
     DEPLOY_KEEP             releases, virtual environments and local builds kept (default 5, at least 2)
     DEPLOY_PYTHON           interpreter that makes the hosts' virtual environments (default python3; 3.11+)

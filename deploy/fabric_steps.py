@@ -13,6 +13,7 @@ from fabric import Connection
 
 from deploy.build import requirements_hash
 from deploy.hosts import deploy_root, q
+from deploy.service import start_supervisord
 
 PROGRAM = "api"  # the supervisor groups in supervisord.ini: the API processes, the job workers, the scheduler
 WORKERS = "worker"
@@ -156,12 +157,11 @@ def _restart(c: Connection) -> None:
     """Start supervisord from `current`, or apply its changed file and restart its processes one at a time: the
     API processes, each healthy before the next stops; then the job workers, each stopped warm (its running tasks
     finish first) and answering a ping before the next; then beat."""
-    current = f"{q(deploy_root())}/current"
     running = _supervisorctl(c, "pid", hide=True, warn=True).ok
     if running:
         _supervisorctl(c, "update", hide=True)  # a changed [program:…] restarts its group here
     else:
-        c.run(f"{current}/.venv/bin/supervisord -c {current}/supervisord.ini")
+        start_supervisord(c, deploy_root())  # through systemd where its unit is installed
     for group, wait in ((PROGRAM, _wait_healthy), (WORKERS, _wait_answering), (BEAT, _wait_running)):
         for name in _processes(c, group):
             if running:

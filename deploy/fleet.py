@@ -112,8 +112,9 @@ def _put_back(switched: list[Connection], previous: dict[str, str]) -> list[str]
 
 
 def rollback(config: Config, release: str) -> None:
-    """Every host to ``release``, or to the newest release older than each host's current one that was found good
-    on every host; if one host fails, every host goes back to what it ran."""
+    """Every host to ``release`` (restarted onto it also where it is current), or to the newest release older than
+    each host's current one that was found good on every host; if one host fails, every host goes back to what it
+    ran."""
     hosts = open_all(config)
     current = {h.host: steps.current_release(h) for h in hosts}
     good = [set(steps.installed_releases(h, steps.GOOD)) for h in hosts]
@@ -134,7 +135,7 @@ def rollback(config: Config, release: str) -> None:
     switched: list[Connection] = []
     try:
         for host in hosts:
-            if current[host.host] != target:
+            if release or current[host.host] != target:  # a named release is restarted onto even where current
                 switched.append(host)
                 steps.go_to(host, target)
                 print(f"{host.host}: rolled back {current[host.host]} -> {target}")

@@ -25,22 +25,25 @@ def deploy_root() -> str:
     return os.environ.get("DEPLOY_ROOT", f"/srv/{NAME}")
 
 
-def deploy_hosts() -> list[str]:
-    """DEPLOY_HOSTS, each with DEPLOY_USER unless it names its own user."""
+def _with_user(hosts: list[str]) -> list[str]:
     user = os.environ.get("DEPLOY_USER", "")
-    hosts = [h.strip() for h in os.environ.get("DEPLOY_HOSTS", "").split(",") if h.strip()]
     return [h if "@" in h or not user else f"{user}@{h}" for h in hosts]
 
 
+def deploy_hosts() -> list[str]:
+    """DEPLOY_HOSTS, each with DEPLOY_USER unless it names its own user."""
+    return _with_user([h.strip() for h in os.environ.get("DEPLOY_HOSTS", "").split(",") if h.strip()])
+
+
 def named_hosts() -> list[str]:
-    """The hosts of this run: fab's -H (it wins), else DEPLOY_HOSTS."""
+    """The hosts of this run: fab's -H (it wins), else DEPLOY_HOSTS; DEPLOY_USER for those that name no user."""
     from fabric.main import program  # the running `fab`; its parsed -H
 
     try:
         given = program.core[0].args.hosts.value
     except (AttributeError, IndexError, KeyError, TypeError):
         given = None
-    return [h.strip() for h in given.split(",") if h.strip()] if given else deploy_hosts()
+    return _with_user([h.strip() for h in given.split(",") if h.strip()]) if given else deploy_hosts()
 
 
 def connect_timeout() -> int:

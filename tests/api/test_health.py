@@ -9,7 +9,6 @@ import time
 from app import __version__
 from tests.support import free_port, service_missing, wait_until
 
-
 # A checkout that fab did not deploy has no release.json and runs from no releases/ directory; test_deploy.py
 # checks what a deployed process says.
 NOT_DEPLOYED = {"commit": None, "dirty": False, "built_at": None, "release": None}

@@ -5,6 +5,8 @@ supervisor on ports 5000/5001) with its own host name and an sshd started inside
 bound over the common deploy root: fab sees the same DEPLOY_ROOT on every host, as on real servers, and each
 writes only its own directory. The hosts share what real hosts share: one database (an SQLite file outside the
 deploy root) and one Redis (a private redis-server on a unix socket, which crosses network namespaces).
+fab connects as an unprivileged deploy user, as docs/operations.md prepares hosts: a system user the lab makes
+(and removes), owning the hosts' disks, the database's directory and Redis (which runs as that user).
 Everything here is started by the lab and stopped by it, by process id; the namespaces are deleted.
 """
 
@@ -17,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,11 +67,15 @@ class Host:
 class DeployLab:
     def __init__(self, tmp: Path, count: int = 2) -> None:
         self.tmp = tmp
-        self.root = tmp / "srv"  # DEPLOY_ROOT: empty here, each host's own disk inside its sshd's mount namespace
+        self.user = f"fabt{os.getpid()}"  # the deploy user, made by start() unless it exists
+        self.user_created = False
+        # What the deploy user reaches (pytest's tmp is root's alone): the deploy root, the database, Redis.
+        self.common = Path(tempfile.mkdtemp(prefix=f"{self.user}-"))
+        self.root = self.common / "srv"  # DEPLOY_ROOT: empty here, each host's own disk inside its sshd's mount ns
         self.root.mkdir()
         self.build_dir = tmp / "dist"
-        self.database = tmp / "shared.db"
-        self.redis_socket = tmp / "redis.sock"
+        self.database = self.common / "shared.db"
+        self.redis_socket = self.common / "redis.sock"
         self.key = tmp / "id_ed25519"
         self.first_deploy: subprocess.CompletedProcess | None = None
         self.processes: list[subprocess.Popen] = []
@@ -85,12 +92,14 @@ class DeployLab:
                 service_missing(tool, FileNotFoundError("not installed (.ci/run installs it)"))
         if os.geteuid() != 0:
             service_missing("network namespaces", PermissionError("the deploy tests need root"))
+        self.add_deploy_user()
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key))
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.tmp / "host_key"))
-        (self.tmp / "authorized_keys").write_text(Path(f"{self.key}.pub").read_text())
+        (self.common / "authorized_keys").write_text(Path(f"{self.key}.pub").read_text())  # sshd reads it as user
         self.processes.append(subprocess.Popen(
-            ["redis-server", "--port", "0", "--unixsocket", str(self.redis_socket), "--unixsocketperm", "700",
-             "--save", "", "--appendonly", "no", "--dir", str(self.tmp)], stdout=subprocess.DEVNULL))
+            [*self.as_user(), "redis-server", "--port", "0", "--unixsocket", str(self.redis_socket),
+             "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", str(self.common)],
+            stdout=subprocess.DEVNULL))
         for index, host in enumerate(self.hosts):
             self._start_host(index, host)
         wait_until(self.redis_socket.exists, timeout=10)
@@ -107,18 +116,22 @@ class DeployLab:
                         ("ip", "link", "set", inside, "up"), ("ip", "link", "set", "lo", "up")):
             _run("ip", "netns", "exec", host.name, *command)
 
-        (host.disk / "shared" / "instance").mkdir(parents=True)
-        (host.disk / "shared" / "config_override.py").write_text(self.host_settings())
-        (host.disk / "shared" / "config_override.py").chmod(0o600)
+        # As docs/operations.md prepares a host, with this disk for /srv/flask-restx-starter and the lab's user for app.
+        (host.disk / "shared" / "instance" / "logs").mkdir(parents=True)
+        _run("chown", "-R", f"{self.user}:{self.user}", str(host.disk))
+        settings = host.disk / "shared" / "config_override.py"  # only the user reads it: it holds the secret key
+        _run("install", "-m", "600", "-o", self.user, "-g", self.user, "/dev/null", str(settings))
+        settings.write_text(self.host_settings())
         config = self.tmp / f"sshd-{index}.conf"
         config.write_text("\n".join((
             "Port 22", f"ListenAddress {host.address}", f"HostKey {self.tmp / 'host_key'}",
-            f"AuthorizedKeysFile {self.tmp / 'authorized_keys'}", f"PidFile {self.tmp / f'sshd-{index}.pid'}",
+            f"AuthorizedKeysFile {self.common / 'authorized_keys'}", f"PidFile {self.tmp / f'sshd-{index}.pid'}",
             "PermitRootLogin prohibit-password", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
             "UsePAM no", "StrictModes no", "Subsystem sftp internal-sftp", "")))
         # Its own host name too (a UTS namespace): Celery names each host's worker worker-0@<host name>.
         script = (f"hostname {host.name} && mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd "
-                  f"&& mount --bind {host.disk} {self.root} && exec /usr/sbin/sshd -D -e -f {config}")
+                  f"&& mount --bind {host.disk} {self.root} {self.python_mounts()}{self.sudoers_mounts()}"
+                  f"&& exec /usr/sbin/sshd -D -e -f {config}")
         with (self.tmp / f"sshd-{index}.log").open("wb") as log:
             host.sshd = subprocess.Popen(["ip", "netns", "exec", host.name, "unshare", "-m", "-u", "sh", "-c",
                                           script],
@@ -162,7 +175,7 @@ class DeployLab:
     def fab(self, source: Path, *args: str, hosts: list[Host] | None = None, check: bool = True,
             env: dict[str, str] | None = None, targets: str = "") -> subprocess.CompletedProcess:
         """Run fab in ``source`` against ``hosts`` (all by default; ``targets`` is a -H value instead)."""
-        targets = targets or ",".join(f"root@{h.address}" for h in (self.hosts if hosts is None else hosts))
+        targets = targets or ",".join(f"{self.user}@{h.address}" for h in (self.hosts if hosts is None else hosts))
         command = [FAB, "-i", str(self.key), *(["-H", targets] if args[0] != "build" else []), *args]
         result = subprocess.run(command, cwd=source, capture_output=True, text=True, timeout=300, env={
             **os.environ, "DEPLOY_HOSTS": "", "DEPLOY_ROOT": str(self.root), "DEPLOY_PYTHON": BASE_PYTHON,
@@ -199,3 +212,55 @@ class DeployLab:
             if process.poll() is None:
                 process.terminate()
                 process.wait(10)
+        shutil.rmtree(self.common, ignore_errors=True)
+        if self.user_created:
+            subprocess.run(["userdel", "--force", "--remove", self.user], capture_output=True, timeout=30)
+
+    # --------------------------------------------------------------------------------- the deploy user
+
+    def add_deploy_user(self) -> None:
+        """The unprivileged user fab deploys as (docs/operations.md: useradd --system … app), owning self.common.
+        Its password is "*", not useradd's locked "!": this sshd runs without PAM and would refuse a locked user."""
+        for tool in ("useradd", "userdel", "setpriv", "nsenter"):
+            if shutil.which(tool) is None:
+                service_missing(tool, FileNotFoundError("not installed (util-linux, passwd)"))
+        if subprocess.run(["id", self.user], capture_output=True).returncode:
+            _run("useradd", "--system", "--create-home", "--shell", "/bin/bash", "--password", "*", self.user)
+            self.user_created = True
+        _run("chown", f"{self.user}:{self.user}", str(self.common), str(self.root))
+
+    def as_user(self) -> list[str]:
+        """A command prefix that runs the rest as the deploy user, in the same process (exec, no fork)."""
+        return ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--init-groups", "--reset-env"]
+
+    def python_mounts(self) -> str:
+        """Shell that lets the deploy user run BASE_PYTHON inside a host: when a directory above it is closed to
+        others (a Python under /root), a tmpfs over that directory in the host's mount namespace, with only the
+        Python bound back in. "" when nothing is closed."""
+        prefix = Path(sys.base_prefix)
+        closed = next((p for p in reversed(prefix.parents) if not p.stat().st_mode & 0o001), None)
+        if closed is None:
+            return ""
+        stage = self.common / "python"
+        stage.mkdir(exist_ok=True)
+        return (f"&& mount --bind {prefix} {stage} && mount -t tmpfs -o mode=755 tmpfs {closed} "
+                f"&& mkdir -p {prefix} && mount --bind {stage} {prefix} ")
+
+    def sudoers_mounts(self) -> str:
+        """Shell that installs deploy/sudoers, for the lab's user, as the host's /etc/sudoers.d (a directory bound
+        over it in the host's mount namespace: this machine's stays as it is). "" without sudo."""
+        if shutil.which("sudo") is None or not Path("/etc/sudoers.d").is_dir():
+            return ""
+        rules = self.common / "sudoers.d"
+        if not rules.exists():
+            rules.mkdir()
+            rule = (PROJECT_DIR / "deploy" / "sudoers").read_text().replace("\napp ALL=", f"\n{self.user} ALL=")
+            (rules / "flask-restx-starter").write_text(rule)
+            (rules / "flask-restx-starter").chmod(0o440)
+        return f"&& mount --bind {rules} /etc/sudoers.d "
+
+    def in_host(self, host: Host, *command: str) -> subprocess.CompletedProcess:
+        """Run ``command`` as the deploy user inside ``host`` (its network, host name and mount namespaces)."""
+        assert host.sshd is not None
+        return subprocess.run(["nsenter", "-t", str(host.sshd.pid), "-m", "-u", "-n", *self.as_user(), *command],
+                              capture_output=True, text=True, timeout=30)

@@ -7,9 +7,14 @@ each test deploys the builds it needs first, so none relies on another having ru
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
+import pwd
 import re
+import shlex
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -191,7 +197,7 @@ def test_what_stops_a_deploy_before_it_changes_any_host(lab):
         return said
 
     # A host that refuses SSH (nothing listens on that port) and one that never answers (its packets vanish)
-    refused(targets=f"root@{first.address},root@{second.address}:2222",
+    refused(targets=f"{lab.user}@{first.address},{lab.user}@{second.address}:2222",
             expect=f"{second.address}:2222: refuses connections")
     subprocess.run(["ip", "neigh", "replace", second.address, "lladdr", "02:00:00:00:00:01", "nud", "permanent",
                     "dev", second.link], check=True, timeout=10)
@@ -336,3 +342,143 @@ def test_a_deploy_under_load_behind_nginx_fails_no_request(lab, nginx):
     assert "GET /api/users/me 200" in app_logs and f"ip={client}" in app_logs
     assert "ip=127.0.0.1" not in app_logs.split("GET /api/users/me 200", 1)[1].split("\n", 1)[0]
     assert not any(t.is_alive() for t in threads)
+
+
+# ------------------------------------------------------------------------------------------ the systemd unit
+
+UNIT = PROJECT_DIR / "deploy" / "flask-restx-starter.service"
+UNIT_ROOT = "/srv/flask-restx-starter"  # the deploy root the unit's paths name
+
+
+def ini(text: str) -> dict[str, dict[str, str]]:
+    """The sections of an ini-like file (a systemd unit, supervisord.ini), names as written, no interpolation."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(text)
+    return {name: dict(parser[name]) for name in parser.sections()}
+
+
+def test_the_systemd_unit_starts_at_boot_as_a_user_and_gives_supervisord_time_to_stop_its_programs():
+    unit = ini(UNIT.read_text())
+    service = unit["Service"]
+    assert service["User"] not in ("", "root") and service["Group"] not in ("", "root")
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+    assert unit["Unit"]["Wants"] == unit["Unit"]["After"] == "network-online.target"
+    assert service["Restart"] == "on-failure"
+    argv = shlex.split(service["ExecStart"])
+    assert argv[0].endswith("/supervisord") and "-n" in argv  # in the foreground: systemd watches it
+    release = service["WorkingDirectory"]
+    assert release == f"{UNIT_ROOT}/current" and argv[argv.index("-c") + 1] == f"{release}/supervisord.ini"
+    assert unit["Unit"]["ConditionPathExists"] == f"{release}/supervisord.ini"  # no fail-loop before a deploy
+    # Only supervisord gets SIGTERM, and it stops its groups one after another, each up to its stopwaitsecs.
+    assert service["KillMode"] == "mixed"
+    programs = [v for k, v in ini((PROJECT_DIR / "supervisord.ini").read_text()).items() if k.startswith("program:")]
+    stopping = sum(int(program.get("stopwaitsecs", "10")) for program in programs)
+    assert stopping >= 60 and int(service["TimeoutStopSec"]) > stopping
+    # The one command fab runs with sudo is what deploy/sudoers allows the unit's user.
+    assert "sudo -n systemctl start {UNIT}" in (PROJECT_DIR / "deploy" / "service.py").read_text()
+    rule = [line for line in (PROJECT_DIR / "deploy" / "sudoers").read_text().splitlines() if line[:1] not in "#"]
+    assert len(rule) == 1 and rule[0].startswith(f"{service['User']} ALL=(root) NOPASSWD: ")
+    allowed = {command.strip() for command in rule[0].split("NOPASSWD:", 1)[1].split(",")}
+    assert f"/usr/bin/systemctl start {UNIT.stem}" in allowed and all(
+        command.startswith("/usr/bin/systemctl ") and command.endswith(f" {UNIT.stem}") for command in allowed)
+
+
+def stop_supervisord(host: Host) -> None:
+    """Stop supervisord and its programs, as a shutdown does: SIGTERM, then wait until it is gone."""
+    pid = host.supervisord_pid()
+    assert pid, "supervisord runs on the host"
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}"), timeout=120)
+
+
+def test_after_a_reboot_the_unit_brings_the_api_back(lab):
+    """Everything stopped as at a shutdown, then exactly the unit's command as its User in its WorkingDirectory,
+    inside the host (this lab's deploy root for the unit's, its deploy user for the unit's User): both API
+    processes answer. Then fab, finding no supervisord and no unit here, starts it again, with its warning."""
+    host = lab.hosts[-1]
+    service = ini(UNIT.read_text())["Service"]
+    before = lab.version(host)
+    stop_supervisord(host)
+    assert all(host.get("/api/health", port).startswith("ERROR") for port in PORTS)
+    with socket.socket(socket.AF_UNIX) as stale:  # what a power cut leaves: a control socket nothing listens on
+        stale.bind(str(host.disk / "shared" / "instance" / "supervisor.sock"))
+
+    def here(text: str) -> str:
+        return text.replace(UNIT_ROOT, str(lab.root))
+
+    assert host.sshd is not None
+    with (lab.tmp / "unit.log").open("wb") as log:
+        supervisord = subprocess.Popen(
+            ["nsenter", "-t", str(host.sshd.pid), "-m", "-u", "-n", *lab.as_user(),  # each execs the next
+             "env", f"--chdir={here(service['WorkingDirectory'])}", *shlex.split(here(service["ExecStart"]))],
+            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: [lab.version(host, port) for port in PORTS] == [before] * len(PORTS), timeout=60)
+        assert host.supervisord_pid() == supervisord.pid  # in the foreground: the unit's main process
+        status = Path(f"/proc/{supervisord.pid}/status").read_text()
+        assert re.search(rf"^Uid:\s+{pwd.getpwnam(lab.user).pw_uid}\s", status, re.M), status
+    finally:
+        supervisord.send_signal(signal.SIGTERM)  # what systemd sends it (KillMode=mixed: to it alone)
+        supervisord.wait(int(service["TimeoutStopSec"]))
+    assert supervisord.returncode == 0, (lab.tmp / "unit.log").read_text()
+    assert all(host.get("/api/health", port).startswith("ERROR") for port in PORTS)  # it stopped its programs
+
+    back = lab.fab(lab.tmp / "src-first", "rollback", "--release", host.current(), hosts=[host])
+    assert "will not come back after a reboot" in back.stderr
+    workers_back(host, back.stdout, after=f"{host.address}: api:api-1 healthy")
+    assert lab.version(host) == before
+
+
+def test_the_deploy_user_may_start_stop_and_restart_the_unit_with_sudo_and_nothing_else(lab):
+    """deploy/sudoers, installed in a host for its deploy user, lets fab's `sudo -n systemctl start …` through
+    without a password (`sudo -l` names the command it would run; systemd itself does not run here)."""
+    if shutil.which("visudo") is None:
+        service_missing("sudo", FileNotFoundError("visudo (.ci/run installs sudo)"))
+    check = subprocess.run(["visudo", "-cf", str(PROJECT_DIR / "deploy" / "sudoers")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    host = lab.hosts[0]
+    for action in ("start", "stop", "restart"):
+        allowed = lab.in_host(host, "sudo", "-n", "-l", "systemctl", action, UNIT.stem)
+        assert allowed.returncode == 0 and allowed.stdout.strip() == f"/usr/bin/systemctl {action} {UNIT.stem}", (
+            allowed.stdout + allowed.stderr)
+    for other in (("systemctl", "start", "ssh"), ("systemctl", "start", UNIT.stem, "ssh"), ("systemctl", "edit",
+                  UNIT.stem), ("sh", "-c", "id")):
+        refused = lab.in_host(host, "sudo", "-n", "-l", *other)
+        assert refused.returncode == 1 and not refused.stdout.strip(), (other, refused.stdout, refused.stderr)
+
+
+def test_fab_starts_supervisord_through_the_unit_where_it_is_installed(lab):
+    """With the unit installed (a stand-in for systemd's systemctl in the host: `is-enabled` says enabled, `start`
+    runs the unit's ExecStart as its User in its WorkingDirectory and returns at once, as systemd does), fab starts
+    supervisord with `sudo -n systemctl start` through deploy/sudoers, waits for its socket, and restarts as ever."""
+    if shutil.which("sudo") is None:
+        service_missing("sudo", FileNotFoundError("sudo (.ci/run installs it)"))
+    host = lab.hosts[0]
+    assert host.sshd is not None
+    service = ini(UNIT.read_text())["Service"]
+    command = shlex.split(service["ExecStart"].replace(UNIT_ROOT, str(lab.root)))
+    directory = service["WorkingDirectory"].replace(UNIT_ROOT, str(lab.root))
+    systemctl = lab.common / "systemctl"
+    systemctl.write_text(
+        f'#!/bin/sh\ncase "$*" in\n"is-enabled {UNIT.stem}") echo enabled ;;\n'
+        f'"start {UNIT.stem}") [ "$(id -u)" = 0 ] || exit 4\n'
+        f"  setsid {shlex.join(lab.as_user())} env --chdir={shlex.quote(directory)} {shlex.join(command)} "
+        f'>>{lab.common}/systemd.log 2>&1 </dev/null & ;;\n*) exit 1 ;;\nesac\n')
+    systemctl.chmod(0o755)
+    before = lab.version(host)
+    stop_supervisord(host)
+    namespace = ["nsenter", "-t", str(host.sshd.pid), "-m"]
+    subprocess.run([*namespace, "mount", "--bind", str(systemctl), "/usr/bin/systemctl"], check=True)
+    try:
+        back = lab.fab(lab.tmp / "src-first", "rollback", "--release", host.current(), hosts=[host])
+    finally:
+        subprocess.run([*namespace, "umount", "/usr/bin/systemctl"], check=True)
+    assert f"{host.address}: starting supervisord through systemd" in back.stdout
+    assert "WARNING" not in back.stderr, back.stderr
+    workers_back(host, back.stdout, after=f"{host.address}: api:api-1 healthy")
+    assert lab.version(host) == before
+    status = Path(f"/proc/{host.supervisord_pid()}/status").read_text()
+    assert re.search(rf"^Uid:\s+{pwd.getpwnam(lab.user).pw_uid}\s", status, re.M), status
+    arguments = Path(f"/proc/{host.supervisord_pid()}/cmdline").read_bytes().decode().split("\0")
+    assert arguments[-5:-1] == command[-4:]  # the unit's: supervisord -n -c …/supervisord.ini
