@@ -90,7 +90,7 @@ def make_tarball(wheels: Path | None = None, dirty: bool = False) -> Path:
         where = "not a git checkout" if commit is None else "uncommitted changes in what a build packs"
         raise Exit(f"{where}: commit first, or build anyway with --dirty (the release then says dirty)", code=1)
     now = datetime.now(UTC)
-    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    python = "{}.{}.{}".format(*sys.version_info[:3])  # pip chose the wheels for this exact version
     stamp = {"version": app_version(), "commit": commit, "dirty": changed,
              "built_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "wheels_python": python if wheels else None}
     out = build_dir()

@@ -8,6 +8,7 @@ import hashlib
 import os
 import shlex
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,7 @@ def record_host_key(conn: Connection) -> str:
 @dataclass
 class HostFacts:
     user: str
-    python: str  # major.minor of DEPLOY_PYTHON, or "none"
+    python: str  # major.minor.micro of DEPLOY_PYTHON, or "none"
     free_mb: int
     settings_mode: str  # the octal mode of shared/config_override.py, or "missing"
 
@@ -139,7 +140,7 @@ def facts(conn: Connection) -> HostFacts:
     root, python = deploy_root(), os.environ.get("DEPLOY_PYTHON", "python3")
     settings = q(f"{root}/shared/config_override.py")
     script = (f"echo $(id -un); "
-              f"{q(python)} -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])' 2>/dev/null || echo none; "
+              f"{q(python)} -c 'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])' 2>/dev/null || echo none; "
               f"d={q(root)}; while [ ! -e \"$d\" ]; do d=$(dirname \"$d\"); done; "
               f"df -Pk \"$d\" | awk 'NR == 2 {{ print int($4 / 1024) }}'; "
               f"stat -c %a {settings} 2>/dev/null || echo missing")
@@ -154,11 +155,15 @@ def problems_of(conn: Connection, found: HostFacts, wheels_python: str | None) -
     problems = []
     if found.python == "none":
         problems.append(f"{host}: no {os.environ.get('DEPLOY_PYTHON', 'python3')} (DEPLOY_PYTHON)")
-    elif tuple(map(int, found.python.split("."))) < MIN_PYTHON:
+    elif tuple(map(int, found.python.split(".")))[:2] < MIN_PYTHON:
         problems.append(f"{host}: Python {found.python}; the app needs {'.'.join(map(str, MIN_PYTHON))} or newer")
-    elif wheels_python and found.python != wheels_python:
+    elif wheels_python and found.python.rsplit(".", 1)[0] != wheels_python.rsplit(".", 1)[0]:
         problems.append(f"{host}: Python {found.python}, but the build's wheels are for {wheels_python}: build "
                         f"without --wheels, or on Python {found.python}")
+    elif wheels_python and found.python != wheels_python:
+        print(f"{host}: WARNING: Python {found.python}, the build's wheels were chosen on {wheels_python}: a "
+              f"requirement only some patch levels need may be missing (the install then fails and changes "
+              f"nothing; build without --wheels, or on {found.python})", file=sys.stderr)
     if found.free_mb < need:
         problems.append(f"{host}: {found.free_mb} MB free under {root}; a deploy needs {need} (DEPLOY_MIN_FREE_MB)")
     if found.settings_mode == "missing":
