@@ -60,13 +60,22 @@ def deploy(config: Config, dirty: bool) -> None:
 
     for host in hosts:
         steps.mark_good(host, release)
+    _prune(hosts, tarball)
+    print(f"deployed {release} (commit {commit}) to every host")
+
+
+def _prune(hosts: list[Connection], tarball: Path) -> None:
+    """Remove what DEPLOY_KEEP does not keep; the release is deployed whatever happens here, so a failure is a
+    warning."""
     keep = keep_count()
     for host in hosts:
-        for removed in steps.prune(host, keep):
-            print(f"{host.host}: removed {removed}")
+        try:
+            for removed in steps.prune(host, keep):
+                print(f"{host.host}: removed {removed}")
+        except Exception as exc:
+            print(f"{host.host}: WARNING: could not remove old releases: {exc}", file=sys.stderr)
     for old in prune_builds(keep, tarball):
         print(f"removed build {old.name}")
-    print(f"deployed {release} (commit {commit}) to every host")
 
 
 def _install_everywhere(hosts: list[Connection], tarball: Path, release: str) -> None:

@@ -177,6 +177,7 @@ class DeployLab:
         """Run fab in ``source`` against ``hosts`` (all by default; ``targets`` is a -H value instead)."""
         targets = targets or ",".join(f"{self.user}@{h.address}" for h in (self.hosts if hosts is None else hosts))
         command = [FAB, "-i", str(self.key), *(["-H", targets] if args[0] != "build" else []), *args]
+        # The settings the README has you export (DEPLOY_HOSTS, DEPLOY_USER), as -H user@host here, and the rest.
         result = subprocess.run(command, cwd=source, capture_output=True, text=True, timeout=300, env={
             **os.environ, "DEPLOY_HOSTS": "", "DEPLOY_ROOT": str(self.root), "DEPLOY_PYTHON": BASE_PYTHON,
             "BUILD_DIR": str(self.build_dir / source.name), "DEPLOY_HEALTH_TIMEOUT": "15",

@@ -116,6 +116,8 @@ def seed_old_things(lab: DeployLab, source) -> None:
             (host.disk / "releases" / name / ".good").touch()
         (host.disk / "releases" / "19990103T000000.000000").mkdir()  # a run cut off while installing
         (host.disk / "venvs" / "0123456789abcdef").mkdir()
+        subprocess.run(["chown", "-R", f"{lab.user}:{lab.user}", str(host.disk / "releases"), str(host.disk / "venvs")],
+                       check=True, timeout=30)  # the deploy user's, as on a host
     builds = lab.build_dir / source.name
     builds.mkdir(parents=True, exist_ok=True)
     for n in range(3):
