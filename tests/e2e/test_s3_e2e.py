@@ -1,11 +1,15 @@
 """The s3 backend in a real server process against moto_server: 16 MiB uploads streamed in parts without holding
-them in memory, a proxied Range download, and an unreachable store answered with 503 within 2 s over HTTP."""
+them in memory, a proxied Range download, an unreachable store answered with 503 within 2 s over HTTP, and the
+direct-upload example of docs/files.md run as written."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +17,8 @@ import requests
 from test_server_limits import MiB, PeakRSS, rss, run_together
 
 from tests.fixtures.accounts import signed_in
-from tests.support import free_port
+from tests.support import PROJECT_DIR, free_port
+from tests.test_docs import fenced_blocks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 UPLOADS, SIZE = 8, 16 * MiB
@@ -71,3 +76,18 @@ def test_a_proxied_range_and_an_unreachable_store_over_http(live_server: Any, te
     seconds = time.monotonic() - started
     print(f"unreachable store: {answer.status_code} in {seconds:.3f} s")
     assert answer.status_code == 503 and answer.json()["status"] == "SERVICE_UNAVAILABLE" and seconds < 2
+
+
+def test_the_direct_upload_example_in_docs_files_md_runs(live_server: Any, test_settings: dict, s3_bucket: Any,
+                                                         tmp_path: Path) -> None:
+    [example] = [block.text for block in fenced_blocks(PROJECT_DIR / "docs" / "files.md")
+                 if block.lang == "python" and "upload-url" in block.text]
+    server = live_server(env=s3_env(s3_bucket))
+    token = signed_in(server.url, test_settings)
+    script = example.replace("http://localhost:5000", server.url).replace("<access token>", token)
+    assert script != example
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(5000))
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "201"
+    assert [key.split("/")[0] for key in s3_bucket.object_keys()] == ["u1"]
