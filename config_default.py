@@ -110,7 +110,7 @@ configs = {
         },
     },
     "files": {
-        "backend": "local",  # local | qiniu
+        "backend": "local",  # local | qiniu | s3
         "max_size": 16 * 1024 * 1024,  # bytes per upload; nginx's client_max_body_size must be a little more
         "allowed_types": ["image/jpeg", "image/png", "image/gif", "image/webp", "application/pdf", "text/plain"],
         "local_dir": "instance/uploads",  # where the local backend keeps bytes
@@ -126,6 +126,22 @@ configs = {
         "callback_url": "",  # public URL of POST /api/files/qiniu/callback, for direct uploads
         "token_ttl": 3600,  # seconds a direct-upload token stays valid
         "download_ttl": 3600,  # seconds a private download URL stays valid
+    },
+    "s3": {
+        "endpoint_url": "",  # empty for AWS; else the store's, e.g. https://<account>.r2.cloudflarestorage.com
+        "region": "",  # e.g. eu-west-1; empty: us-east-1 (R2: auto)
+        "bucket": "",  # bucket for uploads; empty answers 501 STORAGE_NOT_CONFIGURED
+        "access_key": "",  # empty: boto3's own chain (AWS_* environment, ~/.aws, instance role)
+        "secret_key": "",
+        "public_url": "",  # public bucket or CDN base, e.g. https://cdn.example.com: file URLs point there
+        "path_style": False,  # bucket in the path, not the host name (MinIO and most self-hosted stores)
+        "proxy_downloads": False,  # GET .../content streams the bytes through the API instead of a 302
+        "download_ttl": 3600,  # seconds a presigned download URL stays valid
+        "upload_ttl": 3600,  # seconds a presigned direct-upload form stays valid
+        "multipart_threshold": 8 * 1024 * 1024,  # server uploads above this go in parts of this size (at least 5 MiB)
+        "connect_timeout": 1.0,  # seconds to connect; with read_timeout, what an unreachable store costs (503)
+        "read_timeout": 1.5,  # seconds to wait on each read from the store; raise it for a distant store
+        "max_attempts": 1,  # tries of each call (1: no retry, so an outage answers 503 within 2 s)
     },
     "mail": {
         "server": "localhost",  # SMTP host

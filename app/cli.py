@@ -106,7 +106,10 @@ def prune_sessions() -> None:
 def prune_files(grace: int | None, dry_run: bool) -> None:
     """Delete stored bytes that no file row names (older than the grace period: an upload writes its bytes before
     its row) and file rows whose bytes are gone (run it daily: cron, or a beat job)."""
-    counts = prune_stored_files(grace_seconds=grace, dry_run=dry_run)
+    try:
+        counts = prune_stored_files(grace_seconds=grace, dry_run=dry_run)
+    except APIError as exc:  # the store cannot be asked (503) or is not configured (501): say so, exit 1
+        raise click.ClickException(exc.message) from None
     verb = "would be deleted" if dry_run else "deleted"
     click.echo(f"{counts['orphan_objects']} stored object(s) without a row {verb}")
     click.echo(f"{counts['rows_without_bytes']} file row(s) without bytes {verb}")

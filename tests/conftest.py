@@ -20,4 +20,5 @@ pytest_plugins = [
     "tests.fixtures.swagger_ui",
     "tests.fixtures.relays",
     "tests.fixtures.celery_workers",
+    "tests.fixtures.s3_servers",
 ]

@@ -180,7 +180,7 @@ def test_password_words_are_a_comma_separated_list_in_the_environment(project):
 @pytest.mark.parametrize(("variable", "choices"), [
     ("APP_MAIL__BACKEND", "console, smtp"),
     ("APP_SMS__GATEWAY", "console, file, http"),
-    ("APP_FILES__BACKEND", "local, qiniu"),
+    ("APP_FILES__BACKEND", "local, qiniu, s3"),
     ("APP_LOG__FORMAT", "plain, json"),
 ])
 def test_a_value_outside_a_settings_choices_stops_the_start(project, variable, choices):

@@ -130,6 +130,22 @@ def setting_problems(settings: Settings) -> list[str]:
                         "longer than the visibility timeout is handed to another worker too)")
     if settings.files.orphan_grace < 0:
         problems.append("files.orphan_grace must be 0 or more seconds")
+    return problems + _s3_problems(settings)
+
+
+def _s3_problems(settings: Settings) -> list[str]:
+    problems = []
+    s3 = settings.s3
+    for key in ("endpoint_url", "public_url"):
+        url = getattr(s3, key)
+        if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname):
+            problems.append(f"s3.{key} {url!r} is not an http(s) URL like https://s3.example.com")
+    if s3.multipart_threshold < 5 * 1024 * 1024:
+        problems.append("s3.multipart_threshold must be at least 5 MiB (5242880), S3's smallest part")
+    if min(s3.download_ttl, s3.upload_ttl) < 1 or s3.download_ttl > 604800 or s3.upload_ttl > 604800:
+        problems.append("s3.download_ttl and s3.upload_ttl must be from 1 to 604800 seconds (SigV4's longest)")
+    if s3.connect_timeout <= 0 or s3.read_timeout <= 0 or s3.max_attempts < 1:
+        problems.append("s3.connect_timeout and s3.read_timeout must be positive, s3.max_attempts at least 1")
     return problems
 
 

@@ -147,7 +147,7 @@ class SmsSettings(Section):
 
 @dataclass(frozen=True, slots=True)
 class FilesSettings(Section):
-    backend: Literal["local", "qiniu"]
+    backend: Literal["local", "qiniu", "s3"]
     max_size: int
     allowed_types: list[str]
     local_dir: str
@@ -165,6 +165,24 @@ class QiniuSettings(Section):
     callback_url: str
     token_ttl: int
     download_ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings(Section):
+    endpoint_url: str
+    region: str
+    bucket: str
+    access_key: str
+    secret_key: str
+    public_url: str
+    path_style: bool
+    proxy_downloads: bool
+    download_ttl: int
+    upload_ttl: int
+    multipart_threshold: int
+    connect_timeout: float
+    read_timeout: float
+    max_attempts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +235,7 @@ class Settings(Section):
     sms: SmsSettings
     files: FilesSettings
     qiniu: QiniuSettings
+    s3: S3Settings
     mail: MailSettings
     cert: CertSettings
     log: LogSettings

@@ -1,4 +1,5 @@
-"""Files: upload with type and size checks, metadata, access rules, deletion, Qiniu direct uploads."""
+"""Files: upload with type and size checks, metadata, access rules, downloads, deletion, Qiniu direct uploads
+(S3 direct uploads: s3_uploads.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from app.errors import OUTAGES, Forbidden, InvalidField, NotAuthorized, NotFound
 from app.extensions import db
 from app.models import File, User
 from app.services.records import get_by_id, paginate
-from app.services.storage import QiniuStorage, read_limited, storage_for
+from app.services.storage import QiniuStorage, S3Storage, read_limited, storage_for
 from app.urls import absolute_url
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,26 @@ def file_url(record: File) -> str | None:
 def download_url(record: File) -> str:
     """Where a client downloads the file: the storage's URL, or our content endpoint."""
     return file_url(record) or absolute_url("api.files_file_content", file_id=record.id)
+
+
+def redirect_url(record: File) -> str | None:
+    """Where the content endpoint sends the client instead of serving the bytes itself (None: it serves them):
+    Qiniu's URL; for S3 the public URL, or a presigned one naming the file, unless ``s3.proxy_downloads``."""
+    if record.backend == "local" or (record.backend == "s3" and configs.s3.proxy_downloads):
+        return None
+    url = file_url(record)
+    if url is None and record.backend == "s3":
+        return S3Storage().presigned_get(record.key, record.filename, record.content_type)
+    return url or ""
+
+
+def s3_body(record: File, span: tuple[int, int] | None) -> Any:
+    """The S3 file's bytes, whole or ``span`` (first, last); NotFound (logged) when the object is gone."""
+    body = S3Storage().read(record.key, span)
+    if body is None:
+        log.error("file %d has a row but no object (key %s): prune-files removes such rows", record.id, record.key)
+        raise NotFound("This file's content is missing.")
+    return body
 
 
 def local_path(record: File) -> Any:

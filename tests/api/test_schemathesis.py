@@ -29,6 +29,9 @@ schemathesis.openapi.format("phone", st.builds(
 # Qiniu keys (no network is used: tokens are made offline, callbacks are refused for their signature), so that
 # no documented 501 stands in front of the operations behind it.
 QINIU = {"access_key": "ak", "secret_key": "sk", "bucket_name": "b", "domain": "https://cdn.example.com"}
+# S3 settings for the same reason: upload URLs are signed offline, and /files/s3/complete refuses a key it never
+# issued before it would reach the store (on a port where nothing listens).
+S3 = {"endpoint_url": "http://127.0.0.1:9", "bucket": "fuzz-bucket", "access_key": "ak", "secret_key": "sk"}
 
 
 def fuzz_config() -> SchemathesisConfig:
@@ -55,7 +58,7 @@ def api_schema(make_app):
     """
     from app.services import sessions, users
 
-    app = make_app({"qiniu": QINIU})
+    app = make_app({"qiniu": QINIU, "s3": S3})
     schema = schemathesis.openapi.from_wsgi("/api/swagger.json", app, config=fuzz_config())
     admins = itertools.count()
 

@@ -1,0 +1,191 @@
+"""S3 direct uploads against a real S3-compatible server (moto_server): GET /api/files/upload-url, the client's form
+POST to the store, and POST /api/files/s3/complete with its checks.
+
+moto_server does not enforce a POST policy's conditions (it stores a form POST whatever its size and Content-Type
+field), so what real S3 refuses up front is shown here in the policy itself, and the same upload is then caught
+by /complete's check (HEAD and the first bytes), which deletes the object."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+import requests
+
+from app.extensions import db
+from app.models import File
+from tests.fixtures.accounts import bearer, login
+from tests.support import deep_merge
+
+OWNER, STRANGER = "+8613800138000", "+8613900139000"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+
+
+@pytest.fixture
+def app(make_app, accounts_settings, s3_bucket):
+    """Files stay on local disk: direct uploads need only the s3 settings, as Qiniu's need only its keys."""
+    return make_app(deep_merge(accounts_settings, {"s3": s3_bucket.settings(upload_ttl=600)}))
+
+
+@pytest.fixture
+def tokens(client, make_user):
+    make_user(OWNER), make_user(STRANGER)
+    return {"owner": login(client, OWNER)["token"], "stranger": login(client, STRANGER)["token"]}
+
+
+def upload_url(client, token, filename="photo.png", content_type="image/png", size=len(PNG)):
+    return client.get("/api/files/upload-url", query_string={"filename": filename, "content_type": content_type,
+                                                             "size": size}, headers=bearer(token))
+
+
+def issued(client, token, **kwargs) -> dict:
+    answer = upload_url(client, token, **kwargs)
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()["data"]
+
+
+def post_form(form: dict, data: bytes, **field_changes) -> requests.Response:
+    """What a browser does with the form: its fields, then the file, posted to the store."""
+    fields = {**form["fields"], **field_changes}
+    return requests.post(form["url"], data=fields, files={"file": ("photo.png", data)}, timeout=10)
+
+
+def complete(client, token, key):
+    return client.post("/api/files/s3/complete", json={"key": key}, headers=bearer(token))
+
+
+def rows(app) -> int:
+    with app.app_context():
+        return db.session.scalar(db.select(db.func.count(File.id)))
+
+
+def test_upload_url_issues_a_policy_that_limits_key_size_type_and_time(app, client, tokens, s3_bucket):
+    started = int(time.time())
+    form = issued(client, tokens["owner"], filename="../../Holiday photo.png")
+    key = form["key"]
+    assert key.startswith("u1/") and key.endswith(".png") and "Holiday" not in key and ".." not in key
+    assert form["url"] == f"{s3_bucket.server.url}/{s3_bucket.name}"
+    assert started + 600 <= form["expires_at"] <= started + 601
+    assert form["fields"]["key"] == key and form["fields"]["Content-Type"] == "image/png"
+    policy = json.loads(base64.b64decode(form["fields"]["policy"]))
+    conditions = policy["conditions"]
+    assert {"bucket": s3_bucket.name} in conditions and {"key": key} in conditions
+    assert {"Content-Type": "image/png"} in conditions and ["content-length-range", 0, len(PNG)] in conditions
+    assert form["fields"]["x-amz-algorithm"] == "AWS4-HMAC-SHA256"
+
+
+def test_a_direct_upload_is_recorded_after_the_check_and_completing_again_answers_the_same_file(
+        app, client, tokens, s3_bucket):
+    form = issued(client, tokens["owner"])
+    assert post_form(form, PNG).status_code == 204
+    answer = complete(client, tokens["owner"], form["key"])
+    assert answer.status_code == 201, answer.get_json()
+    data = answer.get_json()["data"]
+    assert (data["backend"], data["size"], data["content_type"], data["filename"], data["sha256"]) == (
+        "s3", len(PNG), "image/png", "photo.png", "")
+    assert complete(client, tokens["owner"], form["key"]).get_json()["data"]["id"] == data["id"]
+    location = client.get(f"/api/files/{data['id']}/content", headers=bearer(tokens["owner"])).headers["Location"]
+    assert requests.get(location, timeout=10).content == PNG
+    assert client.delete(f"/api/files/{data['id']}", headers=bearer(tokens["owner"])).status_code == 204
+    assert s3_bucket.object_keys() == []
+
+
+def test_a_file_larger_than_issued_is_413_at_completion_and_deleted(app, client, tokens, s3_bucket):
+    form = issued(client, tokens["owner"], size=1000)
+    assert post_form(form, PNG).status_code == 204  # moto: accepted despite content-length-range (S3 refuses)
+    answer = complete(client, tokens["owner"], form["key"])
+    assert (answer.status_code, answer.get_json()["status"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert s3_bucket.object_keys() == [] and rows(app) == 0
+    assert complete(client, tokens["owner"], form["key"]).status_code == 400  # the pending upload is gone too
+
+
+def test_a_type_field_other_than_issued_is_415_at_completion_and_deleted(app, client, tokens, s3_bucket):
+    form = issued(client, tokens["owner"])
+    assert post_form(form, PNG, **{"Content-Type": "text/html"}).status_code == 204  # moto: accepted; S3 refuses
+    answer = complete(client, tokens["owner"], form["key"])
+    assert (answer.status_code, answer.get_json()["status"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
+    assert s3_bucket.object_keys() == [] and rows(app) == 0
+
+
+def test_bytes_of_another_type_than_issued_are_415_at_completion_and_deleted(app, client, tokens, s3_bucket):
+    """No policy can see the content: an executable sent under the issued PNG type passes S3 too."""
+    form = issued(client, tokens["owner"], size=2000)
+    assert post_form(form, b"MZ\x90\x00" + bytes(1000)).status_code == 204
+    answer = complete(client, tokens["owner"], form["key"])
+    assert answer.status_code == 415 and s3_bucket.object_keys() == [] and rows(app) == 0
+
+
+def test_completing_another_users_key_is_400_and_leaves_it_theirs(app, client, tokens, s3_bucket):
+    form = issued(client, tokens["owner"])
+    post_form(form, PNG)
+    answer = complete(client, tokens["stranger"], form["key"])
+    assert (answer.status_code, answer.get_json()["status"], answer.get_json()["field"]) == (
+        400, "INVALID_FIELD", "key")
+    assert s3_bucket.object_keys() == [form["key"]] and rows(app) == 0
+    assert complete(client, tokens["owner"], form["key"]).status_code == 201
+
+
+@pytest.mark.parametrize("key", ["u1/" + "0" * 32 + ".png", "../etc/passwd", "x" * 128])
+def test_completing_a_key_never_issued_is_400_on_key(client, tokens, key):
+    answer = complete(client, tokens["owner"], key)
+    assert (answer.status_code, answer.get_json()["field"]) == (400, "key")
+
+
+def test_completing_before_the_upload_is_400_and_the_upload_can_still_complete(app, client, tokens):
+    form = issued(client, tokens["owner"])
+    early = complete(client, tokens["owner"], form["key"])
+    assert (early.status_code, early.get_json()["field"]) == (400, "key")
+    post_form(form, PNG)
+    assert complete(client, tokens["owner"], form["key"]).status_code == 201
+
+
+def test_a_row_that_cannot_commit_deletes_the_uploaded_object(app, client, tokens, s3_bucket):
+    form = issued(client, tokens["owner"])
+    post_form(form, PNG)
+    with app.app_context():
+        File.__table__.drop(db.engine)
+    assert complete(client, tokens["owner"], form["key"]).status_code in (500, 503)
+    assert s3_bucket.object_keys() == []
+
+
+@pytest.mark.parametrize(("query", "status", "field"), [
+    ({"filename": "a.png", "content_type": "image/png"}, 400, "size"),
+    ({"filename": "a.png", "size": 10}, 400, "content_type"),
+    ({"content_type": "image/png", "size": 10}, 400, "filename"),
+    ({"filename": "a.png", "content_type": "image/png", "size": -1}, 400, "size"),
+    ({"filename": "a" * 256, "content_type": "image/png", "size": 10}, 400, "filename"),
+    ({"filename": "a.png", "content_type": "image/png", "size": 16 * 1024 * 1024 + 1}, 413, None),
+    ({"filename": "a.html", "content_type": "text/html", "size": 10}, 415, None),
+    ({"filename": "a.pdf", "content_type": "image/png", "size": 10}, 415, None),
+])
+def test_upload_url_refuses_what_could_never_be_completed(client, tokens, query, status, field):
+    answer = client.get("/api/files/upload-url", query_string=query, headers=bearer(tokens["owner"]))
+    assert (answer.status_code, answer.get_json().get("field")) == (status, field)
+
+
+def test_complete_takes_only_a_key(client, tokens):
+    answer = client.post("/api/files/s3/complete", json={"key": "k", "size": 5}, headers=bearer(tokens["owner"]))
+    assert (answer.status_code, answer.get_json()["field"]) == (400, "size")
+    assert client.post("/api/files/s3/complete", json={"key": "k"}).status_code == 401
+
+
+def test_completing_while_the_store_is_unreachable_is_503_and_can_be_retried(
+        make_app, accounts_settings, s3_bucket, start_s3_server):
+    server = start_s3_server()
+    server.client().create_bucket(Bucket=s3_bucket.name)
+    app = make_app(deep_merge(accounts_settings, {"s3": s3_bucket.settings(endpoint_url=server.url)}))
+    client = app.test_client()
+    with app.app_context():
+        from app.services.users import create_user
+
+        create_user(OWNER, "correct horse battery", "owner")
+    token = login(client, OWNER)["token"]
+    form = issued(client, token)
+    post_form(form, PNG)
+    server.stop()
+    started = time.monotonic()
+    answer = complete(client, token, form["key"])
+    assert answer.status_code == 503 and time.monotonic() - started < 2
+    assert complete(client, token, form["key"]).status_code == 503  # still pending: not taken for unknown (400)
