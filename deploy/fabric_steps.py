@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -69,10 +70,15 @@ def install(c: Connection, tarball: Path, release: str) -> None:
     c.run(f"ln -sfn {venv} {target}/.venv && rm -rf {target}/wheels && touch {target}/.complete")
 
 
-def remove_release(c: Connection, release: str) -> None:
-    """Remove ``release`` from this host, whatever state it reached (an upload, a half-unpacked tree)."""
+def remove_release(c: Connection, release: str) -> bool:
+    """Remove ``release`` from this host, whatever state it reached (an upload, a half-unpacked tree); False (and
+    a warning) when the host cannot be reached: the next deploy's prune removes it there."""
     path = f"{deploy_root()}/releases/{release}"
-    c.run(f"rm -rf {q(path)} {q(path + '.tar.gz')}", hide=True, warn=True)
+    try:
+        return bool(c.run(f"rm -rf {q(path)} {q(path + '.tar.gz')}", hide=True, warn=True).ok)
+    except Exception as exc:
+        print(f"{c.host}: WARNING: could not remove {release}: {exc}", file=sys.stderr)
+        return False
 
 
 def settings_fingerprint(c: Connection, release: str) -> str:
@@ -233,11 +239,12 @@ def describe(c: Connection) -> list[str]:
 
 
 def prune(c: Connection, keep: int) -> list[str]:
-    """Keep the newest ``keep`` complete releases (and always `current`), drop unfinished ones from earlier runs
-    and the virtual environments no kept release uses; what was removed."""
+    """Keep the newest ``keep`` releases found good (and always `current`); remove the rest — older good ones, and
+    releases never found good (left by a run cut off or not put back) — and the virtual environments no kept
+    release uses; what was removed. Runs under the deploy lock, so no other run is installing meanwhile."""
     root = deploy_root()
-    current, complete = current_release(c), installed_releases(c)
-    kept = set(complete[-keep:]) | {current}
+    current, good = current_release(c), installed_releases(c, GOOD)
+    kept = set(good[-keep:]) | {current}
     listing = c.run(f"ls -1 {q(root)}/releases", hide=True, warn=True).stdout.split()
     gone = [name for name in listing if name not in kept]
     if gone:

@@ -7,9 +7,13 @@ host back.
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from fabric import Config, Connection
 from invoke.exceptions import Exit
@@ -28,12 +32,43 @@ def once(task: str) -> bool:
     return first
 
 
+class Cancelled(BaseException):
+    """fab got SIGINT, SIGTERM or SIGHUP (Ctrl-C, a cancelled CI job, a closed terminal) in the middle of a run."""
+
+
+def _cancel(number: int, frame: Any) -> None:
+    raise Cancelled(f"cancelled by {signal.Signals(number).name}")
+
+
+def _hold(number: int, frame: Any) -> None:
+    print(f"fab: {signal.Signals(number).name} ignored while the hosts are being put back; wait", file=sys.stderr)
+
+
+@contextmanager
+def _signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """Handle SIGINT, SIGTERM and SIGHUP with ``handler`` inside the block. Invoke swallows a KeyboardInterrupt
+    while a remote command runs (it only forwards it), so cancelling raises Cancelled instead, which ends the wait
+    and reaches the clean-up; while hosts are put back, signals are held off."""
+    numbers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {number: signal.signal(number, handler) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, old in before.items():
+            signal.signal(number, old)
+
+
 def _fail(message: str, problems: list[str]) -> Exit:
     return Exit(f"{message}:\n  " + "\n  ".join(problems), code=1)
 
 
 def deploy(config: Config, dirty: bool) -> None:
-    hosts = open_all(config)
+    with _signals(_cancel):
+        _deploy(config, dirty)
+
+
+def _deploy(config: Config, dirty: bool) -> None:
+    hosts = open_all(config, lock=True)
     tarball = build_for_head(dirty)
     stamp = stamp_of(tarball)
     release = datetime.now(UTC).strftime(TIME_FORMAT)
@@ -52,15 +87,18 @@ def deploy(config: Config, dirty: bool) -> None:
             steps.go_to(host, release)
     except BaseException as exc:
         print(f"{switched[-1].host}: deploy failed: {exc}", file=sys.stderr)
-        stuck = _put_back(switched, previous)
-        for host in hosts:
-            steps.remove_release(host, release)
+        with _signals(_hold):
+            stuck = _put_back(switched, previous)
+            kept = [h.host for h in hosts if not steps.remove_release(h, release)]
         after = f"NOT put back: {', '.join(stuck)}" if stuck else "every host runs what it ran before"
+        if kept:
+            after += f"; {release} could not be removed from {', '.join(kept)} (the next deploy removes it)"
         raise Exit(f"deploy of {release} failed on {switched[-1].host}; {after}", code=1) from None
 
-    for host in hosts:
-        steps.mark_good(host, release)
-    _prune(hosts, tarball)
+    with _signals(_hold):  # every host serves it: mark it so, whatever is sent now
+        for host in hosts:
+            steps.mark_good(host, release)
+        _prune(hosts, tarball)
     print(f"deployed {release} (commit {commit}) to every host")
 
 
@@ -96,10 +134,12 @@ def _install_everywhere(hosts: list[Connection], tarball: Path, release: str) ->
                 + ", ".join(f"{host} {print_}" for host, print_ in fingerprints.items()))
         steps.migrate(hosts[0], release)
     except BaseException as exc:
-        for host in hosts:
-            steps.remove_release(host, release)
-        raise Exit(f"deploy of {release} failed on {where} before any host was switched: {exc}; the release was "
-                   f"removed from every host", code=1) from None
+        with _signals(_hold):
+            kept = [h.host for h in hosts if not steps.remove_release(h, release)]
+        removed = (f"it could not be removed from {', '.join(kept)} (the next deploy removes it)" if kept
+                   else "the release was removed from every host")
+        raise Exit(f"deploy of {release} failed on {where} before any host was switched: {exc}; {removed}",
+                   code=1) from None
 
 
 def _put_back(switched: list[Connection], previous: dict[str, str]) -> list[str]:
@@ -124,7 +164,12 @@ def rollback(config: Config, release: str) -> None:
     """Every host to ``release`` (restarted onto it also where it is current), or to the newest release older than
     each host's current one that was found good on every host; if one host fails, every host goes back to what it
     ran."""
-    hosts = open_all(config)
+    with _signals(_cancel):
+        _rollback(config, release)
+
+
+def _rollback(config: Config, release: str) -> None:
+    hosts = open_all(config, lock=True)
     current = {h.host: steps.current_release(h) for h in hosts}
     good = [set(steps.installed_releases(h, steps.GOOD)) for h in hosts]
     everywhere = set.intersection(*good)
@@ -150,7 +195,8 @@ def rollback(config: Config, release: str) -> None:
                 print(f"{host.host}: rolled back {current[host.host]} -> {target}")
     except BaseException as exc:
         print(f"{switched[-1].host}: rollback failed: {exc}", file=sys.stderr)
-        stuck = _put_back(switched, current)
+        with _signals(_hold):
+            stuck = _put_back(switched, current)
         after = f"NOT put back: {', '.join(stuck)}" if stuck else "every host runs what it ran before"
         raise Exit(f"rollback to {target} failed on {switched[-1].host}; {after}", code=1) from None
     print(f"every host runs {target}")

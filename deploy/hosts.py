@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import shlex
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,11 @@ q = shlex.quote
 
 
 def deploy_root() -> str:
-    return os.environ.get("DEPLOY_ROOT", f"/srv/{NAME}")
+    root = os.environ.get("DEPLOY_ROOT", f"/srv/{NAME}")
+    if not re.fullmatch(r"/[A-Za-z0-9._/-]+", root) or "/../" in f"{root}/":
+        raise Exit(f"DEPLOY_ROOT must be an absolute path of letters, digits and . _ - / (supervisord.ini and the "
+                   f"shell commands on the hosts need no quoting): {root!r}", code=2)
+    return root
 
 
 def _with_user(hosts: list[str]) -> list[str]:
@@ -59,6 +65,43 @@ def keep_count() -> int:
     return max(int(os.environ.get("DEPLOY_KEEP", "5")), 2)
 
 
+def command_timeout() -> int:
+    return max(int(os.environ.get("DEPLOY_COMMAND_TIMEOUT", "900")), 60)
+
+
+class _AcceptUnsaved(paramiko.MissingHostKeyPolicy):
+    """Accept a key not on record without writing the known_hosts file (paramiko's AutoAddPolicy rewrites it
+    whole, dropping what it cannot parse); record_host_key appends the one line."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def _known_keys(warn: bool = True) -> paramiko.HostKeys:
+    """The keys in DEPLOY_KNOWN_HOSTS, read line by line: @cert-authority and @revoked lines (which paramiko
+    cannot parse) and key types it does not know are skipped, with a warning for the markers."""
+    path, keys = known_hosts_file(), paramiko.HostKeys()
+    if not path.is_file():
+        return keys
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("@"):
+            if warn:
+                    print(f"WARNING: {path}:{number}: {line.split()[0]} lines are not understood here and are skipped",
+                      file=sys.stderr)
+            continue
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line, number)
+        except Exception:  # a key type or encoding paramiko does not know: not a key it can check against
+            entry = None
+        if entry is not None and entry.key is not None:
+            for name in entry.hostnames:
+                keys.add(name, entry.key.get_name(), entry.key)
+    return keys
+
+
 def _connection(host: str, config: Config, learn: bool) -> Connection:
     """A connection to ``host`` whose every wait (TCP connect, SSH banner, login, opening a channel) ends after
     DEPLOY_CONNECT_TIMEOUT, and which refuses a host key that is not in DEPLOY_KNOWN_HOSTS (Fabric's default is to
@@ -66,11 +109,26 @@ def _connection(host: str, config: Config, learn: bool) -> Connection:
     kwargs: dict[str, Any] = dict(config.connect_kwargs)
     timeout = int(kwargs.pop("timeout", None) or connect_timeout())  # fab -t wins
     kwargs.update(banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout)
+    config.timeouts.command = command_timeout()  # no remote command waits for ever
     conn = Connection(host, config=config, connect_timeout=timeout, connect_kwargs=kwargs)
-    if known_hosts_file().is_file():
-        conn.client.load_host_keys(str(known_hosts_file()))
-    conn.client.set_missing_host_key_policy(paramiko.AutoAddPolicy() if learn else paramiko.RejectPolicy())
+    known, mine = _known_keys(), conn.client.get_host_keys()
+    for name in known:
+        for kind, key in known[name].items():
+            mine.add(name, kind, key)
+    conn.client.set_missing_host_key_policy(_AcceptUnsaved() if learn else paramiko.RejectPolicy())
     return conn
+
+
+def _notice_silence(conn: Connection) -> None:
+    """Make a host that stops answering mid-run end the command waiting on it within about 30 s: SSH keepalives
+    every 5 s, and TCP gives up on data unacknowledged for 30 s (or an idle link silent for 20 s)."""
+    transport = conn.client.get_transport()
+    transport.set_keepalive(5)
+    sock = transport.sock
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3), ("TCP_USER_TIMEOUT", 30000)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
 def _why_not(conn: Connection, exc: BaseException) -> str:
@@ -90,8 +148,9 @@ def _why_not(conn: Connection, exc: BaseException) -> str:
     return f"{where}: cannot connect: {type(exc).__name__}: {exc}"
 
 
-def open_all(config: Config, learn: bool = False) -> list[Connection]:
-    """Connect to every host of the run, or exit naming each one that cannot be reached (all are tried)."""
+def open_all(config: Config, learn: bool = False, lock: bool = False) -> list[Connection]:
+    """Connect to every host of the run, or exit naming each one that cannot be reached (all are tried); with
+    ``lock``, also hold each host's deploy lock until fab exits, or exit naming the hosts another run holds."""
     hosts = named_hosts()
     if not hosts:
         raise Exit("no hosts: name them with -H host1,host2 or DEPLOY_HOSTS", code=2)
@@ -100,6 +159,12 @@ def open_all(config: Config, learn: bool = False) -> list[Connection]:
         conn = _connection(host, config, learn)
         try:
             conn.open()
+            _notice_silence(conn)
+            if lock:
+                _lock(conn)
+        except Exit as exc:
+            problems.append(str(exc.message))
+            continue
         except Exception as exc:  # each is turned into a sentence naming the host
             problems.append(_why_not(conn, exc))
             continue
@@ -111,16 +176,39 @@ def open_all(config: Config, learn: bool = False) -> list[Connection]:
     return conns
 
 
+def _lock(conn: Connection) -> None:
+    """Take the host's deploy lock (flock on <root>/.fab.lock) in a session that lives as long as this connection:
+    when fab exits, however it exits, the session ends and the lock is free. Exit if another run holds it."""
+    root = deploy_root()
+    channel = conn.client.get_transport().open_session(timeout=connect_timeout())
+    channel.exec_command(f"mkdir -p {q(root)} && exec flock -n -E 75 {q(root + '/.fab.lock')} "
+                         f"sh -c 'echo locked; exec cat >/dev/null'")
+    deadline, said = time.monotonic() + connect_timeout(), b""
+    while b"\n" not in said:
+        if channel.recv_ready():
+            said += channel.recv(64)
+        elif channel.exit_status_ready() or time.monotonic() > deadline:
+            status = channel.recv_exit_status() if channel.exit_status_ready() else None
+            channel.close()
+            if status == 75:
+                raise Exit(f"{conn.host}: another fab deploy or rollback is running there (its lock: "
+                           f"{root}/.fab.lock); wait for it", code=1)
+            raise Exit(f"{conn.host}: could not take the deploy lock {root}/.fab.lock (status {status})", code=1)
+        else:
+            time.sleep(0.02)
+    conn.deploy_lock = channel  # held as long as the connection
+
+
 def record_host_key(conn: Connection) -> str:
     """Append the key ``conn``'s server showed to DEPLOY_KNOWN_HOSTS (unless there already); its fingerprint."""
     key = conn.client.get_transport().get_remote_server_key()
     name = conn.host if conn.port == 22 else f"[{conn.host}]:{conn.port}"
     path = known_hosts_file()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    known = paramiko.HostKeys(str(path)) if path.is_file() else paramiko.HostKeys()
-    if key.get_name() not in (known.lookup(name) or {}):
+    if key.get_name() not in (_known_keys(warn=False).lookup(name) or {}):
+        ends_open = path.is_file() and not path.read_bytes().endswith(b"\n") and path.stat().st_size > 0
         with path.open("a") as file:
-            file.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+            file.write(f"{chr(10) if ends_open else ''}{name} {key.get_name()} {key.get_base64()}\n")
     digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
     return f"{key.get_name()} SHA256:{digest}"
 

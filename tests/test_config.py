@@ -120,7 +120,7 @@ def test_unknown_environment_name_is_refused(project):
         load(project[0], {"APP_ENV": "staging"})
 
 
-PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": GOOD_SECRET, "REDIS_URL": "redis://r",
+PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": GOOD_SECRET, "REDIS_URL": "redis://r", "APP_SMS__GATEWAY": "http",
               "APP_APP__PUBLIC_URL": "https://api.example.com"}
 
 

@@ -84,7 +84,8 @@ def project(tmp_path):
     return tmp_path
 
 
-PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": "s" * 40, "APP_APP__PUBLIC_URL": "https://api.example.com"}
+PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": "s" * 40, "APP_APP__PUBLIC_URL": "https://api.example.com",
+              "APP_SMS__GATEWAY": "file"}
 
 
 def test_production_accepts_a_sentinel_url_as_a_real_redis(project):

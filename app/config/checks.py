@@ -166,4 +166,7 @@ def production_problems(settings: Settings, default_secret: str) -> list[str]:
                         "(APP_APP__PUBLIC_URL)")
     if settings.mail.backend != "smtp":
         problems.append(f"mail.backend is {settings.mail.backend!r}, which only logs mails; set it to smtp")
+    if settings.sms.gateway == "console":
+        problems.append("sms.gateway is 'console', which writes every verification code to the log; set it to http "
+                        "(your SMS provider), or file for a staging host")
     return problems

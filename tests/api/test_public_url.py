@@ -61,7 +61,7 @@ def production(make_app, real_redis_settings):
     """A production app (as production refuses memory://, on the real Redis under this test's prefix)."""
     return make_app(deep_merge(real_redis_settings, {
         "app": {"env": "production", "secret_key": SECRET, "public_url": PUBLIC},
-        "mail": {"backend": "smtp"},
+        "mail": {"backend": "smtp"}, "sms": {"gateway": "file"},
     }))
 
 
@@ -95,7 +95,7 @@ def test_production_probes_answer_whatever_the_host(production, path, host):
 def test_production_behind_a_proxy_checks_the_forwarded_host(make_app, real_redis_settings):
     app = make_app(deep_merge(real_redis_settings, {
         "app": {"env": "production", "secret_key": SECRET, "public_url": PUBLIC, "trusted_proxies": 1},
-        "mail": {"backend": "smtp"},
+        "mail": {"backend": "smtp"}, "sms": {"gateway": "file"},
     }))
     client = app.test_client()
     good = {"Host": "127.0.0.1:5000", "X-Forwarded-Host": "api.example.com", "X-Forwarded-For": "203.0.113.7"}
@@ -138,6 +138,7 @@ def test_production_checks_the_port_when_public_url_names_one(make_app, real_red
                                                               status):
     app = make_app(deep_merge(real_redis_settings, {
         "app": {"env": "production", "secret_key": SECRET, "public_url": public_url}, "mail": {"backend": "smtp"},
+        "sms": {"gateway": "file"},
     }))
     response = app.test_client().get("/api/users/me", headers={"Host": host}, environ_base=EXTERNAL)
     assert response.status_code == status

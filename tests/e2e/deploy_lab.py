@@ -157,6 +157,7 @@ class DeployLab:
                 f"            'public_url': {self.public_url!r}}},\n"
                 f"    'database': {{'url': 'sqlite:///{self.database}'}},\n"
                 f"    'redis': {{'url': 'unix://{self.redis_socket}'}},\n"
+                f"    'sms': {{'gateway': 'file'}},\n"
                 f"}}\n")
 
     # ------------------------------------------------------------------------------------------ work

@@ -295,7 +295,7 @@ def test_a_deploy_under_load_behind_nginx_fails_no_request(lab, nginx):
     subprocess.run(
         [sys.executable, "manage.py", "create-admin", "--phone", phone, "--nickname", "load",
          "--password", PASSWORD], cwd=PROJECT_DIR, check=True, capture_output=True, timeout=60,
-        env={**{k: v for k, v in os.environ.items() if not k.startswith("APP_")}, "APP_ENV": "production",
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("APP_")}, "APP_ENV": "production", "APP_SMS__GATEWAY": "file",
              "SECRET_KEY": SECRET, "DATABASE_URL": f"sqlite:///{lab.database}",
              "REDIS_URL": f"unix://{lab.redis_socket}", "APP_APP__PUBLIC_URL": lab.public_url})
     login = requests.post(f"{nginx}/api/auth/login", json={"account": phone, "password": PASSWORD}, timeout=10)
