@@ -141,7 +141,8 @@ def _why_not(conn: Connection, exc: BaseException) -> str:
                 f"and record it with `fab -H {conn.original_host} learn-host-keys`")
     if isinstance(exc, paramiko.AuthenticationException):
         return f"{where}: login as {conn.user} refused (which key? -i KEY, ssh-agent or ~/.ssh/config)"
-    if isinstance(exc, (socket.timeout, TimeoutError)) or "timed out" in str(exc).lower():
+    if (isinstance(exc, (socket.timeout, TimeoutError)) or "timed out" in str(exc).lower()
+            or "No existing session" in str(exc) or "banner" in str(exc)):
         return f"{where}: no answer within {conn.connect_timeout} s (DEPLOY_CONNECT_TIMEOUT)"
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError | ConnectionRefusedError):
         return f"{where}: refuses connections (is sshd running?)"

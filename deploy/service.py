@@ -17,6 +17,11 @@ def start_supervisord(c: Connection, root: str) -> None:
     """Start supervisord from ``root``/current and wait until its control socket answers."""
     current = f"{q(root)}/current"
     state = c.run(f"systemctl is-enabled {UNIT} 2>/dev/null", hide=True, warn=True).stdout.strip()
+    booted = c.run("test -d /run/systemd/system", hide=True, warn=True).ok  # sd_booted(): systemd runs the host
+    if state and state != "not-found" and not booted:
+        print(f"{c.host}: WARNING: the {UNIT} unit is installed but systemd does not run this host (a container?); "
+              f"starting supervisord from this SSH session", file=sys.stderr)
+        state = ""
     if state and state != "not-found":  # enabled, disabled, static, …: the unit is installed
         if state != "enabled":
             print(f"{c.host}: WARNING: the {UNIT} unit is {state}, not enabled: supervisord will not start at boot "
@@ -24,8 +29,11 @@ def start_supervisord(c: Connection, root: str) -> None:
         print(f"{c.host}: starting supervisord through systemd ({UNIT})")
         started = c.run(f"sudo -n systemctl start {UNIT}", hide=True, warn=True)
         if not started.ok:
-            print(f"{c.host}: `sudo -n systemctl start {UNIT}` failed: {started.stderr.strip()} (install "
-                  f"deploy/sudoers: docs/operations.md, Prepare each host)", file=sys.stderr)
+            said = started.stderr.strip()
+            hint = (" (install deploy/sudoers: docs/operations.md, Prepare each host)"
+                    if "sudo" in said and ("password" in said or "not allowed" in said) else
+                    f" (systemctl status {UNIT}; journalctl -u {UNIT})")
+            print(f"{c.host}: `sudo -n systemctl start {UNIT}` failed: {said}{hint}", file=sys.stderr)
             c.run(f"sudo -n systemctl start {UNIT}", hide=True)  # raises, with the command and its output
     else:
         print(f"{c.host}: WARNING: no {UNIT} systemd unit; supervisord is started from this SSH session and will "

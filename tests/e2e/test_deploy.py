@@ -115,6 +115,8 @@ def seed_old_things(lab: DeployLab, source) -> None:
             (host.disk / "releases" / name / ".complete").touch()
             (host.disk / "releases" / name / ".good").touch()
         (host.disk / "releases" / "19990103T000000.000000").mkdir()  # a run cut off while installing
+        (host.disk / "releases" / "19990104T000000.000000").mkdir()  # installed, never found good
+        (host.disk / "releases" / "19990104T000000.000000" / ".complete").touch()
         (host.disk / "venvs" / "0123456789abcdef").mkdir()
         subprocess.run(["chown", "-R", f"{lab.user}:{lab.user}", str(host.disk / "releases"), str(host.disk / "venvs")],
                        check=True, timeout=30)  # the deploy user's, as on a host
@@ -224,9 +226,69 @@ def test_what_stops_a_deploy_before_it_changes_any_host(lab):
     finally:
         settings.write_text(original)
     assert "before any host was switched" in said and SECRET not in said
+    # Another run holds a host's deploy lock
+    holder = subprocess.Popen(["flock", str(second.disk / ".fab.lock"), "sleep", "120"])
+    try:
+        wait_until(lambda: subprocess.run(["flock", "-n", str(second.disk / ".fab.lock"), "true"]).returncode == 1)
+        refused(expect=f"{second.address}: another fab deploy or rollback is running there")
+    finally:
+        holder.kill()
+        holder.wait(10)
     # Uncommitted changes: only with --dirty
     (source / "app" / "version.py").write_text((source / "app" / "version.py").read_text() + "# an edit\n")
     refused(expect="uncommitted changes in what a build packs: commit first, or build anyway with --dirty")
+
+
+def fab_in_background(lab: DeployLab, source) -> tuple[subprocess.Popen, list[str]]:
+    """`fab deploy` running, and the lines of its output as they come."""
+    command = lab.fab_command("-H", ",".join(f"{lab.user}@{h.address}" for h in lab.hosts), "deploy")
+    process = subprocess.Popen(command, cwd=source, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**lab.fab_env(source), "PYTHONUNBUFFERED": "1"})
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True).start()
+    return process, lines
+
+
+def test_a_deploy_cut_off_or_a_host_gone_silent_leaves_every_host_on_what_it_ran(lab):
+    first, second = lab.hosts
+    before = {h.address: (h.current(), lab.version(h)) for h in lab.hosts}
+
+    # SIGTERM (a cancelled CI job) while the first host is switched: both go back, the release is removed
+    process, lines = fab_in_background(lab, lab.source("cutoff", "cutoff"))
+    wait_until(lambda: any(f"{first.address}: api:api-0 healthy" in line for line in lines), timeout=120)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(120) == 1
+    out = "".join(lines)
+    assert "cancelled by SIGTERM" in out and "every host runs what it ran before" in out, out
+    release = re.search(r"deploying \S+ \(commit \w+\) as (\S+)", out)[1]
+    for host in lab.hosts:
+        current, version = before[host.address]
+        assert host.current() == current and serving(lab, version, [host])
+        assert not (host.disk / "releases" / release).exists()
+
+    # The first host stops answering while it migrates: fab ends within about 30 s of the silence, naming it
+    slow = ("migrations/env.py", "if context.is_offline_mode():",
+            "import time\ntime.sleep(40)\nraise SystemExit('too late')\nif context.is_offline_mode():")
+    process, lines = fab_in_background(lab, lab.source("silent", "silent", slow))
+    wait_until(lambda: any("migrating the database" in line for line in lines), timeout=120)
+    subprocess.run(["ip", "neigh", "replace", first.address, "lladdr", "02:00:00:00:00:01", "nud", "permanent",
+                    "dev", first.link], check=True, timeout=10)
+    silenced = time.monotonic()
+    try:
+        assert process.wait(60) == 1
+        took = time.monotonic() - silenced
+    finally:
+        subprocess.run(["ip", "neigh", "del", first.address, "dev", first.link], check=True, timeout=10)
+    out = "".join(lines)
+    assert f"failed on {first.address} before any host was switched" in out, out
+    assert f"could not be removed from {first.address}" in out, out
+    assert took < 45, f"{took:.0f} s after the silence"
+    for host in lab.hosts:
+        current, version = before[host.address]
+        assert host.current() == current and serving(lab, version, [host])
+    release = re.search(r"deploying \S+ \(commit \w+\) as (\S+)", out)[1]
+    assert not (second.disk / "releases" / release).exists()
+    print(f"fab ended {took:.1f} s after the first host went silent")
 
 
 def test_a_release_that_fails_its_health_check_is_rolled_back_on_every_host(lab):
@@ -472,10 +534,12 @@ def test_fab_starts_supervisord_through_the_unit_where_it_is_installed(lab):
     stop_supervisord(host)
     namespace = ["nsenter", "-t", str(host.sshd.pid), "-m"]
     subprocess.run([*namespace, "mount", "--bind", str(systemctl), "/usr/bin/systemctl"], check=True)
+    subprocess.run([*namespace, "mkdir", "-p", "/run/systemd/system"], check=True)  # what a host booted by systemd has
     try:
         back = lab.fab(lab.tmp / "src-first", "rollback", "--release", host.current(), hosts=[host])
     finally:
         subprocess.run([*namespace, "umount", "/usr/bin/systemctl"], check=True)
+        subprocess.run([*namespace, "rm", "-r", "/run/systemd"], check=True)
     assert f"{host.address}: starting supervisord through systemd" in back.stdout
     assert "WARNING" not in back.stderr, back.stderr
     workers_back(host, back.stdout, after=f"{host.address}: api:api-1 healthy")
