@@ -285,7 +285,8 @@ def main() -> int:
         env.update({"APP_ENV": "production", "SECRET_KEY": "bench-" + "s" * 40, "DATABASE_URL": db_url,
                     "REDIS_URL": redis_url, "APP_REDIS__PREFIX": prefix, "APP_LOG__FILE": str(work / "app.log"),
                     "APP_AUTH__MAX_FAILURES_PER_IP": "1000000",
-                    "APP_APP__PUBLIC_URL": "http://127.0.0.1"})  # production refuses other hosts
+                    "APP_APP__PUBLIC_URL": "http://127.0.0.1",  # production refuses other hosts
+                    "APP_SMS__GATEWAY": "file", "APP_SMS__OUTBOX": str(work / "sms.jsonl")})
         python = str(bin_dir / "python")
         subprocess.run([python, "manage.py", "db", "upgrade"], cwd=PROJECT_DIR, env=env, check=True,
                        capture_output=True)
