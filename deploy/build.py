@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -28,6 +29,7 @@ EXCLUDED_NAMES = {"__pycache__", ".DS_Store"}
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 BUILD_FILE = "release.json"  # app/version.py reads it
 TIME_FORMAT = "%Y%m%dT%H%M%S.%f"  # sorts in time order; sub-second, so two builds or deploys never collide
+RELEASE_NAME = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{6}")  # a release directory's name: TIME_FORMAT's output
 
 
 def build_dir() -> Path:

@@ -11,6 +11,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+from deploy.fabric_steps import printable, release_names
 from tests.support import PROJECT_DIR, copy_project
 
 FAB = str(Path(sys.executable).with_name("fab"))
@@ -101,3 +102,13 @@ def test_the_health_check_script_waits_for_200_and_says_why_not(live_server):
     missing = subprocess.run([*script, f"{server.url}/api/nothing", "--timeout", "0.5"], capture_output=True,
                              text=True, timeout=30)
     assert missing.returncode == 1 and missing.stdout.startswith("404")
+
+
+def test_what_a_host_says_is_shown_without_control_characters_and_only_release_names_count():
+    """`fab releases` prints host-provided text: a compromised host must not rewrite the operator's terminal."""
+    said = "\x1b[1A\x1b[2K\x1b[32mdeadbeef\x9b2J\r\n\u202eok\x00\x7f"
+    assert printable(said) == "[1A[2K[32mdeadbeef2J ok"
+    assert printable("api:api-0 RUNNING   pid 12, uptime 0:01:02\n") == "api:api-0 RUNNING   pid 12, uptime 0:01:02"
+    names = ["20261129T104645.133341", "20991231T000000.000000\x1b[2K\r", "20261129T104233.755555", "*",
+             "../20261129T104233.755555", "2026112\uff19T104233.755555", "20261129T104233.755555 x", ""]
+    assert release_names(names) == ["20261129T104233.755555", "20261129T104645.133341"]
