@@ -6,13 +6,14 @@ import json
 import os
 import re
 import runpy
+import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 from deploy.fabric_steps import printable, release_names
-from tests.support import PROJECT_DIR, copy_project
+from tests.support import PROJECT_DIR, commit, copy_project
 
 FAB = str(Path(sys.executable).with_name("fab"))
 
@@ -32,8 +33,12 @@ def test_fab_lists_the_release_tasks():
 
 def test_fab_build_packs_what_runs_and_nothing_else(tmp_path):
     project = copy_project(tmp_path / "project")
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    shutil.copy(PROJECT_DIR / ".gitignore", project / ".gitignore")
+    head = commit(project, "ignore what git ignores here")
+    ignored = ("app/instance/dev.sqlite", "app/.hypothesis/x", "migrations/.coverage")  # local data, caches
+    for name in ignored:
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text("local\n")
     builds = tmp_path / "dist"
     out = run_fab("build", env={"BUILD_DIR": str(builds)}, cwd=project).stdout
     tarballs = list(builds.glob("flask-restx-starter-*.tar.gz"))
@@ -55,10 +60,13 @@ def test_fab_build_packs_what_runs_and_nothing_else(tmp_path):
     assert "hot_deploy.py" not in names and "fabfile.py" not in names  # development tools
     assert "deploy/fabric_steps.py" not in names and "deploy/healthcheck.py" in names
     assert "deploy/fleet.py" not in names and "deploy/build.py" not in names
+    assert not set(ignored) & set(names)  # git does not know them: a build stamped clean must not carry them
 
 
 def test_fab_build_refuses_uncommitted_changes_unless_told(tmp_path):
     project = copy_project(tmp_path / "project")
+    shutil.copy(PROJECT_DIR / ".gitignore", project / ".gitignore")
+    commit(project, "ignore what git ignores here")
     builds = tmp_path / "dist"
     (project / "app" / "extra.py").write_text("EDITED = True\n")  # untracked files in what a build packs count
     refused = run_fab("build", env={"BUILD_DIR": str(builds)}, cwd=project, status=1)
@@ -70,11 +78,16 @@ def test_fab_build_refuses_uncommitted_changes_unless_told(tmp_path):
     (project / "tests" / "test_new.py").write_text("")
     run_fab("build", env={"BUILD_DIR": str(builds)}, cwd=project)
     (project / "app" / "version.py").write_text((project / "app" / "version.py").read_text() + "# edited\n")
+    (project / "app" / "new_module.py").write_text("NEW = True\n")  # untracked, not ignored: what --dirty is for
+    (project / "app" / "instance").mkdir()
+    (project / "app" / "instance" / "dev.sqlite").write_text("local\n")  # ignored (the project's .gitignore)
     out = run_fab("build", "--dirty", env={"BUILD_DIR": str(builds)}, cwd=project).stdout
     assert out.strip().endswith("-dirty.tar.gz")
     with tarfile.open(out.strip()) as tar:
         assert json.load(tar.extractfile("release.json"))["dirty"] is True
         assert tar.extractfile("app/version.py").read().decode().endswith("# edited\n")
+        assert tar.extractfile("app/new_module.py").read() == b"NEW = True\n"
+        assert "app/instance/dev.sqlite" not in tar.getnames()
 
 
 def test_remote_tasks_without_hosts_say_how_to_name_them(tmp_path):
