@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -28,6 +29,7 @@ EXCLUDED_NAMES = {"__pycache__", ".DS_Store"}
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 BUILD_FILE = "release.json"  # app/version.py reads it
 TIME_FORMAT = "%Y%m%dT%H%M%S.%f"  # sorts in time order; sub-second, so two builds or deploys never collide
+RELEASE_NAME = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{6}")  # a release directory's name: TIME_FORMAT's output
 
 
 def build_dir() -> Path:
@@ -47,22 +49,34 @@ def source_state() -> tuple[str | None, bool]:
     commit = _git("rev-parse", "--verify", "HEAD")
     if commit is None:
         return None, True
-    packed = [*RELEASE_DIRS, *(f":(glob){pattern}" for pattern in RELEASE_TOP_LEVEL),
-              *(f":(exclude){name}" for name in sorted(NOT_RELEASED))]
-    changes = _git("status", "--porcelain", "--untracked-files=all", "--", *packed)
+    changes = _git("status", "--porcelain", "--untracked-files=all", "--", *_packed_pathspecs())
     return commit, changes != ""
 
 
-def release_files() -> list[Path]:
-    """Top-level paths that go into a build."""
+def _packed_pathspecs() -> list[str]:
+    return [*RELEASE_DIRS, *(f":(glob){pattern}" for pattern in RELEASE_TOP_LEVEL),
+            *(f":(exclude){name}" for name in sorted(NOT_RELEASED))]
+
+
+def release_files(in_git: bool, dirty: bool) -> list[Path]:
+    """The paths that go into a build. In git, the files git knows, so an ignored one (a local database, a cache)
+    is never packed: the tracked ones, with ``dirty`` also the untracked ones not ignored. Outside git, the
+    top-level files and whole directories."""
+    if in_git:
+        extra = ("--others", "--exclude-standard") if dirty else ()
+        listing = _git("ls-files", "-z", "--cached", *extra, "--", *_packed_pathspecs())
+        if listing is None:
+            raise Exit("git ls-files failed: cannot tell which files a build packs", code=1)
+        files = {PROJECT_DIR / name for name in listing.split("\0") if name}
+        return sorted(p for p in files if p.is_file() or p.is_symlink())  # a deleted file is not packed
     files = {p for pattern in RELEASE_TOP_LEVEL for p in PROJECT_DIR.glob(pattern) if p.is_file()}
     dirs = {PROJECT_DIR / name for name in RELEASE_DIRS if (PROJECT_DIR / name).is_dir()}
     return sorted(p for p in files | dirs if p.name not in NOT_RELEASED)
 
 
 def _keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    name = Path(info.name).name
-    if info.name in NOT_RELEASED or name in EXCLUDED_NAMES or name.endswith(EXCLUDED_SUFFIXES):
+    parts = Path(info.name).parts
+    if info.name in NOT_RELEASED or EXCLUDED_NAMES & set(parts) or parts[-1].endswith(EXCLUDED_SUFFIXES):
         return None
     info.uid = info.gid = 0
     info.uname = info.gname = ""
@@ -99,8 +113,8 @@ def make_tarball(wheels: Path | None = None, dirty: bool = False) -> Path:
     path = out / f"{NAME}-{stamp['version']}-{now.strftime(TIME_FORMAT)}-{label}.tar.gz"
     partial = path.with_name(f".{path.name}.part")
     with tarfile.open(partial, "w:gz") as tar:
-        for item in release_files():
-            tar.add(item, arcname=item.name, filter=_keep)
+        for item in release_files(in_git=commit is not None, dirty=dirty):
+            tar.add(item, arcname=item.relative_to(PROJECT_DIR).as_posix(), filter=_keep)
         if wheels:
             tar.add(wheels, arcname="wheels", filter=_keep)
         data = json.dumps(stamp, indent=2).encode()

@@ -7,12 +7,13 @@ import json
 import os
 import sys
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 from fabric import Connection
 
-from deploy.build import requirements_hash
+from deploy.build import RELEASE_NAME, requirements_hash
 from deploy.hosts import deploy_root, q
 from deploy.service import start_supervisord
 
@@ -30,13 +31,27 @@ def health_timeout() -> float:
     return float(os.environ.get("DEPLOY_HEALTH_TIMEOUT", "30"))
 
 
+def printable(text: str) -> str:
+    """``text`` from a host without control characters (C0, C1, DEL, and format ones such as bidi overrides): a host
+    must not move the cursor, erase lines or recolour what the operator reads. Line breaks become spaces."""
+    text = text.replace("\r\n", " ").replace("\n", " ")
+    return "".join(char for char in text if unicodedata.category(char) not in ("Cc", "Cf")).strip()
+
+
+def release_names(names: list[str]) -> list[str]:
+    """The names among ``names`` a deploy gives its releases (TIME_FORMAT), oldest first; anything else in
+    releases/ is not a release."""
+    return sorted(name for name in names if RELEASE_NAME.fullmatch(name))
+
+
 # ------------------------------------------------------------------------------------------- on one host
 
 
 def installed_releases(c: Connection, marker: str = ".complete") -> list[str]:
     """Releases that were installed completely (marked .complete; or found good, ``marker`` GOOD), oldest first."""
-    listing = c.run(f"cd {q(deploy_root())}/releases 2>/dev/null && ls -1d */{marker} || true", hide=True).stdout
-    return sorted(line.split("/")[0] for line in listing.split() if line)
+    listing = c.run(f"cd {q(deploy_root())}/releases 2>/dev/null && printf '%s\\0' */{marker} || true",
+                    hide=True).stdout
+    return release_names([path.split("/")[0] for path in listing.split("\0")])
 
 
 def current_release(c: Connection) -> str:
@@ -86,8 +101,9 @@ def settings_fingerprint(c: Connection, release: str) -> str:
     (`manage.py deploy-check`); DeployError with the reason when they are refused."""
     check = c.run(f"cd {q(f'{deploy_root()}/releases/{release}')} && .venv/bin/python manage.py deploy-check",
                   hide=True, warn=True)
-    if not check.ok:
-        raise DeployError(f"its settings are refused: {(check.stderr or check.stdout).strip()}")
+    if not check.ok:  # the last line only: a traceback from an older release would quote the settings' source
+        said = (check.stderr or check.stdout).strip().splitlines()
+        raise DeployError(f"its settings are refused: {printable(said[-1]) if said else f'exit {check.exited}'}")
     return str(json.loads(check.stdout.strip().splitlines()[-1])["secret_key"])
 
 
@@ -108,7 +124,8 @@ def _argument(c: Connection, process: str, option: str) -> str:
     value = c.run(f"tr '\\0' '\\n' < /proc/{int(pid) if pid.isdigit() else 0}/cmdline "
                   f"| grep -A1 -x -- {q(option)} | tail -n 1", hide=True, warn=True).stdout.strip()
     if not pid.isdigit() or pid == "0" or not value:
-        raise DeployError(f"{process} is not running: {_supervisorctl(c, 'status', hide=True, warn=True).stdout}")
+        status = _supervisorctl(c, "status", hide=True, warn=True).stdout
+        raise DeployError(printable(f"{process} is not running: {status}"))
     return value
 
 
@@ -119,12 +136,12 @@ def _wait_healthy(c: Connection, process: str) -> None:
     check = c.run(f"{current}/.venv/bin/python {current}/deploy/healthcheck.py "
                   f"http://127.0.0.1:{int(port)}/api/health --timeout {health_timeout()}", hide=True, warn=True)
     if not check.ok:
-        raise DeployError(f"{process} (port {port}) failed its health check: {check.stdout.strip()}")
+        raise DeployError(printable(f"{process} (port {port}) failed its health check: {check.stdout.strip()}"))
     serves = _served_release(check.stdout)
     expected = current_release(c)
     if serves and serves != expected:  # a process that did not restart, or a build from before release.json
-        raise DeployError(f"{process} (port {port}) serves release {serves}, not {expected}")
-    print(f"{c.host}: {process} healthy on port {port}: {check.stdout.strip()}")
+        raise DeployError(printable(f"{process} (port {port}) serves release {serves}, not {expected}"))
+    print(f"{c.host}: " + printable(f"{process} healthy on port {port}: {check.stdout.strip()}"))
 
 
 def _served_release(said: str) -> str | None:
@@ -142,8 +159,9 @@ def _wait_answering(c: Connection, process: str) -> None:
     ping = c.run(f"cd {q(deploy_root())}/current && .venv/bin/python manage.py jobs-ping {q(node)} "
                  f"--timeout {health_timeout()}", hide=True, warn=True)
     if not ping.ok:
-        raise DeployError(f"job worker {process} does not answer a ping: {(ping.stderr or ping.stdout).strip()}")
-    print(f"{c.host}: {process} answering: {ping.stdout.strip()}")
+        said = (ping.stderr or ping.stdout).strip()
+        raise DeployError(printable(f"job worker {process} does not answer a ping: {said}"))
+    print(f"{c.host}: " + printable(f"{process} answering: {ping.stdout.strip()}"))
 
 
 def _wait_running(c: Connection, process: str) -> None:
@@ -152,10 +170,10 @@ def _wait_running(c: Connection, process: str) -> None:
     while True:
         status = _supervisorctl(c, f"status {q(process)}", hide=True, warn=True).stdout.strip()
         if " RUNNING " in f"{status} ":
-            print(f"{c.host}: {process} running")
+            print(f"{c.host}: " + printable(f"{process} running"))
             return
         if time.monotonic() > deadline or not any(word in status for word in ("STARTING", "BACKOFF")):
-            raise DeployError(f"{process} is not running: {status}")
+            raise DeployError(printable(f"{process} is not running: {status}"))
         time.sleep(1)
 
 
@@ -185,7 +203,7 @@ def _processes(c: Connection, group: str) -> list[str]:
     if not names and group != PROGRAM and "no such group" in status:
         print(f"{c.host}: no {group} programs in this release's supervisord.ini")
     elif not names:
-        raise DeployError(f"supervisor runs no {group}:* processes: {status.strip()}")
+        raise DeployError(printable(f"supervisor runs no {group}:* processes: {status.strip()}"))
     return names
 
 
@@ -208,31 +226,36 @@ def stop_all(c: Connection) -> None:
 
 def describe(c: Connection) -> list[str]:
     """Lines for `fab releases`: each complete release (current, good, commit, build time) and the release each
-    supervised process runs (its working directory: supervisord starts each in `current`, resolved then)."""
+    supervised process runs (its working directory: supervisord starts each in `current`, resolved then). What the
+    host says is shown through printable(): only release names of a deploy's form, no control characters."""
     root = q(deploy_root())
-    current, good = current_release(c), set(installed_releases(c, GOOD))
-    stamps = c.run(f"cd {root}/releases 2>/dev/null && for r in */.complete; do r=${{r%/.complete}}; "
-                   f"echo \"$r $(tr -d '\\n' < $r/release.json 2>/dev/null)\"; done || true", hide=True).stdout
+    current, complete, good = current_release(c), installed_releases(c), set(installed_releases(c, GOOD))
+    stamps = c.run(f"cd {root}/releases && for r in {' '.join(complete)}; do printf '%s %s\\0' \"$r\" "
+                   f"\"$(cat $r/release.json 2>/dev/null)\"; done", hide=True, warn=True).stdout if complete else ""
     lines = []
-    for line in stamps.splitlines():
+    for line in stamps.split("\0"):
         name, _, raw = line.partition(" ")
-        if not name or "*" in name:
+        if name not in complete:  # names are checked; the shell ran only those
             continue
         try:
             stamp = json.loads(raw) if raw else {}
         except ValueError:
             stamp = {}
-        commit = (stamp.get("commit") or "unknown")[:12] + (" dirty" if stamp.get("dirty") else "")
+        stamp = stamp if isinstance(stamp, dict) else {}
+        commit = printable(str(stamp.get("commit") or "unknown"))[:12] + (" dirty" if stamp.get("dirty") else "")
+        built = printable(str(stamp.get("built_at") or "?"))[:20]
         mark = "*" if name == current else " "
         state = "good" if name in good else "not proven"
-        lines.append(f"{mark} {name}  {commit:<18} built {stamp.get('built_at') or '?':<20} {state}")
+        lines.append(f"{mark} {name}  {commit:<18} built {built:<20} {state}")
     status = _supervisorctl(c, "status", hide=True, warn=True).stdout if current else ""
-    running = [(line.split()[0], line.split("pid ", 1)[1].split(",")[0]) for line in status.splitlines()
+    running = [(printable(line.split()[0]), line.split("pid ", 1)[1].split(",")[0]) for line in status.splitlines()
                if " RUNNING " in line and "pid " in line]
+    running = [(name, pid) for name, pid in running if pid.isdigit()]
     if running:
-        cwd = c.run("; ".join(f"echo $(readlink /proc/{int(pid)}/cwd)" for _, pid in running), hide=True, warn=True)
-        for (name, _), path in zip(running, cwd.stdout.splitlines(), strict=False):
-            lines.append(f"  runs {name}: {path.rsplit('/', 1)[-1] or 'unknown'}")
+        cwd = c.run("; ".join(f"printf '%s\\0' \"$(readlink /proc/{pid}/cwd)\"" for _, pid in running), hide=True,
+                    warn=True)
+        for (name, _), path in zip(running, cwd.stdout.split("\0"), strict=False):
+            lines.append(f"  runs {name}: {printable(path.rsplit('/', 1)[-1]) or 'unknown'}")
     elif current:
         lines.append("  runs nothing: supervisord is not running")
     return lines

@@ -39,12 +39,13 @@ def deep_merge(base: dict, update: Mapping) -> dict:
     return merged
 
 
-def run_manage(*args: str, env: Mapping[str, str], stdin: str = "") -> subprocess.CompletedProcess:
-    """`python manage.py ARGS` in the project with the testing settings (memory:// Redis unless ``env`` says
-    otherwise) plus ``env``, none of the caller's own APP_* variables; output captured as text."""
+def run_manage(*args: str, env: Mapping[str, str], stdin: str = "",
+               cwd: Path = PROJECT_DIR) -> subprocess.CompletedProcess:
+    """`python manage.py ARGS` in the project (or a copy of it at ``cwd``) with the testing settings (memory://
+    Redis unless ``env`` says otherwise) plus ``env``, none of the caller's own APP_* variables; output as text."""
     base = {**{k: v for k, v in os.environ.items() if not k.startswith("APP_")}, "APP_ENV": "testing",
             "SECRET_KEY": SECRET, "REDIS_URL": "memory://"}
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT_DIR, env={**base, **env}, input=stdin,
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=cwd, env={**base, **env}, input=stdin,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import runpy
 import shutil
 import textwrap
@@ -11,6 +12,7 @@ import typing
 import pytest
 
 from app.config import PROJECT_DIR, ConfigError, Settings, configs, load_configs, settings_of
+from tests.support import copy_project, run_manage
 
 GOOD_SECRET = "s" * 40
 
@@ -303,3 +305,25 @@ def test_a_field_without_a_key_in_config_default_stops_the_start(project):
     (directory / "config_default.py").write_text(source.replace('"max_attempts": 5,', "", 1))
     with pytest.raises(ConfigError, match=r"'sms\.max_attempts' is missing from config_default\.py"):
         load(directory)
+
+
+FILE_SECRET = "s3cret-from-the-file-" + "q" * 30
+
+
+@pytest.mark.parametrize(("source", "error"), [
+    (f"configs = {{\n    'app': {{'secret_key': '{FILE_SECRET}' 'debug': False}},\n}}\n", "SyntaxError: "),
+    (f"configs = {{\n    'app': {{'secret_key': {FILE_SECRET.replace('-', '_')}}},\n}}\n", "NameError while loading"),
+])
+def test_a_settings_file_that_fails_to_load_is_named_with_its_line_not_its_source(tmp_path, source, error):
+    """fab deploy prints what `manage.py deploy-check` says about a host's settings: a traceback would quote the
+    failing line of config_override.py, secrets and all."""
+    project = copy_project(tmp_path / "project")  # never the tree's own config_override.py
+    checked = run_manage("deploy-check", env={}, cwd=project)
+    assert checked.returncode == 0 and "secret_key" in json.loads(checked.stdout.splitlines()[-1]), checked.stderr
+    (project / "config_override.py").write_text(source)
+    refused = run_manage("deploy-check", env={}, cwd=project)
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines() == [refused.stderr.strip()]  # one line, no traceback
+    assert f"manage.py: {project / 'config_override.py'} line 2: {error}" in refused.stderr
+    for secret in (FILE_SECRET, FILE_SECRET.replace("-", "_"), "qqqqqqqqqq"):
+        assert secret not in refused.stdout + refused.stderr

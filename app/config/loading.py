@@ -10,6 +10,7 @@ import copy
 import importlib.util
 import json
 import os
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -45,8 +46,22 @@ def _load_module(name: str, directory: Path = PROJECT_DIR) -> ModuleType | None:
     spec = importlib.util.spec_from_file_location(f"_settings_{name}", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ConfigError(_load_failure(path, exc)) from None  # a traceback would quote the source: secrets
     return module
+
+
+def _load_failure(path: Path, exc: Exception) -> str:
+    """Why ``path`` could not be run, with its line but never its source text: a settings file holds secrets, and
+    a traceback (or a SyntaxError's text, a NameError's name) would print them. A SyntaxError's own message names
+    the mistake, not the value."""
+    if isinstance(exc, SyntaxError) and exc.filename == str(path):
+        return f"{path} line {exc.lineno}: {type(exc).__name__}: {exc.msg}"
+    lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == str(path)]
+    where = f" line {lines[-1]}" if lines else ""
+    return f"{path}{where}: {type(exc).__name__} while loading it (the message is not shown: it may quote a secret)"
 
 
 def _merge(base: dict, update: Mapping, source: str, path: str = "") -> None:
