@@ -111,7 +111,7 @@ def _connection(host: str, config: Config, learn: bool) -> Connection:
     kwargs.update(banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout)
     config.timeouts.command = command_timeout()  # no remote command waits for ever
     conn = Connection(host, config=config, connect_timeout=timeout, connect_kwargs=kwargs)
-    known, mine = _known_keys(), conn.client.get_host_keys()
+    known, mine = _known_keys(warn=learn), conn.client.get_host_keys()  # warned where the file is written
     for name in known:
         for kind, key in known[name].items():
             mine.add(name, kind, key)

@@ -8,6 +8,7 @@ each test deploys the builds it needs first, so none relies on another having ru
 from __future__ import annotations
 
 import configparser
+import fcntl
 import json
 import os
 import pwd
@@ -227,13 +228,13 @@ def test_what_stops_a_deploy_before_it_changes_any_host(lab):
         settings.write_text(original)
     assert "before any host was switched" in said and SECRET not in said
     # Another run holds a host's deploy lock
-    holder = subprocess.Popen(["flock", str(second.disk / ".fab.lock"), "sleep", "120"])
+    lock = os.open(second.disk / ".fab.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        wait_until(lambda: subprocess.run(["flock", "-n", str(second.disk / ".fab.lock"), "true"]).returncode == 1)
+        os.fchown(lock, pwd.getpwnam(lab.user).pw_uid, pwd.getpwnam(lab.user).pw_gid)
+        fcntl.flock(lock, fcntl.LOCK_EX)
         refused(expect=f"{second.address}: another fab deploy or rollback is running there")
     finally:
-        holder.kill()
-        holder.wait(10)
+        os.close(lock)
     # Uncommitted changes: only with --dirty
     (source / "app" / "version.py").write_text((source / "app" / "version.py").read_text() + "# an edit\n")
     refused(expect="uncommitted changes in what a build packs: commit first, or build anyway with --dirty")
