@@ -5,8 +5,8 @@ that size above it, each part spooled to a temporary file (not held in memory) w
 leaves no part behind (the multipart upload is aborted). Every call gives up after ``s3.connect_timeout`` /
 ``s3.read_timeout`` with ``s3.max_attempts`` tries, and an unreachable or failing store is a 503. At most
 ``server.threads - 1`` request threads wait on the store at once (a proxied download holds its place until it ends,
-``s3.stream_deadline`` at most): when they all do, another call is a 503 at once, so a slow store never takes
-the threads every other endpoint needs.
+``s3.stream_deadline`` at most): when they all do, another call waits ``s3.connect_timeout`` for a place, then is a
+503, so a slow store never takes the threads every other endpoint needs.
 """
 
 from __future__ import annotations
@@ -71,11 +71,14 @@ def _places(size: int) -> threading.BoundedSemaphore:
     return threading.BoundedSemaphore(size)
 
 
-def take_place(places: threading.BoundedSemaphore | None = None) -> threading.BoundedSemaphore:
-    """A place among the threads that may wait on the store (``server.threads - 1``); 503 at once when none is
-    free. The caller releases it."""
+Places = threading.BoundedSemaphore
+
+
+def take_place(places: Places | None = None, wait: float | None = None) -> Places:
+    """A place among the threads that may wait on the store (``server.threads - 1``), waited for at most
+    ``s3.connect_timeout`` (a burst on a healthy store queues briefly); then 503. The caller releases it."""
     places = places or _places(max(1, configs.server.threads - 1))
-    if not places.acquire(blocking=False):
+    if not places.acquire(timeout=configs.s3.connect_timeout if wait is None else wait):
         log.error("S3: every place for a call is taken (the store is slow?)")
         raise ServiceUnavailable("Cloud storage is busy; try again shortly.")
     return places
@@ -266,20 +269,19 @@ def streamed_body(answer: dict[str, Any], chunk_size: int) -> Iterator[bytes]:
     read takes what has come (read1), so a store that trickles bytes meets the deadline too. The settings are
     read here: the chunks are read after the request's context has gone."""
     places = _places(max(1, configs.server.threads - 1))
-    seconds = configs.s3.stream_deadline
-    return _chunks(answer["Body"], chunk_size, places, seconds)
+    return _chunks(answer["Body"], chunk_size, places, configs.s3.stream_deadline, configs.s3.connect_timeout)
 
 
-def _chunks(body: Any, chunk_size: int, places: threading.BoundedSemaphore, seconds: float) -> Iterator[bytes]:
+def _chunks(body: Any, size: int, places: Places, seconds: float, wait: float) -> Iterator[bytes]:
     deadline = time.monotonic() + seconds
-    raw = body._raw_stream  # urllib3's response: read1 returns after one socket read, not once chunk_size came
+    raw = body._raw_stream  # urllib3's response: read1 returns after one socket read, not once size bytes came
     try:
-        take_place(places)
+        take_place(places, wait)
     except ServiceUnavailable:
         body.close()
         return
     try:
-        while chunk := raw.read1(chunk_size):
+        while chunk := raw.read1(size):
             yield chunk
             if time.monotonic() > deadline:
                 log.error("S3 download cut after s3.stream_deadline (%s s)", seconds)

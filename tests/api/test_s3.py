@@ -239,7 +239,7 @@ def test_a_store_that_accepts_and_never_answers_is_503_within_2_seconds(s3_app, 
     assert rows(app) == 1
 
 
-def test_while_every_place_waits_on_a_hung_store_another_call_is_503_at_once(
+def test_while_every_place_waits_on_a_hung_store_another_call_is_503_after_a_short_wait(
         make_app, accounts_settings, s3_bucket, tcp_relay):
     relay = tcp_relay("127.0.0.1", s3_bucket.server.port)
     app = make_app(deep_merge(accounts_settings, {
@@ -265,7 +265,7 @@ def test_while_every_place_waits_on_a_hung_store_another_call_is_503_at_once(
     messages = sorted((answer.get_json()["message"], seconds) for answer, seconds in answers)
     assert [answer.status_code for answer, _ in answers] == [503, 503]
     assert messages[0][0] == "Cloud storage did not answer." and messages[1][0].startswith("Cloud storage is busy")
-    assert messages[1][1] < 0.5
+    assert messages[1][1] < 1.4  # s3.connect_timeout (1 s) waited for a place, not the 1.5 s read timeout
 
 
 def test_a_proxied_download_is_framed_by_the_stored_object_not_the_row(s3_app, s3_bucket):
