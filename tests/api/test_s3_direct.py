@@ -169,6 +169,18 @@ def test_a_form_posted_again_after_completion_changes_nothing_served(app, client
     assert requests.get(location, timeout=10).content == PNG
 
 
+def test_headers_a_lax_store_kept_from_the_form_are_not_carried_to_the_recorded_file(app, client, tokens, s3_bucket):
+    form = issued(client, tokens["owner"])
+    extra = {"Content-Disposition": "inline", "x-amz-website-redirect-location": "https://evil.example/"}
+    assert post_form(form, PNG, **extra).status_code == 204  # moto stores fields the policy does not name
+    assert s3_bucket.client.head_object(Bucket=s3_bucket.name, Key=form["key"])["ContentDisposition"] == "inline"
+    assert complete(client, tokens["owner"], form["key"]).status_code == 201
+    [final] = s3_bucket.object_keys()
+    stored = s3_bucket.client.head_object(Bucket=s3_bucket.name, Key=final)
+    assert "ContentDisposition" not in stored and "WebsiteRedirectLocation" not in stored
+    assert stored["ContentType"] == "image/png"
+
+
 def test_concurrent_completions_record_one_file_and_never_answer_400(app, client, tokens, s3_bucket):
     for _ in range(3):
         form = issued(client, tokens["owner"])
