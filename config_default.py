@@ -134,6 +134,8 @@ configs = {
         "access_key": "",  # empty: boto3's own chain (AWS_* environment, ~/.aws, instance role)
         "secret_key": "",
         "public_url": "",  # public bucket or CDN base, e.g. https://cdn.example.com: file URLs point there
+        "prefix": "uploads/",  # every key the app writes, and all prune-files lists or deletes, is under this
+        # (relative, ends with "/", or empty for a bucket of the app's own); direct uploads land in <prefix>incoming/
         "path_style": False,  # bucket in the path, not the host name (MinIO and most self-hosted stores)
         "proxy_downloads": False,  # GET .../content streams the bytes through the API instead of a 302
         "download_ttl": 3600,  # seconds a presigned download URL stays valid
@@ -142,6 +144,8 @@ configs = {
         "connect_timeout": 1.0,  # seconds to connect; with read_timeout, what an unreachable store costs (503)
         "read_timeout": 1.5,  # seconds to wait on each read from the store; raise it for a distant store
         "max_attempts": 1,  # tries of each call (1: no retry, so an outage answers 503 within 2 s)
+        "max_pending": 20,  # direct uploads issued to one user and not yet completed (more: 429)
+        "stream_deadline": 300.0,  # seconds a proxied download may take in all; then the connection is cut
     },
     "mail": {
         "server": "localhost",  # SMTP host

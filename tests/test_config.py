@@ -155,6 +155,14 @@ def test_a_public_url_that_is_not_an_absolute_http_url_is_refused(project, url):
         load(project[0], {"APP_APP__PUBLIC_URL": url})
 
 
+@pytest.mark.parametrize("prefix", ["/uploads/", "uploads", "a/../b/", "a//b/", "x" * 64 + "/"])
+def test_an_s3_prefix_that_is_absolute_unfinished_or_climbs_is_refused(project, prefix):
+    with pytest.raises(ConfigError, match=r"s3\.prefix .* must be relative, end with '/'"):
+        load(project[0], {"APP_S3__PREFIX": prefix})
+    for good in ("", "uploads/", "apps/shop/files/"):
+        assert load(project[0], {"APP_S3__PREFIX": good}).s3.prefix == good
+
+
 @pytest.mark.parametrize("score", [-1, 5])
 def test_a_password_score_off_zxcvbns_scale_is_refused(project, score):
     with pytest.raises(ConfigError, match=r"auth\.min_password_score .* is not on zxcvbn's scale, 0 to 4"):

@@ -1,6 +1,7 @@
-"""The uploads clean-up on the s3 backend, against moto_server: `file_cleanup.prune_files()` lists the bucket and
-deletes upload-shaped objects no row names (past the grace period), and rows whose object is gone; nothing else in
-a bucket shared with other uses is touched."""
+"""The uploads clean-up on the s3 backend, against moto_server: `file_cleanup.prune_files()` lists the bucket under
+s3.prefix and deletes upload-shaped objects no row names (past the grace period; a direct upload's incoming object
+only once its pending record has ended), and rows whose object is gone; nothing else in a bucket shared with other
+uses is touched, and a bucket that is not there stops it before any row goes."""
 
 from __future__ import annotations
 
@@ -55,16 +56,20 @@ def put(bucket, key: str) -> None:
 def test_rowless_upload_objects_go_and_everything_else_stays(app, client, token, s3_bucket):
     kept, rowless = upload(client, token), upload(client, token)
     rowless_key = key_of(app, rowless)
+    assert rowless_key.startswith("uploads/")
     drop_row(app, rowless)
-    direct = "u7/" + "ab" * 16 + ".png"  # a direct upload never completed
-    put(s3_bucket, direct)
-    others = ["backups/db.sql", "ab" * 16 + ".png.bak", "u7/notes.txt"]
+    completed = "uploads/u7/" + "ab" * 16 + ".png"  # a completed direct upload whose row is gone
+    put(s3_bucket, completed)
+    incoming = "uploads/incoming/u7/" + "cd" * 16 + ".png"  # uploaded, not completed yet: its record still lives
+    put(s3_bucket, incoming)
+    md5 = "971913df1e477c067472b172f13468d4"  # another application's content-addressed names, same bucket
+    others = ["backups/db.sql", f"{md5}.jpg", f"u7/{md5}.webp", "uploads/notes.txt", "uploads/" + "ab" * 16 + ".bak1"]
     for key in others:
         put(s3_bucket, key)
     with app.app_context():
         assert prune_files(grace_seconds=3600) == {"orphan_objects": 0, "rows_without_bytes": 0}  # all young
         assert prune_files(grace_seconds=0, batch=1) == {"orphan_objects": 2, "rows_without_bytes": 0}
-    assert sorted(s3_bucket.object_keys()) == sorted([key_of(app, kept), *others])
+    assert sorted(s3_bucket.object_keys()) == sorted([key_of(app, kept), incoming, *others])
     assert rowless_key not in s3_bucket.object_keys()
     assert client.get(f"/api/files/{kept}", headers=bearer(token)).status_code == 200
 
@@ -95,3 +100,30 @@ def test_the_command_fails_and_deletes_no_row_while_the_store_is_down(
     result: subprocess.CompletedProcess = run_manage("prune-files", env=env)
     assert result.returncode == 1 and "Error: Cloud storage did not answer." in result.stderr.splitlines()
     assert client.get(f"/api/files/{upload_id}", headers=bearer(token)).status_code == 200
+
+
+def manage_env(test_settings, s3_bucket, **s3) -> dict[str, str]:
+    return {"DATABASE_URL": test_settings["database"]["url"], "APP_LOG__FILE": test_settings["log"]["file"],
+            **{f"APP_S3__{k.upper()}": str(v) for k, v in s3_bucket.settings(**s3).items()}}
+
+
+@pytest.mark.parametrize("backend", ["s3", "local"])
+def test_a_bucket_that_is_not_there_stops_the_command_and_no_row_goes(
+        app, client, token, s3_bucket, test_settings, backend):
+    file_ids = [upload(client, token) for _ in range(3)]
+    env = {**manage_env(test_settings, s3_bucket, bucket="no-such-bucket-typo"), "APP_FILES__BACKEND": backend}
+    for args in (["--dry-run"], []):
+        result = run_manage("prune-files", *args, env=env)
+        assert result.returncode == 1, result.stdout
+        assert "Bucket no-such-bucket-typo cannot be used" in result.stderr and "deleted" not in result.stdout
+    for file_id in file_ids:
+        assert client.get(f"/api/files/{file_id}", headers=bearer(token)).status_code == 200
+
+
+def test_with_files_on_local_disk_the_configured_bucket_is_pruned_too(app, client, token, s3_bucket, test_settings):
+    orphan = "uploads/u1/" + "ef" * 16 + ".png"  # a completed direct upload whose row was deleted
+    put(s3_bucket, orphan)
+    env = {**manage_env(test_settings, s3_bucket), "APP_FILES__BACKEND": "local"}
+    result = run_manage("prune-files", "--grace", "0", env=env)
+    assert result.stdout.splitlines()[0] == "1 stored object(s) without a row deleted", result.stderr
+    assert orphan not in s3_bucket.object_keys()

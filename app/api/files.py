@@ -13,8 +13,8 @@ from app.decorators import login_check
 from app.errors import RangeNotSatisfiable
 from app.models import File
 from app.services import files, s3_uploads
-from app.services.s3_storage import attachment
-from app.services.storage_base import CHUNK
+from app.services.s3_storage import streamed_body
+from app.services.storage_base import CHUNK, attachment
 
 ns = Namespace("files", description="Uploads to local disk, Qiniu or S3")
 
@@ -156,16 +156,17 @@ def streamed(record: File) -> Response:
         if found is None:
             raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{record.size}"})
         status, span, length = 206, (found[0], found[1] - 1), found[1] - found[0]
-    body = files.s3_body(record, span)
-    response = Response(body.iter_chunks(CHUNK), status=status, mimetype=record.content_type,
+    answer = files.s3_body(record, span)  # its length and range frame the answer, never the row's size
+    response = Response(streamed_body(answer, CHUNK), status=status, mimetype=record.content_type,
                         direct_passthrough=True)
-    response.call_on_close(body.close)
-    response.headers.update({"Content-Length": str(length), "Content-Disposition": attachment(record.filename),
+    response.call_on_close(answer["Body"].close)
+    response.headers.update({"Content-Length": str(answer.get("ContentLength", length)),
+                             "Content-Disposition": attachment(record.filename),
                              "Accept-Ranges": "bytes", "Cache-Control": "no-cache"})
     if record.sha256:
         response.headers["ETag"] = f'"{record.sha256}"'
     if span is not None:
-        response.headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{record.size}"
+        response.headers["Content-Range"] = answer.get("ContentRange") or f"bytes {span[0]}-{span[1]}/{record.size}"
     return response
 
 
@@ -211,10 +212,11 @@ class UploadUrl(Resource):
     @login_check
     @ns.expect(upload_url_args)
     @returns(ns, upload_url_model)
-    @fails(ns, 400, 413, 415, 501, 503)
+    @fails(ns, 400, 413, 415, 429, 501, 503)
     def get(self):
         """An S3 presigned POST for one file (its policy limits the key, size and type); then POST
-        /files/s3/complete. 413 over files.max_size, 415 for a type not allowed; 501 without S3 settings."""
+        /files/s3/complete. 413 over files.max_size, 415 for a type not allowed; 429 (Retry-After) with
+        s3.max_pending uploads of yours not yet completed; 501 without S3 settings."""
         args = upload_url_args.parse_args()
         return s3_uploads.issue_upload_url(auth.current_user(), args["filename"], args["content_type"], args["size"])
 
@@ -224,8 +226,10 @@ class S3Complete(Resource):
     @login_check
     @accepts(ns, complete_request)
     @returns(ns, file_model, code=201, description="Recorded (again: the same file, when completed before)")
-    @fails(ns, 400, 413, 415, 501, 503)
+    @fails(ns, 400, 409, 413, 415, 501, 503)
     def post(self):
-        """Record a direct upload once its object is checked: 400 (field key) for a key not issued to you or not
-        uploaded yet; 413 or 415, the object deleted, when it is larger or of another type than issued."""
+        """Record a direct upload once its object is checked, moved to a key of its own (the form cannot write
+        there): 400 (field key) for a key not issued to you or not uploaded yet; 409 while another request
+        completes the same key (retry); 413 or 415, the object deleted, when it is larger or of another type than
+        issued; 503 (retry) when the store or the database fails."""
         return s3_uploads.complete_upload(auth.current_user(), ns.payload["key"])

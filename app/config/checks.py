@@ -146,6 +146,13 @@ def _s3_problems(settings: Settings) -> list[str]:
         problems.append("s3.download_ttl and s3.upload_ttl must be from 1 to 604800 seconds (SigV4's longest)")
     if s3.connect_timeout <= 0 or s3.read_timeout <= 0 or s3.max_attempts < 1:
         problems.append("s3.connect_timeout and s3.read_timeout must be positive, s3.max_attempts at least 1")
+    prefix = s3.prefix
+    if prefix and (prefix.startswith("/") or not prefix.endswith("/") or ".." in prefix.split("/")
+                   or "//" in prefix or len(prefix) > 64):
+        problems.append(f"s3.prefix {prefix!r} must be relative, end with '/' (or be empty), hold no '..' or '//', "
+                        "and be at most 64 characters, like uploads/")
+    if s3.max_pending < 1 or s3.stream_deadline <= 0:
+        problems.append("s3.max_pending must be at least 1 and s3.stream_deadline positive")
     return problems
 
 

@@ -175,6 +175,7 @@ class S3Settings(Section):
     access_key: str
     secret_key: str
     public_url: str
+    prefix: str
     path_style: bool
     proxy_downloads: bool
     download_ttl: int
@@ -183,6 +184,8 @@ class S3Settings(Section):
     connect_timeout: float
     read_timeout: float
     max_attempts: int
+    max_pending: int
+    stream_deadline: float
 
 
 @dataclass(frozen=True, slots=True)

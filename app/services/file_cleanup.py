@@ -4,6 +4,12 @@ An upload writes its bytes before its row commits (app.services.files.store_uplo
 recorded by the callback after the bytes landed), so bytes without a row are only taken once older than
 ``files.orphan_grace``; a row without bytes is never an upload in progress, and is deleted at any age (its file
 can no longer be downloaded). Deleting a file removes its row before its bytes, so neither step races it.
+
+On S3 only keys under ``s3.prefix`` are listed or deleted: ``<prefix><key>`` and ``<prefix>u<id>/<key>`` like the
+rows', and ``<prefix>incoming/u<id>/<key>`` (a direct upload's form target, never a row's), an orphan once older
+than its pending record can live (``s3.upload_ttl`` + 900 s). The bucket is listed whenever ``s3.bucket`` is set,
+whatever ``files.backend`` (direct uploads go there regardless). A bucket that is missing or does not answer
+stops the command before anything is deleted: a missing object is only believed in a bucket that exists.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from app.config import configs
 from app.errors import StorageNotConfigured
 from app.extensions import db
 from app.models import File
-from app.services.storage import storage_for
+from app.services.s3_uploads import GRACE as PENDING_GRACE
+from app.services.storage import S3Storage, storage_for
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +36,7 @@ BATCH = 500  # keys looked up, or rows checked, per query
 # The keys uploads are given (app.services.files.new_key, and "u<user id>/" before it for Qiniu direct uploads):
 # nothing else in the upload area, or in a bucket shared with other uses, is ever taken for an orphan.
 KEY_SHAPE = re.compile(r"(?:u[1-9][0-9]{0,17}/)?[0-9a-f]{32}(?:\.[a-z]{3,4})?")
+INCOMING_SHAPE = re.compile(r"incoming/u[1-9][0-9]{0,17}/[0-9a-f]{32}(?:\.[a-z]{3,4})?")
 
 T = TypeVar("T")
 
@@ -45,15 +53,30 @@ def prune_files(grace_seconds: int | None = None, dry_run: bool = False, batch: 
     (rows of a backend that cannot be asked are left alone); with ``dry_run`` only count them. Streams the
     listing and the rows ``batch`` at a time. Returns ``{"orphan_objects": n, "rows_without_bytes": m}``."""
     grace = configs.files.orphan_grace if grace_seconds is None else grace_seconds
-    cutoff = time.time() - grace
-    return {"orphan_objects": _prune_orphans(cutoff, dry_run, batch),
-            "rows_without_bytes": _prune_rows(dry_run, batch)}
+    if configs.s3.bucket:
+        S3Storage().verify_bucket()
+    backends = [configs.files.backend] + (["s3"] if configs.s3.bucket and configs.files.backend != "s3" else [])
+    orphans = sum(_prune_orphans(backend, time.time() - grace, dry_run, batch) for backend in backends)
+    return {"orphan_objects": orphans, "rows_without_bytes": _prune_rows(dry_run, batch)}
 
 
-def _prune_orphans(cutoff: float, dry_run: bool, batch: int) -> int:
-    storage = storage_for()
+def _orphan_shaped(backend: str, key: str, modified_at: float, cutoff: float) -> bool:
+    """Whether ``key`` is one of ours, old enough to be taken for an orphan once no row names it."""
+    if backend != "s3":
+        return modified_at < cutoff and KEY_SHAPE.fullmatch(key) is not None
+    prefix = configs.s3.prefix
+    if not key.startswith(prefix):
+        return False
+    own = key[len(prefix):]
+    if INCOMING_SHAPE.fullmatch(own):  # a form's target: spared while its pending record may still complete it
+        return modified_at < min(cutoff, time.time() - configs.s3.upload_ttl - PENDING_GRACE)
+    return modified_at < cutoff and KEY_SHAPE.fullmatch(own) is not None
+
+
+def _prune_orphans(backend: str, cutoff: float, dry_run: bool, batch: int) -> int:
+    storage = storage_for(backend)
     candidates = (item.key for item in storage.stored()
-                  if item.modified_at < cutoff and KEY_SHAPE.fullmatch(item.key))
+                  if _orphan_shaped(backend, item.key, item.modified_at, cutoff))
     removed = 0
     for keys in _batches(candidates, batch):
         named = set(db.session.scalars(select(File.key).where(File.key.in_(keys))))

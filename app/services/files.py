@@ -87,7 +87,7 @@ def store_upload(owner: User, stream: IO[bytes], filename: str | None) -> File:
     head = stream.read(HEAD)
     content_type = check_type(head, name)
     storage = storage_for()
-    key = new_key(content_type)
+    key = (configs.s3.prefix if storage.name == "s3" else "") + new_key(content_type)
     written = storage.save(key, read_limited(stream, head, configs.files.max_size), content_type)
     record = File(owner_id=owner.id, key=key, filename=name, size=written.size, content_type=content_type,
                   sha256=written.sha256, backend=storage.name)
@@ -155,7 +155,8 @@ def redirect_url(record: File) -> str | None:
 
 
 def s3_body(record: File, span: tuple[int, int] | None) -> Any:
-    """The S3 file's bytes, whole or ``span`` (first, last); NotFound (logged) when the object is gone."""
+    """GetObject's answer for the S3 file, whole or ``span`` (first, last); NotFound (logged) when the object is
+    gone."""
     body = S3Storage().read(record.key, span)
     if body is None:
         log.error("file %d has a row but no object (key %s): prune-files removes such rows", record.id, record.key)

@@ -3,7 +3,10 @@
 Server-side uploads are streamed: one PUT up to ``s3.multipart_threshold`` bytes, a multipart upload in parts of
 that size above it, each part spooled to a temporary file (not held in memory) while it is read. A failed upload
 leaves no part behind (the multipart upload is aborted). Every call gives up after ``s3.connect_timeout`` /
-``s3.read_timeout`` with ``s3.max_attempts`` tries, and an unreachable or failing store is a 503.
+``s3.read_timeout`` with ``s3.max_attempts`` tries, and an unreachable or failing store is a 503. At most
+``server.threads - 1`` request threads wait on the store at once (a proxied download holds its place until it ends,
+``s3.stream_deadline`` at most): when they all do, another call waits ``s3.connect_timeout`` for a place, then is a
+503, so a slow store never takes the threads every other endpoint needs.
 """
 
 from __future__ import annotations
@@ -13,21 +16,23 @@ import functools
 import hashlib
 import logging
 import tempfile
-import unicodedata
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import quote
 
 import boto3
+import urllib3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from werkzeug.http import dump_options_header
+from botocore.handlers import add_expect_header
 
 from app.config import configs
 from app.config.sections import S3Settings
 from app.errors import ServiceUnavailable, StorageNotConfigured
-from app.services.storage_base import Stored, Written
+from app.services.storage_base import Stored, Written, attachment
 
 log = logging.getLogger(__name__)
 SPOOL = 1024 * 1024  # bytes of a part kept in memory before it goes to a temporary file
@@ -38,18 +43,6 @@ MISSING = {"404", "NoSuchKey", "NotFound"}
 class ObjectInfo:
     size: int
     content_type: str
-
-
-def attachment(filename: str) -> str:
-    """``Content-Disposition: attachment`` naming ``filename``, with an ASCII fallback (RFC 6266), as send_file
-    writes it for local files."""
-    try:
-        filename.encode("ascii")
-        names = {"filename": filename}
-    except UnicodeEncodeError:
-        simple = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
-        names = {"filename": simple or "file", "filename*": "UTF-8''" + quote(filename, safe="!#$&+^`|~")}
-    return dump_options_header("attachment", names)
 
 
 @functools.lru_cache(maxsize=8)
@@ -66,12 +59,36 @@ def _client(settings: S3Settings) -> Any:
         # S3-compatible stores.
         request_checksum_calculation="when_required", response_checksum_validation="when_required",
     )
-    return session.client("s3", endpoint_url=settings.endpoint_url or None, config=config)
+    client = session.client("s3", endpoint_url=settings.endpoint_url or None, config=config)
+    # No "Expect: 100-continue" on PUTs: botocore waits a second for the 100 before sending the body, which would
+    # put a store that accepts and never answers past the 2 s of a 503.
+    client.meta.events.unregister("before-call.s3", add_expect_header)
+    return client
+
+
+@functools.lru_cache(maxsize=4)
+def _places(size: int) -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(size)
+
+
+Places = threading.BoundedSemaphore
+
+
+def take_place(places: Places | None = None, wait: float | None = None) -> Places:
+    """A place among the threads that may wait on the store (``server.threads - 1``), waited for at most
+    ``s3.connect_timeout`` (a burst on a healthy store queues briefly); then 503. The caller releases it."""
+    places = places or _places(max(1, configs.server.threads - 1))
+    if not places.acquire(timeout=configs.s3.connect_timeout if wait is None else wait):
+        log.error("S3: every place for a call is taken (the store is slow?)")
+        raise ServiceUnavailable("Cloud storage is busy; try again shortly.")
+    return places
 
 
 @contextlib.contextmanager
-def answering(action: str, key: str = "") -> Iterator[None]:
-    """Turn what the store or the network says into our errors: no credentials 501, anything else 503 (logged)."""
+def answering(action: str, key: str = "", offline: bool = False) -> Iterator[None]:
+    """Turn what the store or the network says into our errors: no credentials 501, anything else 503 (logged).
+    A call to the store (not ``offline`` signing) holds a place (take_place) meanwhile."""
+    places = None if offline else take_place()
     try:
         yield
     except NoCredentialsError:
@@ -82,6 +99,9 @@ def answering(action: str, key: str = "") -> Iterator[None]:
     except BotoCoreError as exc:
         log.error("S3 %s of %s failed: %s: %s", action, key or "-", type(exc).__name__, exc)
         raise ServiceUnavailable("Cloud storage did not answer.") from None
+    finally:
+        if places is not None:
+            places.release()
 
 
 def _missing(exc: ClientError) -> bool:
@@ -167,29 +187,57 @@ class S3Storage:
                 raise
         return ObjectInfo(int(answer["ContentLength"]), str(answer.get("ContentType", "")))
 
+    def verify_bucket(self) -> None:
+        """503 (or 501) unless the bucket is there and answers, before anything is taken for gone: a HEAD of an
+        object in a missing bucket is a bare 404, like a missing object."""
+        client, settings = self.client(), configs.s3
+        with answering("bucket check"):
+            try:
+                client.head_bucket(Bucket=settings.bucket)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                raise ServiceUnavailable(f"Bucket {settings.bucket} cannot be used at "
+                                         f"{settings.endpoint_url or 'AWS'} ({code}): check s3.bucket and "
+                                         "s3.endpoint_url.") from None
+
     def exists(self, key: str) -> bool:
-        """Whether the bucket holds ``key``; 503 when the store does not say (never taken as "gone")."""
-        return self.head(key) is not None
+        """Whether the bucket holds ``key``, by a listing (where a missing bucket is an error, not an empty
+        answer); 503 when the store does not say (never taken as "gone")."""
+        client = self.client()
+        with answering("lookup", key):
+            answer = client.list_objects_v2(Bucket=configs.s3.bucket, Prefix=key, MaxKeys=1)
+        return any(item["Key"] == key for item in answer.get("Contents", []))
 
     def stored(self) -> Iterator[Stored]:
-        """Every object in the bucket, a page of 1000 at a time (ListObjectsV2)."""
+        """Every object under ``s3.prefix``, a page of 1000 at a time (ListObjectsV2)."""
         client = self.client()
         with answering("listing"):
-            for page in client.get_paginator("list_objects_v2").paginate(Bucket=configs.s3.bucket):
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=configs.s3.bucket,
+                                                                     Prefix=configs.s3.prefix)
+            for page in pages:
                 for item in page.get("Contents", []):
                     yield Stored(item["Key"], item["LastModified"].timestamp())
 
-    def read(self, key: str, byte_range: tuple[int, int] | None = None) -> Any:
-        """The object's body (botocore's StreamingBody), whole or ``byte_range`` = (first, last) inclusive."""
+    def read(self, key: str, byte_range: tuple[int, int] | None = None) -> dict[str, Any] | None:
+        """GetObject's answer (``Body``: botocore's StreamingBody, ``ContentLength``, ``ContentRange``), whole or
+        ``byte_range`` = (first, last) inclusive; None when there is no such object."""
         client = self.client()
         extra = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
         with answering("download", key):
             try:
-                return client.get_object(Bucket=configs.s3.bucket, Key=key, **extra)["Body"]
+                return dict(client.get_object(Bucket=configs.s3.bucket, Key=key, **extra))
             except ClientError as exc:
                 if _missing(exc):
                     return None
                 raise
+
+    def copy(self, source: str, target: str, content_type: str) -> None:
+        """Copy ``source`` to ``target`` inside the bucket (server side), its headers replaced by ours only."""
+        client = self.client()
+        with answering("copy", source):
+            client.copy_object(Bucket=configs.s3.bucket, Key=target, ContentType=content_type,
+                               CopySource={"Bucket": configs.s3.bucket, "Key": source},
+                               MetadataDirective="REPLACE")
 
     def url(self, key: str) -> str | None:
         """The public URL when ``s3.public_url`` is set; otherwise None (the content endpoint signs one per call)."""
@@ -200,7 +248,7 @@ class S3Storage:
         """A download URL valid for ``s3.download_ttl`` seconds that names ``filename`` (signed here, offline)."""
         params = {"Bucket": configs.s3.bucket, "Key": key, "ResponseContentType": content_type,
                   "ResponseContentDisposition": attachment(filename)}
-        with answering("signing", key):
+        with answering("signing", key, offline=True):
             return str(self.client().generate_presigned_url("get_object", Params=params,
                                                             ExpiresIn=configs.s3.download_ttl))
 
@@ -209,7 +257,37 @@ class S3Storage:
         ``s3.upload_ttl`` seconds: ``{"url", "fields"}`` (signed here, offline)."""
         conditions = [{"bucket": configs.s3.bucket}, {"key": key}, {"Content-Type": content_type},
                       ["content-length-range", 0, max_size]]
-        with answering("signing", key):
+        with answering("signing", key, offline=True):
             return dict(self.client().generate_presigned_post(
                 configs.s3.bucket, key, Fields={"Content-Type": content_type}, Conditions=conditions,
                 ExpiresIn=configs.s3.upload_ttl))
+
+
+def streamed_body(answer: dict[str, Any], chunk_size: int) -> Iterator[bytes]:
+    """The body of a GetObject ``answer`` in chunks, holding a place among the threads that wait on the store
+    until it ends; cut (the connection closes) once it takes longer than ``s3.stream_deadline`` in all. Each
+    read takes what has come (read1), so a store that trickles bytes meets the deadline too. The settings are
+    read here: the chunks are read after the request's context has gone."""
+    places = _places(max(1, configs.server.threads - 1))
+    return _chunks(answer["Body"], chunk_size, places, configs.s3.stream_deadline, configs.s3.connect_timeout)
+
+
+def _chunks(body: Any, size: int, places: Places, seconds: float, wait: float) -> Iterator[bytes]:
+    deadline = time.monotonic() + seconds
+    raw = body._raw_stream  # urllib3's response: read1 returns after one socket read, not once size bytes came
+    try:
+        take_place(places, wait)
+    except ServiceUnavailable:
+        body.close()
+        return
+    try:
+        while chunk := raw.read1(size):
+            yield chunk
+            if time.monotonic() > deadline:
+                log.error("S3 download cut after s3.stream_deadline (%s s)", seconds)
+                return
+    except (BotoCoreError, urllib3.exceptions.HTTPError, OSError) as exc:
+        log.error("S3 download failed midway: %s: %s", type(exc).__name__, exc)
+    finally:
+        body.close()
+        places.release()

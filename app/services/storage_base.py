@@ -1,10 +1,15 @@
-"""What every storage backend shares: the records it returns, and reading an upload under the size limit."""
+"""What every storage backend shares: the records it returns, reading an upload under the size limit, and the
+download's Content-Disposition."""
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
+from urllib.parse import quote
+
+from werkzeug.http import dump_options_header
 
 from app.errors import PayloadTooLarge
 
@@ -35,3 +40,15 @@ def read_limited(stream: IO[bytes], head: bytes, max_size: int) -> Iterator[byte
             raise PayloadTooLarge(f"The file is larger than {max_size} bytes.")
         yield chunk
         chunk = stream.read(CHUNK)
+
+
+def attachment(filename: str) -> str:
+    """``Content-Disposition: attachment`` naming ``filename``, with an ASCII fallback (RFC 6266), as send_file
+    writes it for local files."""
+    try:
+        filename.encode("ascii")
+        names = {"filename": filename}
+    except UnicodeEncodeError:
+        simple = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
+        names = {"filename": simple or "file", "filename*": "UTF-8''" + quote(filename, safe="!#$&+^`|~")}
+    return dump_options_header("attachment", names)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -233,3 +234,51 @@ def test_a_store_that_accepts_and_never_answers_is_503_within_2_seconds(s3_app, 
     relay.freeze()
     answer, seconds = timed(lambda: client.get(f"/api/files/{file_id}/content", headers=bearer(token)))
     assert answer.status_code == 503 and seconds < 2, answer.get_json()
+    answer, seconds = timed(lambda: upload(client, token))  # no 1 s wait for "100 Continue" before the body
+    assert answer.status_code == 503 and seconds < 2, answer.get_json()
+    assert rows(app) == 1
+
+
+def test_while_every_place_waits_on_a_hung_store_another_call_is_503_after_a_short_wait(
+        make_app, accounts_settings, s3_bucket, tcp_relay):
+    relay = tcp_relay("127.0.0.1", s3_bucket.server.port)
+    app = make_app(deep_merge(accounts_settings, {
+        "server": {"threads": 2}, "files": {"backend": "s3"},
+        "s3": s3_bucket.settings(endpoint_url=f"http://127.0.0.1:{relay.port}", proxy_downloads=True)}))
+    from app.services.users import create_user
+
+    with app.app_context():
+        create_user(OWNER, "correct horse battery", "owner")
+    token = login(app.test_client(), OWNER)["token"]
+    file_id = upload(app.test_client(), token).get_json()["data"]["id"]
+    relay.freeze()
+    answers: list = []
+
+    def download() -> None:
+        answers.append(timed(lambda: app.test_client().get(f"/api/files/{file_id}/content", headers=bearer(token))))
+
+    threads = [threading.Thread(target=download) for _ in range(2)]  # server.threads 2: one place for the store
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    messages = sorted((answer.get_json()["message"], seconds) for answer, seconds in answers)
+    assert [answer.status_code for answer, _ in answers] == [503, 503]
+    assert messages[0][0] == "Cloud storage did not answer." and messages[1][0].startswith("Cloud storage is busy")
+    assert messages[1][1] < 1.4  # s3.connect_timeout (1 s) waited for a place, not the 1.5 s read timeout
+
+
+def test_a_proxied_download_is_framed_by_the_stored_object_not_the_row(s3_app, s3_bucket):
+    app, client, token = s3_app(proxy_downloads=True)
+    file_id = upload(client, token).get_json()["data"]["id"]
+    s3_bucket.client.put_object(Bucket=s3_bucket.name, Key=key_of(app, file_id), Body=PNG[:100])  # replaced
+    whole = client.get(f"/api/files/{file_id}/content", headers=bearer(token))
+    assert (whole.status_code, whole.headers["Content-Length"], whole.data) == (200, "100", PNG[:100])
+
+
+def test_a_proxied_download_stops_at_the_stream_deadline(s3_app):
+    app, client, token = s3_app(proxy_downloads=True, stream_deadline=0.001)
+    data = PDF_HEAD + bytes(4 * MiB)
+    file_id = upload(client, token, data, "big.pdf").get_json()["data"]["id"]
+    answer = client.get(f"/api/files/{file_id}/content", headers=bearer(token))
+    assert answer.headers["Content-Length"] == str(len(data)) and 0 < len(answer.data) < len(data)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import threading
 import time
 
 import pytest
@@ -65,7 +67,7 @@ def test_upload_url_issues_a_policy_that_limits_key_size_type_and_time(app, clie
     started = int(time.time())
     form = issued(client, tokens["owner"], filename="../../Holiday photo.png")
     key = form["key"]
-    assert key.startswith("u1/") and key.endswith(".png") and "Holiday" not in key and ".." not in key
+    assert re.fullmatch(r"uploads/incoming/u1/[0-9a-f]{32}\.png", key), key
     assert form["url"] == f"{s3_bucket.server.url}/{s3_bucket.name}"
     assert started + 600 <= form["expires_at"] <= started + 601
     assert form["fields"]["key"] == key and form["fields"]["Content-Type"] == "image/png"
@@ -86,6 +88,8 @@ def test_a_direct_upload_is_recorded_after_the_check_and_completing_again_answer
     assert (data["backend"], data["size"], data["content_type"], data["filename"], data["sha256"]) == (
         "s3", len(PNG), "image/png", "photo.png", "")
     assert complete(client, tokens["owner"], form["key"]).get_json()["data"]["id"] == data["id"]
+    final = form["key"].replace("incoming/", "", 1)
+    assert s3_bucket.object_keys() == [final]  # moved where no form can write; the incoming object is gone
     location = client.get(f"/api/files/{data['id']}/content", headers=bearer(tokens["owner"])).headers["Location"]
     assert requests.get(location, timeout=10).content == PNG
     assert client.delete(f"/api/files/{data['id']}", headers=bearer(tokens["owner"])).status_code == 204
@@ -141,13 +145,76 @@ def test_completing_before_the_upload_is_400_and_the_upload_can_still_complete(a
     assert complete(client, tokens["owner"], form["key"]).status_code == 201
 
 
-def test_a_row_that_cannot_commit_deletes_the_uploaded_object(app, client, tokens, s3_bucket):
+def test_a_row_that_cannot_commit_keeps_the_upload_so_the_retry_completes(app, client, tokens, s3_bucket):
     form = issued(client, tokens["owner"])
     post_form(form, PNG)
     with app.app_context():
         File.__table__.drop(db.engine)
     assert complete(client, tokens["owner"], form["key"]).status_code in (500, 503)
-    assert s3_bucket.object_keys() == []
+    assert s3_bucket.object_keys() == [form["key"]]  # the copy is undone, the upload kept
+    with app.app_context():
+        File.__table__.create(db.engine)
+    assert complete(client, tokens["owner"], form["key"]).status_code == 201
+
+
+def test_a_form_posted_again_after_completion_changes_nothing_served(app, client, tokens, s3_bucket):
+    form = issued(client, tokens["owner"], size=20000)
+    post_form(form, PNG)
+    data = complete(client, tokens["owner"], form["key"]).get_json()["data"]
+    assert post_form(form, b"<html><script>alert(1)</script>").status_code == 204  # the policy still holds
+    again = complete(client, tokens["owner"], form["key"])
+    assert (again.status_code, again.get_json()["data"]["id"], again.get_json()["data"]["size"]) == (
+        201, data["id"], len(PNG))
+    location = client.get(f"/api/files/{data['id']}/content", headers=bearer(tokens["owner"])).headers["Location"]
+    assert requests.get(location, timeout=10).content == PNG
+
+
+def test_headers_a_lax_store_kept_from_the_form_are_not_carried_to_the_recorded_file(app, client, tokens, s3_bucket):
+    form = issued(client, tokens["owner"])
+    extra = {"Content-Disposition": "inline", "x-amz-website-redirect-location": "https://evil.example/"}
+    assert post_form(form, PNG, **extra).status_code == 204  # moto stores fields the policy does not name
+    assert s3_bucket.client.head_object(Bucket=s3_bucket.name, Key=form["key"])["ContentDisposition"] == "inline"
+    assert complete(client, tokens["owner"], form["key"]).status_code == 201
+    [final] = s3_bucket.object_keys()
+    stored = s3_bucket.client.head_object(Bucket=s3_bucket.name, Key=final)
+    assert "ContentDisposition" not in stored and "WebsiteRedirectLocation" not in stored
+    assert stored["ContentType"] == "image/png"
+
+
+def test_concurrent_completions_record_one_file_and_never_answer_400(app, client, tokens, s3_bucket):
+    for _ in range(3):
+        form = issued(client, tokens["owner"])
+        post_form(form, PNG)
+        answers: list = []
+        threads = [threading.Thread(target=lambda: answers.append(complete(app.test_client(), tokens["owner"],
+                                                                            form["key"])))
+                   for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        statuses = sorted(answer.status_code for answer in answers)
+        assert set(statuses) <= {201, 409} and 201 in statuses, statuses
+        assert len({answer.get_json()["data"]["id"] for answer in answers if answer.status_code == 201}) == 1
+        conflict = next((answer for answer in answers if answer.status_code == 409), None)
+        assert conflict is None or conflict.get_json()["status"] == "CONFLICT"
+        assert complete(client, tokens["owner"], form["key"]).status_code == 201
+
+
+def test_pending_direct_uploads_per_user_are_capped_with_429(make_app, accounts_settings, s3_bucket, make_user):
+    app = make_app(deep_merge(accounts_settings, {"s3": s3_bucket.settings(max_pending=3)}))
+    client = app.test_client()
+    make_user(OWNER), make_user(STRANGER)
+    owner, stranger = login(client, OWNER)["token"], login(client, STRANGER)["token"]
+    forms = [issued(client, owner) for _ in range(3)]
+    refused = upload_url(client, owner)
+    assert (refused.status_code, refused.get_json()["status"]) == (429, "TOO_MANY_REQUESTS")
+    assert 3600 < int(refused.headers["Retry-After"]) <= 3600 + 900  # till the oldest record ends
+    assert upload_url(client, stranger).status_code == 200  # per user
+    post_form(forms[0], PNG)
+    assert complete(client, owner, forms[0]["key"]).status_code == 201  # a completed upload frees its place
+    assert upload_url(client, owner).status_code == 200
+    assert upload_url(client, owner).status_code == 429
 
 
 @pytest.mark.parametrize(("query", "status", "field"), [

@@ -1,11 +1,14 @@
 """The s3 backend in a real server process against moto_server: 16 MiB uploads streamed in parts without holding
 them in memory, a proxied Range download, an unreachable store answered with 503 within 2 s over HTTP, and the
-direct-upload example of docs/files.md run as written."""
+direct-upload example of docs/files.md run as written, and its shell blocks: moto_server's bucket made with
+`.venv/bin/python -c` and the `export` of the APP_S3__ settings, a server upload with `curl -F` and its 302's
+Location (`grep -i`), and the form POST with `curl -G --data-urlencode`, `jq`, `stat` and `curl --json`."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -90,4 +93,31 @@ def test_the_direct_upload_example_in_docs_files_md_runs(live_server: Any, test_
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == "201"
-    assert [key.split("/")[0] for key in s3_bucket.object_keys()] == ["u1"]
+    assert [key.split("/")[:2] for key in s3_bucket.object_keys()] == [["uploads", "u1"]]
+
+
+def test_the_shell_blocks_of_docs_files_md_run(live_server: Any, test_settings: dict, start_s3_server: Any,
+                                              tmp_path: Path) -> None:
+    moto, setup, server_upload, direct = [block.text for block in fenced_blocks(PROJECT_DIR / "docs" / "files.md")
+                                          if block.lang == "sh"]
+    assert ".venv/bin/moto_server -H 127.0.0.1 -p 9000" in moto
+    store = start_s3_server()  # the same program, on a free port
+    setup = setup.replace("9000", str(store.port))  # APP_S3__ENDPOINT_URL=http://127.0.0.1:9000 in the docs
+    settings = subprocess.run(["bash", "-ec", setup + "\nenv"], cwd=PROJECT_DIR, capture_output=True, text=True,
+                              timeout=60)
+    assert settings.returncode == 0, settings.stderr
+    env = dict(line.split("=", 1) for line in settings.stdout.splitlines() if line.startswith("APP_"))
+    assert store.client().head_bucket(Bucket=env["APP_S3__BUCKET"])
+    server = live_server(env=env)
+    token = signed_in(server.url, test_settings)
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(500))
+    (tmp_path / "notes.txt").write_text("hello\n")
+    run = {**os.environ, "TOKEN": token}  # the direct block keeps the form in form.json (`jq .data > form.json`)
+    here = server.url.removeprefix("http://")
+    for block, expected in ((server_upload, "Location: http://127.0.0.1"), (direct, '"content_type": "text/plain"')):
+        result = subprocess.run(["bash", "-ec", block.replace("localhost:5000", here)], cwd=tmp_path, env=run,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and expected in result.stdout, (result.stdout, result.stderr)
+    keys = [item["Key"] for item in store.client().list_objects_v2(Bucket="my-uploads")["Contents"]]
+    shapes = sorted(re.sub(r"[0-9a-f]{32}", "<hex>", key) for key in keys)
+    assert shapes == ["uploads/<hex>.png", "uploads/u1/<hex>.txt"], keys  # the incoming object moved
