@@ -14,10 +14,13 @@ environment:
     DEPLOY_CONNECT_TIMEOUT  seconds to reach a host: connect, SSH banner, login (default 10; -t wins)
     DEPLOY_KNOWN_HOSTS      the known_hosts file host keys are checked against (default ~/.ssh/known_hosts)
     DEPLOY_MIN_FREE_MB      free space a host needs under DEPLOY_ROOT (default 1024)
+    DEPLOY_COMMAND_TIMEOUT  seconds any one remote command may take (default 900)
     BUILD_DIR               where builds are written and taken from (default dist/)
 
-`fab deploy` deploys HEAD: it takes the newest build of the commit checked out, or builds one; uncommitted changes
-in what a build packs need --dirty (and the release says so). Then, across every host before changing any: reach
+`fab deploy` and `fab rollback` hold each host's deploy lock (<root>/.fab.lock) for the whole run, and put the
+hosts back on Ctrl-C, SIGTERM or SIGHUP as on any failure. `fab deploy` deploys HEAD: it takes the newest build
+of the commit checked out, or builds one; uncommitted changes in what a build packs need --dirty (and the
+release says so). Then, across every host before changing any: reach
 each one (every failure named, within DEPLOY_CONNECT_TIMEOUT), check its Python, free space and settings file;
 install the release on each (an unpacked build in releases/<time>, the same name everywhere, its virtual
 environment), load each host's settings with it and compare their SECRET_KEY fingerprints, migrate once. Only
