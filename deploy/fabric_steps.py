@@ -7,14 +7,13 @@ import json
 import os
 import sys
 import time
-import unicodedata
 from pathlib import Path
 from typing import Any
 
 from fabric import Connection
 
 from deploy.build import RELEASE_NAME, requirements_hash
-from deploy.hosts import deploy_root, q
+from deploy.hosts import deploy_root, printable, q
 from deploy.service import start_supervisord
 
 PROGRAM = "api"  # the supervisor groups in supervisord.ini: the API processes, the job workers, the scheduler
@@ -29,13 +28,6 @@ class DeployError(Exception):
 
 def health_timeout() -> float:
     return float(os.environ.get("DEPLOY_HEALTH_TIMEOUT", "30"))
-
-
-def printable(text: str) -> str:
-    """``text`` from a host without control characters (C0, C1, DEL, and format ones such as bidi overrides): a host
-    must not move the cursor, erase lines or recolour what the operator reads. Line breaks become spaces."""
-    text = text.replace("\r\n", " ").replace("\n", " ")
-    return "".join(char for char in text if unicodedata.category(char) not in ("Cc", "Cf")).strip()
 
 
 def release_names(names: list[str]) -> list[str]:

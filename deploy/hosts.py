@@ -4,6 +4,7 @@ every host passes before a deploy changes any of them."""
 from __future__ import annotations
 
 import base64
+import getpass
 import hashlib
 import os
 import re
@@ -11,6 +12,7 @@ import shlex
 import socket
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,13 @@ from invoke.exceptions import Exit
 NAME = "flask-restx-starter"  # the deploy root, the builds, the systemd unit
 MIN_PYTHON = (3, 11)
 q = shlex.quote
+
+
+def printable(text: str) -> str:
+    """``text`` from a host without control characters (C0, C1, DEL, and format ones such as bidi overrides): a host
+    must not move the cursor, erase lines or recolour what the operator reads. Line breaks become spaces."""
+    text = text.replace("\r\n", " ").replace("\n", " ")
+    return "".join(char for char in text if unicodedata.category(char) not in ("Cc", "Cf")).strip()
 
 
 def deploy_root() -> str:
@@ -71,32 +80,50 @@ def command_timeout() -> int:
 
 class _AcceptUnsaved(paramiko.MissingHostKeyPolicy):
     """Accept a key not on record without writing the known_hosts file (paramiko's AutoAddPolicy rewrites it
-    whole, dropping what it cannot parse); record_host_key appends the one line."""
+    whole, dropping what it cannot parse); record_host_key appends the one line. A revoked key is refused."""
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        if (key.get_name(), key.get_base64()) in _revoked_keys():
+            raise paramiko.SSHException(f"the key {hostname} shows is marked @revoked in {known_hosts_file()}")
         client.get_host_keys().add(hostname, key.get_name(), key)
 
 
-def _known_keys(warn: bool = True) -> paramiko.HostKeys:
-    """The keys in DEPLOY_KNOWN_HOSTS, read line by line: @cert-authority and @revoked lines (which paramiko
-    cannot parse) and key types it does not know are skipped, with a warning for the markers."""
-    path, keys = known_hosts_file(), paramiko.HostKeys()
+def _known_lines() -> list[tuple[int, str]]:
+    path = known_hosts_file()
     if not path.is_file():
-        return keys
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+        return []
+    lines = enumerate(path.read_text(errors="replace").splitlines(), 1)
+    return [(number, line.strip()) for number, line in lines if line.strip() and not line.strip().startswith("#")]
+
+
+def _revoked_keys() -> set[tuple[str, str]]:
+    """(type, base64) of every key an @revoked line names: never trusted, whatever other lines say."""
+    revoked = set()
+    for _, line in _known_lines():
+        fields = line.split()
+        if fields[0] == "@revoked" and len(fields) >= 4:
+            revoked.add((fields[2], fields[3]))
+    return revoked
+
+
+def _known_keys(warn: bool = True) -> paramiko.HostKeys:
+    """The keys in DEPLOY_KNOWN_HOSTS, read line by line: keys an @revoked line names are left out (so refused);
+    @cert-authority lines (which paramiko cannot use) and key types it does not know are skipped, with a warning
+    for the markers."""
+    keys, revoked = paramiko.HostKeys(), _revoked_keys()
+    for number, line in _known_lines():
         if line.startswith("@"):
-            if warn:
-                    print(f"WARNING: {path}:{number}: {line.split()[0]} lines are not understood here and are skipped",
-                      file=sys.stderr)
+            if warn and not line.startswith("@revoked"):
+                print(f"WARNING: {known_hosts_file()}:{number}: {line.split()[0]} lines are not understood here "
+                      f"and are skipped", file=sys.stderr)
             continue
         try:
             entry = paramiko.hostkeys.HostKeyEntry.from_line(line, number)
         except Exception:  # a key type or encoding paramiko does not know: not a key it can check against
             entry = None
         if entry is not None and entry.key is not None:
+            if (entry.key.get_name(), entry.key.get_base64()) in revoked:
+                continue
             for name in entry.hostnames:
                 keys.add(name, entry.key.get_name(), entry.key)
     return keys
@@ -182,8 +209,10 @@ def _lock(conn: Connection) -> None:
     when fab exits, however it exits, the session ends and the lock is free. Exit if another run holds it."""
     root = deploy_root()
     channel = conn.client.get_transport().open_session(timeout=connect_timeout())
-    channel.exec_command(f"mkdir -p {q(root)} && exec flock -n -E 75 {q(root + '/.fab.lock')} "
-                         f"sh -c 'echo locked; exec cat >/dev/null'")
+    lock = q(root + "/.fab.lock")
+    holder = q(f"{getpass.getuser()}@{socket.gethostname()}, pid {os.getpid()}")
+    channel.exec_command(f"mkdir -p {q(root)} && exec flock -n -E 75 {lock} sh -c 'echo \"$(date -u +%FT%TZ) "
+                         f"fab run of \"$1\"\" > \"$2\"; echo locked; exec cat >/dev/null' lock {holder} {lock}")
     deadline, said = time.monotonic() + connect_timeout(), b""
     while b"\n" not in said:
         if channel.recv_ready():
@@ -192,8 +221,9 @@ def _lock(conn: Connection) -> None:
             status = channel.recv_exit_status() if channel.exit_status_ready() else None
             channel.close()
             if status == 75:
-                raise Exit(f"{conn.host}: another fab deploy or rollback is running there (its lock: "
-                           f"{root}/.fab.lock); wait for it", code=1)
+                holder = conn.run(f"head -c 300 {lock}", hide=True, warn=True).stdout.strip()
+                raise Exit(f"{conn.host}: another fab deploy or rollback is running there ({printable(holder)}; "
+                           f"lock {root}/.fab.lock, docs/operations.md says how to break it); wait for it", code=1)
             raise Exit(f"{conn.host}: could not take the deploy lock {root}/.fab.lock (status {status})", code=1)
         else:
             time.sleep(0.02)

@@ -213,6 +213,12 @@ def test_what_stops_a_deploy_before_it_changes_any_host(lab):
     # A host whose key nobody recorded
     refused(env={"DEPLOY_KNOWN_HOSTS": str(lab.tmp / "nobody_known_hosts")},
             expect=f"{first.address}:22: its host key is not in ")
+    # A host whose recorded key is also marked @revoked, as OpenSSH reads it
+    known = lab.known_hosts.read_text()
+    key = next(line.split()[1:3] for line in known.splitlines() if line.startswith(f"{second.address} "))
+    revoked = lab.tmp / "revoked_known_hosts"
+    revoked.write_text(f"{known}@revoked * {' '.join(key)}\n")
+    refused(env={"DEPLOY_KNOWN_HOSTS": str(revoked)}, expect=f"{second.address}:22: its host key is not in ")
     # Settings others can read; then a SECRET_KEY that differs (found once the release is installed: removed again)
     settings = second.disk / "shared" / "config_override.py"
     original = settings.read_text()
