@@ -25,6 +25,7 @@ from app.errors import error_response
 from app.extensions import db, mail, migrate, redis_store, tasks
 from app.log_output import configure_logging
 from app.logs import init_request_logging
+from app.models.user import autogenerate_includes
 from app.version import __version__
 
 __all__ = ["__version__", "create_app"]
@@ -58,7 +59,7 @@ def create_app(
     init_request_logging(app)
     db.init_app(app)
     db_deadlines.init_app(app)
-    migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"))
+    migrate.init_app(app, db, directory=str(PROJECT_DIR / "migrations"), include_object=autogenerate_includes)
     mail.init_app(app)
     redis_store.init_app(app)
     tasks.init_app(app)

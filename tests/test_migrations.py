@@ -151,6 +151,36 @@ def test_migrated_schema_fills_its_server_defaults(empty_database: Flask) -> Non
     )
 
 
+def test_on_postgresql_trigram_indexes_serve_the_user_lists_q(empty_database: Flask) -> None:
+    """The SQL list_users emits for q is planned on the migration's indexes (their expressions match its LIKEs);
+    a downgrade drops them. Other backends get none."""
+    from sqlalchemy import event
+
+    from app.models.user import SEARCH_INDEXES
+    from app.services.records import Paging
+    from app.services.users import list_users
+
+    flask_migrate.upgrade()
+    on_postgresql = db.engine.dialect.name == "postgresql"
+    assert {index["name"] for index in inspect(db.engine).get_indexes("users")} & SEARCH_INDEXES == (
+        SEARCH_INDEXES if on_postgresql else set())
+    if not on_postgresql:
+        return
+    seen: list[tuple[str, Any]] = []
+    event.listen(db.engine, "before_cursor_execute", lambda _c, _cur, sql, params, *_: seen.append((sql, params)))
+    list_users(Paging(by_cursor=True), "Bulk7")
+    db.session.rollback()  # its transaction's lock on users would hold up the DROP INDEX below
+    [(sql, params)] = [(sql, params) for sql, params in seen if "LIKE" in sql]
+    with db.engine.begin() as conn:
+        # an empty table, where any plan is cheap: rule out the scans of the whole table (or of its primary key)
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {sql}", params))
+    assert all(f"Bitmap Index Scan on {name}" in plan for name in SEARCH_INDEXES), plan
+
+    flask_migrate.downgrade(revision="-1")
+    assert not {index["name"] for index in inspect(db.engine).get_indexes("users")} & SEARCH_INDEXES
+
+
 # --- the commands as a user types them (SQLite) ------------------------------------------------
 
 

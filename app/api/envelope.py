@@ -99,17 +99,23 @@ def envelope_of(ns: Namespace, model: Model | None, *, as_list: bool = False, co
 
 
 def page_of(ns: Namespace, model: Model) -> Model:
-    """``{"items", "page", "per_page", "total", "pages"}`` of ``model``, registered on ``ns`` once."""
+    """A page of ``model``, registered on ``ns`` once: ``{"items", "page", "per_page", "total", "pages"}`` in the
+    page form, ``{"items", "per_page", "next_cursor"}`` in the cursor form (app.services.records). Only the
+    properties of the form asked for are sent."""
     name = f"{model.name}Page"
     if name in ns.models:
         return ns.models[name]
-    return ns.model(name, {
+    page = ns.model(name, {
         "items": fields.List(fields.Nested(model), required=True),
-        "page": fields.Integer(required=True, example=1),
+        "page": fields.Integer(example=1, description="page form only"),
         "per_page": fields.Integer(required=True, example=20),
-        "total": fields.Integer(required=True, example=57),
-        "pages": fields.Integer(required=True, example=3),
+        "total": fields.Integer(example=57, description="page form only"),
+        "pages": fields.Integer(example=3, description="page form only"),
+        "next_cursor": NullableString(description="cursor form only: the cursor of the next page; null on the "
+                                                  "last page"),
     })
+    page.only_given = True  # see returns()
+    return page
 
 
 def returns(
@@ -134,7 +140,9 @@ def returns(
             reply = result if isinstance(result, Reply) else Reply(result)
             data = reply.data
             if model is not None and data is not None:
+                given = data.keys() if getattr(model, "only_given", False) else None  # a page: its form's keys
                 data = marshal(data, model, skip_none=skip_none)
+                data = data if given is None else {key: value for key, value in data.items() if key in given}
             return {"code": code, "status": "SUCCESS", "message": reply.message, "data": data}, code
 
         return ns.response(code, description, wrapped)(wrapper)

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import request
 from flask_restx import Model, fields, reqparse
 
 from app.api.envelope import NullableString, NullableTimestamp, Timestamp
-from app.api.validation import WholeNumber
+from app.api.validation import BoundedText, WholeNumber
+from app.errors import InvalidField
 from app.services.password_policy import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
+from app.services.records import Paging, decode_cursor
 from app.services.users import EMAIL_MAX_LENGTH, EMAIL_PATTERN, ROLES
 
 # An address or "" for none: a pattern, since Swagger 2.0 has no other way to say "an address or empty".
@@ -106,5 +109,20 @@ user_model = Model("User", {
 })
 
 page_args = reqparse.RequestParser()
-page_args.add_argument("page", type=WholeNumber(1, 1_000_000), default=1, location="args")
+page_args.add_argument("page", type=WholeNumber(1, 1_000_000), default=1, location="args",
+                       help="page form: the page number (not with cursor)")
 page_args.add_argument("per_page", type=WholeNumber(1, 100), default=20, location="args")
+page_args.add_argument("cursor", type=BoundedText(64), location="args",
+                       help="cursor form: empty for the first page, then the next_cursor of the page before; the "
+                            "same cost on every page (not with page)")
+
+
+def paging_of(args: dict[str, Any]) -> Paging:
+    """The form and page a list request asks for, from ``page_args``' parsed ``args``; ``page`` and ``cursor``
+    together are 400 on ``cursor``."""
+    cursor = args.get("cursor")
+    if cursor is None:
+        return Paging(per_page=args["per_page"], page=args["page"])
+    if "page" in request.args:
+        raise InvalidField("Give page or cursor, not both.", field="cursor")
+    return Paging(per_page=args["per_page"], by_cursor=True, after=decode_cursor(cursor) if cursor else None)

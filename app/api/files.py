@@ -7,7 +7,7 @@ from werkzeug.http import parse_range_header
 
 from app import auth
 from app.api.envelope import NullableString, Timestamp, accepts, fails, page_of, public, returns, returns_nothing
-from app.api.fields import page_args
+from app.api.fields import page_args, paging_of
 from app.api.validation import BoundedText, PartsParser, WholeNumber
 from app.decorators import login_check
 from app.errors import RangeNotSatisfiable
@@ -101,7 +101,7 @@ class Files(Resource):
     def get(self):
         """Your files, newest first."""
         args = page_args.parse_args()
-        return files.list_files(auth.current_user(), args["page"], args["per_page"])
+        return files.list_files(auth.current_user(), paging_of(args))
 
 
 @ns.route("/<int:file_id>")

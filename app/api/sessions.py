@@ -6,7 +6,7 @@ from flask_restx import Namespace, Resource, fields
 
 from app import auth
 from app.api.envelope import NullableString, Timestamp, accepts, fails, page_of, returns, returns_nothing
-from app.api.fields import Alternatives, given_password, page_args, six_digit_code
+from app.api.fields import Alternatives, given_password, page_args, paging_of, six_digit_code
 from app.decorators import log_record, login_check
 from app.services import security_events, session_control, sessions
 
@@ -116,4 +116,4 @@ class Events(Resource):
     def get(self):
         """Your account's security events, newest first (kept auth.events_ttl_days days)."""
         args = page_args.parse_args()
-        return security_events.list_events(auth.current_identity().user_id, args["page"], args["per_page"])
+        return security_events.list_events(auth.current_identity().user_id, paging_of(args))

@@ -4,7 +4,7 @@ from flask_restx import Namespace, Resource, fields
 
 from app import auth
 from app.api.envelope import accepts, fails, page_of, returns, returns_nothing
-from app.api.fields import Email, Phone, new_password, nickname, page_args, role, user_model
+from app.api.fields import Email, Phone, new_password, nickname, page_args, paging_of, role, user_model
 from app.api.validation import BoundedText
 from app.decorators import admin_required, log_record, login_check
 from app.errors import Forbidden
@@ -65,7 +65,7 @@ class Users(Resource):
     def get(self):
         """Admin: a page of users, newest first; q matches phone, email or nickname."""
         args = search_args.parse_args()
-        return users.list_users(args["page"], args["per_page"], args["q"])
+        return users.list_users(paging_of(args), args["q"])
 
     @admin_required
     @accepts(ns, new_user)

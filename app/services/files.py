@@ -20,7 +20,7 @@ from app.config import configs
 from app.errors import OUTAGES, Forbidden, InvalidField, NotAuthorized, NotFound, UnsupportedMediaType
 from app.extensions import db
 from app.models import File, User
-from app.services.records import get_by_id, paginate
+from app.services.records import Paging, get_by_id, paginate
 from app.services.storage import QiniuStorage, S3Storage, read_limited, storage_for
 from app.urls import absolute_url
 
@@ -105,9 +105,9 @@ def store_upload(owner: User, stream: IO[bytes], filename: str | None) -> File:
     return record
 
 
-def list_files(owner: User, page: int, per_page: int) -> dict[str, Any]:
+def list_files(owner: User, paging: Paging) -> dict[str, Any]:
     query = select(File).where(File.owner_id == owner.id).order_by(File.id.desc())
-    return paginate(query, page, per_page)
+    return paginate(query, paging)
 
 
 def get_file(file_id: int, user: User) -> File:

@@ -24,7 +24,7 @@ from app.config import configs
 from app.extensions import db
 from app.models import SecurityEvent, User
 from app.services.mail import send_email
-from app.services.records import paginate
+from app.services.records import Paging, paginate
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +94,11 @@ def record_now(user_id: int, type_: str, session_id: str | None = None) -> None:
     db.session.commit()
 
 
-def list_events(user_id: int, page: int, per_page: int) -> dict[str, Any]:
+def list_events(user_id: int, paging: Paging) -> dict[str, Any]:
     """A page of the user's events, newest first."""
     query = (select(SecurityEvent).where(SecurityEvent.user_id == user_id, SecurityEvent.at >= _cutoff())
              .order_by(SecurityEvent.id.desc()))
-    return paginate(query, page, per_page)
+    return paginate(query, paging)
 
 
 def prune(batch: int = 1000) -> int:

@@ -16,7 +16,7 @@ from app.services.files import delete_files_of
 from app.services.password_policy import check_new_password, password_context
 from app.services.passwords import hash_password
 from app.services.phones import normalize_phone
-from app.services.records import get_by_id, paginate
+from app.services.records import Paging, get_by_id, paginate
 
 ROLES = ("user", "admin")
 EMAIL_MAX_LENGTH = 254
@@ -80,15 +80,17 @@ def get_user(user_id: int) -> User:
     return user
 
 
-def list_users(page: int, per_page: int, q: str | None = None) -> dict[str, Any]:
-    """A page of users, newest first; ``q`` matches part of the phone, email or nickname."""
+def list_users(paging: Paging, q: str | None = None) -> dict[str, Any]:
+    """A page of users, newest first; ``q`` matches part of the phone, email or nickname. On PostgreSQL trigram
+    indexes serve the three LIKEs (migration 3f6c2a9e1d47): their expressions must stay ``phone``, ``email`` and
+    ``lower(nickname)``."""
     query = select(User).order_by(User.id.desc())
     if q and q.strip():
         # contains(autoescape=True): % and _ in q match only themselves (LIKE … ESCAPE '/', on every database)
         text = q.strip().lower()
         query = query.where(or_(User.phone.contains(text, autoescape=True), User.email.contains(text, autoescape=True),
                                 db.func.lower(User.nickname).contains(text, autoescape=True)))
-    return paginate(query, page, per_page)
+    return paginate(query, paging)
 
 
 def create_user(phone: str, password: str, nickname: str, email: str | None = None, role: str = "user") -> User:

@@ -243,6 +243,24 @@ def test_events_are_newest_first_a_page_at_a_time(client, make_user):
     assert bad.status_code == 400
 
 
+def test_events_read_by_cursor_are_the_page_forms_in_the_same_order(client, make_user):
+    make_user(PHONE)
+    for _ in range(4):
+        client.post("/api/auth/login", json={"account": PHONE, "password": "wrong!wrong"})
+    token = login(client, PHONE)["token"]
+    everyone = [e["id"] for e in events(client, token)]
+    walked, cursor, pages = [], "", 0
+    while cursor is not None:
+        data = page(client, token, cursor=cursor, per_page=2)
+        assert set(data) == {"items", "per_page", "next_cursor"}
+        walked += [e["id"] for e in data["items"]]
+        cursor, pages = data["next_cursor"], pages + 1
+    assert (walked, pages) == (everyone, 3)  # 5 events: 2 + 2 + 1, and no empty page after them
+    for query in ({"cursor": "AAAAAAAAAAAAAAAAAAAAAA"}, {"cursor": "", "page": 1}):
+        bad = client.get("/api/auth/events", headers=bearer(token), query_string=query)
+        assert (bad.status_code, bad.get_json()["field"]) == (400, "cursor")
+
+
 def test_the_list_needs_a_token(client):
     assert client.get("/api/auth/events").status_code == 401
 

@@ -103,6 +103,22 @@ def test_every_response_is_an_envelope(spec):
                 assert is_error_envelope(spec, response["schema"]), f"{where} is not the Error model"
 
 
+def test_every_list_documents_both_forms(spec):
+    """Each operation that takes page takes cursor too, and its page model names both forms' properties."""
+    lists = 0
+    for path, method, operation in operations(spec):
+        names = {parameter["name"] for parameter in operation.get("parameters", [])}
+        if "page" not in names:
+            continue
+        lists += 1
+        assert {"per_page", "cursor"} <= names, (method, path)
+        data = resolve(spec, resolve(spec, operation["responses"]["200"]["schema"])["properties"]["data"])
+        assert set(data["properties"]) == {"items", "page", "per_page", "total", "pages", "next_cursor"}, path
+        assert set(data["required"]) == {"items", "per_page"}, path
+        assert data["properties"]["next_cursor"]["x-nullable"] is True
+    assert lists == 3  # users, files, security events
+
+
 def test_no_field_mask_header_is_documented(spec):
     parameters = [parameter for _, _, operation in operations(spec) for parameter in operation.get("parameters", [])]
     parameters += [parameter for item in spec["paths"].values() for parameter in item.get("parameters", [])]

@@ -237,3 +237,70 @@ def test_an_id_in_other_digits_is_404(client, people, path):
     _, tokens = people
     response = client.get(path, headers=bearer(tokens["admin"]))
     assert (response.status_code, response.get_json()["status"]) == (404, "NOT_FOUND")
+
+
+# --- the cursor form -----------------------------------------------------------------------------------
+
+
+def cursor_walk(client, headers, per_page, q=""):
+    """Every page of the cursor form from the first (empty cursor) on; the data of each."""
+    pages, cursor = [], ""
+    while cursor is not None:
+        response = client.get("/api/users/", headers=headers,
+                              query_string={"cursor": cursor, "per_page": per_page, **({"q": q} if q else {})})
+        assert response.status_code == 200, response.get_json()
+        pages.append(response.get_json()["data"])
+        cursor = pages[-1]["next_cursor"]
+        assert len(pages) < 50, "the walk does not end"
+    return pages
+
+
+@pytest.mark.parametrize("per_page", [1, 7, 25, 100])
+def test_a_cursor_walk_gives_every_user_once_in_the_page_forms_order(admin_client, per_page):
+    client, headers = admin_client
+    everyone = [user["id"] for user in page(client, headers, "?per_page=100")[1]["data"]["items"]]
+    pages = cursor_walk(client, headers, per_page)
+    assert [user["id"] for data in pages for user in data["items"]] == everyone
+    assert all(set(data) == {"items", "per_page", "next_cursor"} for data in pages)  # no page, total or pages
+    assert all(len(data["items"]) == per_page for data in pages[:-1])
+    assert pages[-1]["next_cursor"] is None and pages[-1]["items"]  # the last page is not an empty one
+    assert len(pages) == -(-len(everyone) // per_page)
+
+
+def test_the_page_form_has_no_next_cursor(admin_client):
+    assert set(page(*admin_client)[1]["data"]) == {"items", "page", "per_page", "total", "pages"}
+
+
+def test_a_cursor_walk_with_q_gives_the_matches_only(admin_client):
+    client, headers = admin_client
+    matches = [user["id"] for user in page(client, headers, "?q=bulk1&per_page=100")[1]["data"]["items"]]
+    walked = [user["id"] for data in cursor_walk(client, headers, 3, q="bulk1") for user in data["items"]]
+    assert walked == matches and len(walked) == 11
+
+
+def tampered(cursor: str) -> str:
+    """The cursor with one character changed (the first, which always carries 6 bits of the key)."""
+    return ("B" if cursor[0] != "B" else "C") + cursor[1:]
+
+
+def test_a_cursor_the_server_did_not_make_is_400_on_cursor(admin_client):
+    client, headers = admin_client
+    cursor = page(client, headers, "?cursor=&per_page=2")[1]["data"]["next_cursor"]
+    assert page(client, headers, f"?cursor={cursor}")[0] == 200
+    for bad in (tampered(cursor), cursor[:-1], cursor + "A", "x", "%00", "0" * 64, "0" * 65, cursor + "=",
+                "AAAAAAAAAAAAAAAAAAAAAA"):
+        status, body = page(client, headers, f"?cursor={bad}")
+        assert (status, body["status"], body["field"]) == (400, "INVALID_FIELD", "cursor"), bad
+
+
+def test_cursor_and_page_together_are_400(admin_client):
+    client, headers = admin_client
+    cursor = page(client, headers, "?cursor=&per_page=2")[1]["data"]["next_cursor"]
+    for query in (f"?cursor={cursor}&page=1", "?cursor=&page=2"):
+        status, body = page(client, headers, query)
+        assert (status, body["status"], body["field"]) == (400, "INVALID_FIELD", "cursor"), query
+
+
+def test_a_cursor_page_still_checks_per_page(admin_client):
+    status, body = page(*admin_client, "?cursor=&per_page=101")
+    assert (status, body["field"]) == (400, "per_page")
