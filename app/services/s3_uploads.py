@@ -145,10 +145,11 @@ def _complete(storage: S3Storage, user: User, key: str, final: str) -> File:
     storage.copy(key, final, pending["content_type"])
     try:
         found = _check(storage, final, pending, uploaded.content_type)
-    except (PayloadTooLarge, UnsupportedMediaType):
-        storage.delete(final)
-        storage.delete(key)
-        _forget(user.id, key)  # its object is deleted: it can never complete
+    except BaseException as exc:
+        storage.delete(final)  # never left unchecked (a 503 too: the retry copies again)
+        if isinstance(exc, (PayloadTooLarge, UnsupportedMediaType)):
+            storage.delete(key)
+            _forget(user.id, key)  # its object is deleted: it can never complete
         raise
     record = File(owner_id=user.id, key=final, filename=pending["filename"], size=found.size,
                   content_type=found.content_type, sha256="", backend="s3")

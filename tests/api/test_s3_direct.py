@@ -202,11 +202,14 @@ def test_what_is_checked_and_recorded_is_the_copy_served_even_while_the_form_is_
         stop.set()
         for poster in posters:
             poster.join()
-        assert answer.status_code in (201, 415), answer.get_json()
+        # 503: moto may answer 500 to a HEAD of an object it is rewriting; nothing unchecked is left then either
+        assert answer.status_code in (201, 415, 503), answer.get_json()
+        final_key = form["key"].replace("incoming/", "", 1)
         if answer.status_code == 201:
-            final_key = form["key"].replace("incoming/", "", 1)
             final = s3_bucket.client.get_object(Bucket=s3_bucket.name, Key=final_key)["Body"].read()
             assert final == PNG and answer.get_json()["data"]["size"] == len(final)
+        else:
+            assert final_key not in s3_bucket.object_keys()
 
 
 def test_completing_a_recorded_upload_whose_record_was_kept_answers_it_and_keeps_its_bytes(
