@@ -147,5 +147,5 @@ def _delete_rows(gone: dict[str, list[int]], dry_run: bool, batch: int) -> int:
         result = db.session.execute(delete(File).where(File.id.in_(chunk)))
         db.session.commit()
         removed += int(getattr(result, "rowcount", 0) or 0)  # a file deleted meanwhile is not counted
-    log.warning("%s file row(s) without bytes deleted", removed)
+    log.info("%s file row(s) without bytes deleted", removed)
     return removed
