@@ -103,11 +103,12 @@ def prune_sessions() -> None:
 @click.option("--grace", type=click.IntRange(min=0), default=None, metavar="SECONDS",
               help="spare stored bytes younger than this (default files.orphan_grace)")
 @click.option("--dry-run", is_flag=True, help="count, delete nothing")
-def prune_files(grace: int | None, dry_run: bool) -> None:
+@click.option("--force", is_flag=True, help="delete the rows even when more than 10 and 20 %% of the S3 rows seem lost")
+def prune_files(grace: int | None, dry_run: bool, force: bool) -> None:
     """Delete stored bytes that no file row names (older than the grace period: an upload writes its bytes before
     its row) and file rows whose bytes are gone (run it daily: cron, or a beat job)."""
     try:
-        counts = prune_stored_files(grace_seconds=grace, dry_run=dry_run)
+        counts = prune_stored_files(grace_seconds=grace, dry_run=dry_run, force=force)
     except APIError as exc:  # the store cannot be asked (503) or is not configured (501): say so, exit 1
         raise click.ClickException(exc.message) from None
     verb = "would be deleted" if dry_run else "deleted"

@@ -127,3 +127,22 @@ def test_with_files_on_local_disk_the_configured_bucket_is_pruned_too(app, clien
     result = run_manage("prune-files", "--grace", "0", env=env)
     assert result.stdout.splitlines()[0] == "1 stored object(s) without a row deleted", result.stderr
     assert orphan not in s3_bucket.object_keys()
+
+
+def test_a_store_that_lacks_most_rows_bytes_deletes_nothing_unless_forced(
+        app, client, token, s3_bucket, test_settings, start_s3_server):
+    """The right bucket name on the wrong store (an empty bucket that exists): 11 of 11 rows look lost."""
+    file_ids = [upload(client, token) for _ in range(11)]
+    other = start_s3_server()
+    other.client().create_bucket(Bucket=s3_bucket.name)
+    env = {**manage_env(test_settings, s3_bucket, endpoint_url=other.url), "APP_FILES__BACKEND": "s3"}
+    for args in (["--dry-run"], []):
+        result = run_manage("prune-files", *args, env=env)
+        assert result.returncode == 1, result.stdout
+        assert (f"Error: 11 of 11 S3 file rows have no bytes in bucket {s3_bucket.name} at {other.url}: nothing "
+                "deleted.") in result.stderr and "--force" in result.stderr and "deleted" not in result.stdout
+    for file_id in file_ids:
+        assert client.get(f"/api/files/{file_id}", headers=bearer(token)).status_code == 200
+    result = run_manage("prune-files", "--force", env=env)
+    assert result.stdout.splitlines()[1] == "11 file row(s) without bytes deleted", result.stderr
+    assert client.get(f"/api/files/{file_ids[0]}", headers=bearer(token)).status_code == 404

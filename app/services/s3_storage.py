@@ -4,9 +4,10 @@ Server-side uploads are streamed: one PUT up to ``s3.multipart_threshold`` bytes
 that size above it, each part spooled to a temporary file (not held in memory) while it is read. A failed upload
 leaves no part behind (the multipart upload is aborted). Every call gives up after ``s3.connect_timeout`` /
 ``s3.read_timeout`` with ``s3.max_attempts`` tries, and an unreachable or failing store is a 503. At most
-``server.threads - 1`` request threads wait on the store at once (a proxied download holds its place until it ends,
-``s3.stream_deadline`` at most): when they all do, another call waits ``s3.connect_timeout`` for a place, then is a
-503, so a slow store never takes the threads every other endpoint needs.
+``server.threads - 1`` request threads wait on the store at once (a proxied download holds a place only while it
+reads from the store, not while its client is slow to take the bytes, and ends after ``s3.stream_deadline``): when
+they all do, another call waits ``s3.connect_timeout`` for a place, then is a 503, so a slow store never takes the
+threads every other endpoint needs.
 """
 
 from __future__ import annotations
@@ -264,10 +265,11 @@ class S3Storage:
 
 
 def streamed_body(answer: dict[str, Any], chunk_size: int) -> Iterator[bytes]:
-    """The body of a GetObject ``answer`` in chunks, holding a place among the threads that wait on the store
-    until it ends; cut (the connection closes) once it takes longer than ``s3.stream_deadline`` in all. Each
-    read takes what has come (read1), so a store that trickles bytes meets the deadline too. The settings are
-    read here: the chunks are read after the request's context has gone."""
+    """The body of a GetObject ``answer`` in chunks, each read holding a place among the threads that wait on the
+    store (none while the client is sent what was read); cut (the connection closes) once it takes longer than
+    ``s3.stream_deadline`` in all, or when no place comes within ``s3.connect_timeout``. Each read takes what has
+    come (read1), so a store that trickles bytes meets the deadline too. The settings are read here: the chunks
+    are read after the request's context has gone."""
     places = _places(max(1, configs.server.threads - 1))
     return _chunks(answer["Body"], chunk_size, places, configs.s3.stream_deadline, configs.s3.connect_timeout)
 
@@ -276,18 +278,21 @@ def _chunks(body: Any, size: int, places: Places, seconds: float, wait: float) -
     deadline = time.monotonic() + seconds
     raw = body._raw_stream  # urllib3's response: read1 returns after one socket read, not once size bytes came
     try:
-        take_place(places, wait)
-    except ServiceUnavailable:
-        body.close()
-        return
-    try:
-        while chunk := raw.read1(size):
+        while True:
+            take_place(places, wait)  # only while the store is read: a client that reads nothing holds none
+            try:
+                chunk = raw.read1(size)
+            finally:
+                places.release()
+            if not chunk:
+                return
             yield chunk
             if time.monotonic() > deadline:
                 log.error("S3 download cut after s3.stream_deadline (%s s)", seconds)
                 return
+    except ServiceUnavailable:
+        log.error("S3 download cut: no place to read the store from")
     except (BotoCoreError, urllib3.exceptions.HTTPError, OSError) as exc:
         log.error("S3 download failed midway: %s: %s", type(exc).__name__, exc)
     finally:
         body.close()
-        places.release()

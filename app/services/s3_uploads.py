@@ -4,13 +4,15 @@
     files:s3_pending_of:<user id>           ZSET of that user's pending keys, scored by when their record ends
     files:s3_completing:<user id>:<key>     a completion in progress (LOCK_TTL)
 
-The form writes ``<s3.prefix>incoming/u<user id>/<32 hex>.<ext>``; completing checks that object, copies it (server
-side, our headers only) to ``<s3.prefix>u<user id>/<32 hex>.<ext>``, which no form names, records that key and
-deletes the incoming one. So a form re-posted after its completion changes nothing that is served, and a public
-bucket need only publish the final keys. The pending record is keyed by the user it was issued to, so no one else
-can complete it; one completion at a time (a second meanwhile is 409); the record stays until the file is recorded,
-so a 503 (store or database) can be retried. An object that fails the check (larger than issued, another type than
-issued or than its first bytes show) is deleted, and its record with it. At most ``s3.max_pending`` per user.
+The form writes ``<s3.prefix>incoming/u<user id>/<32 hex>.<ext>``; completing copies that object (server side, our
+headers only) to ``<s3.prefix>u<user id>/<32 hex>.<ext>``, which no form names, checks the copy (so a form posted
+again meanwhile cannot slip past the check), records that key and deletes the incoming one. So a form re-posted
+after its completion changes nothing that is served, and a public bucket need only publish the final keys. The
+pending record is keyed by the user it was issued to, so no one else can complete it; one completion at a time (a
+second meanwhile is 409); the record stays until the file is recorded, so a 503 (store or database) can be retried;
+a key already recorded is answered before anything is copied. An object that fails the check (larger than issued,
+another type than issued or than its first bytes show) is deleted, its copy and its record with it.
+At most ``s3.max_pending`` per user.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from app.config import configs
 from app.errors import (
@@ -127,19 +130,27 @@ def complete_upload(user: User, key: str) -> File:
 
 
 def _complete(storage: S3Storage, user: User, key: str, final: str) -> File:
+    existing = _recorded(user.id, final)
+    if existing is not None:  # completed before (its answer may have been lost): never copied over or deleted
+        return existing
     claimed = redis_store.get(_pending(user.id, key))
     if claimed is None:
-        existing = db.session.scalar(select(File).where(File.key == final, File.owner_id == user.id))
-        if existing is not None:
-            return existing
         raise InvalidField("No upload of yours is pending under this key.", field="key")
     pending = json.loads(claimed)
+    uploaded = storage.head(key)
+    if uploaded is None:
+        raise NotUploaded("Nothing has been uploaded under this key yet.", field="key")
+    # Copied first, then checked: the form may still overwrite the incoming object, never the final one, so what
+    # is checked (and its size recorded) is what is served.
+    storage.copy(key, final, pending["content_type"])
     try:
-        found = _check(storage, key, pending)
-    except (PayloadTooLarge, UnsupportedMediaType):
-        _forget(user.id, key)  # its object is deleted: it can never complete
+        found = _check(storage, final, pending, uploaded.content_type)
+    except BaseException as exc:
+        storage.delete(final)  # never left unchecked (a 503 too: the retry copies again)
+        if isinstance(exc, (PayloadTooLarge, UnsupportedMediaType)):
+            storage.delete(key)
+            _forget(user.id, key)  # its object is deleted: it can never complete
         raise
-    storage.copy(key, final, found.content_type)
     record = File(owner_id=user.id, key=final, filename=pending["filename"], size=found.size,
                   content_type=found.content_type, sha256="", backend="s3")
     try:
@@ -148,6 +159,11 @@ def _complete(storage: S3Storage, user: User, key: str, final: str) -> File:
     except BaseException as exc:
         with contextlib.suppress(*OUTAGES):
             db.session.rollback()
+        if isinstance(exc, IntegrityError):  # recorded meanwhile by another completion: its bytes stay
+            existing = _recorded(user.id, final)
+            if existing is not None:
+                return existing
+            raise Conflict("This upload is being completed by another request; try again in a moment.") from None
         if not getattr(exc, "connection_invalidated", False):  # as store_upload: a row that may exist keeps it
             storage.delete(final)
         raise  # the pending record and the incoming object stay: a retry completes
@@ -155,6 +171,10 @@ def _complete(storage: S3Storage, user: User, key: str, final: str) -> File:
         _forget(user.id, key)
     storage.delete(key)
     return record
+
+
+def _recorded(user_id: int, final: str) -> File | None:
+    return db.session.scalar(select(File).where(File.key == final, File.owner_id == user_id))
 
 
 def _forget(user_id: int, key: str) -> None:
@@ -166,27 +186,23 @@ class NotUploaded(InvalidField, LookupError):
     """The pending upload's object is not in the bucket (yet)."""
 
 
-def _check(storage: S3Storage, key: str, pending: dict[str, Any]) -> ObjectInfo:
-    """The object, once it is in the bucket with the size and type issued (its first bytes agreeing); otherwise
-    it is deleted and 413 or 415 raised."""
-    found = storage.head(key)
+def _check(storage: S3Storage, final: str, pending: dict[str, Any], declared: str) -> ObjectInfo:
+    """The copied object at ``final``, once it has the size and type issued, its first bytes agreeing (and the type
+    the upload ``declared``); otherwise 413 or 415."""
+    found = storage.head(final)
     if found is None:
         raise NotUploaded("Nothing has been uploaded under this key yet.", field="key")
-    try:
-        if found.size > pending["size"] or found.size > configs.files.max_size:
-            raise PayloadTooLarge(f"The file is larger than the {pending['size']} bytes it was issued for.")
-        head = b""
-        if found.size:
-            answer = storage.read(key, (0, HEAD - 1))
-            if answer is None:  # gone since the HEAD: as if never uploaded
-                raise NotUploaded("Nothing has been uploaded under this key yet.", field="key")
-            with contextlib.closing(answer["Body"]) as body:
-                head = body.read()
-        sniffed = check_type(head, pending["filename"])
-        if pending["content_type"] != sniffed or found.content_type != sniffed:
-            raise UnsupportedMediaType(f"The file is {sniffed} stored as {found.content_type or 'no type'}, not "
-                                       f"the {pending['content_type']} it was issued for.")
-    except (PayloadTooLarge, UnsupportedMediaType):
-        storage.delete(key)
-        raise
+    if found.size > pending["size"] or found.size > configs.files.max_size:
+        raise PayloadTooLarge(f"The file is larger than the {pending['size']} bytes it was issued for.")
+    head = b""
+    if found.size:
+        answer = storage.read(final, (0, HEAD - 1))
+        if answer is None:  # gone since the HEAD: as if never uploaded
+            raise NotUploaded("Nothing has been uploaded under this key yet.", field="key")
+        with contextlib.closing(answer["Body"]) as body:
+            head = body.read()
+    sniffed = check_type(head, pending["filename"])
+    if pending["content_type"] != sniffed or declared != sniffed:
+        raise UnsupportedMediaType(f"The file is {sniffed} stored as {declared or 'no type'}, not "
+                                   f"the {pending['content_type']} it was issued for.")
     return ObjectInfo(found.size, sniffed)

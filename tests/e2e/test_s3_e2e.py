@@ -1,6 +1,7 @@
 """The s3 backend in a real server process against moto_server: 16 MiB uploads streamed in parts without holding
-them in memory, a proxied Range download, an unreachable store answered with 503 within 2 s over HTTP, and the
-direct-upload example of docs/files.md run as written, and its shell blocks: moto_server's bucket made with
+them in memory, a proxied Range download, a stalled proxied download that holds no place on the store, an
+unreachable store answered with 503 within 2 s over HTTP, and the direct-upload example of docs/files.md run as
+written, and its shell blocks: moto_server's bucket made with
 `.venv/bin/python -c` and the `export` of the APP_S3__ settings, a server upload with `curl -F` and its 302's
 Location (`grep -i`), and the form POST with `curl -G --data-urlencode`, `jq`, `stat` and `curl --json`."""
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -79,6 +81,29 @@ def test_a_proxied_range_and_an_unreachable_store_over_http(live_server: Any, te
     seconds = time.monotonic() - started
     print(f"unreachable store: {answer.status_code} in {seconds:.3f} s")
     assert answer.status_code == 503 and answer.json()["status"] == "SERVICE_UNAVAILABLE" and seconds < 2
+
+
+def test_a_proxied_download_whose_client_reads_nothing_holds_no_place_on_the_store(
+        live_server: Any, test_settings: dict, s3_bucket: Any) -> None:
+    """One place (server.threads 2): a client that stops reading its download does not make others' S3 calls 503."""
+    server = live_server(env={"APP_SERVER__THREADS": "2", **s3_env(s3_bucket, proxy_downloads=True)})
+    owner = signed_in(server.url, test_settings)
+    other = signed_in(server.url, test_settings, phone="+8613900139000")
+    data = b"%PDF-1.7\n" + os.urandom(9 * MiB)
+    meta = requests.post(f"{server.url}/api/files/", files={"file": ("big.pdf", data)}, headers={"token": owner},
+                         timeout=30).json()["data"]
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.socket() as stalled:
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.settimeout(10)
+        stalled.connect((host, int(port)))
+        stalled.sendall(f"GET /api/files/{meta['id']}/content HTTP/1.1\r\nHost: x\r\ntoken: {owner}\r\n\r\n"
+                        .encode())
+        assert stalled.recv(12) == b"HTTP/1.1 200"  # the download has begun; nothing more is read
+        for name in ("a.pdf", "b.pdf"):
+            answer = requests.post(f"{server.url}/api/files/", files={"file": (name, b"%PDF-1.7\nhello")},
+                                   headers={"token": other}, timeout=30)
+            assert answer.status_code == 201, answer.text
 
 
 def test_the_direct_upload_example_in_docs_files_md_runs(live_server: Any, test_settings: dict, s3_bucket: Any,
