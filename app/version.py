@@ -8,6 +8,8 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
+# Standard library only: deploy/build.py reads this file with runpy, without importing the app (so not
+# app.config's PROJECT_DIR).
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 BUILD_FILE = "release.json"  # written into each build by `fab build` (deploy/build.py)
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
+from deploy.hosts import NAME
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-NAME = "flask-restx-starter"
 # What runs on a server: the app, its migrations, deploy/ (server configuration and the health check) and the
 # top-level .py and .ini files, except the local override (each host has its own, in shared/) and the
 # development tools (the fabfile and its modules among them).

@@ -4,13 +4,13 @@ it comes back after a reboot; else from the SSH session, as a daemon that nothin
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 
 from fabric import Connection
 
-UNIT = "flask-restx-starter"
-q = shlex.quote
+from deploy.hosts import NAME, q
+
+UNIT = NAME
 
 
 def start_supervisord(c: Connection, root: str) -> None:
