@@ -3,10 +3,11 @@ own terms where 2.0 needs an extension or has no words at all.
 
 - ``x-nullable: true`` becomes a type union with ``"null"`` (``anyOf`` with ``{"type": "null"}`` around a ``$ref``);
 - ``in: body`` becomes a ``requestBody``; ``in: formData`` a form ``requestBody`` whose ``type: file`` parts are
-  ``{"type": "string", "format": "binary"}``; responses' ``schema`` a ``content`` per media type produced;
+  ``{"type": "string", "format": "binary"}``, closed (``additionalProperties: false``) when its parts say
+  ``x-closed-form``; responses' ``schema`` a ``content`` per media type produced;
 - ``definitions``, ``responses``, ``parameters`` and ``securityDefinitions`` move under ``components``;
 - a schema's ``example`` becomes JSON Schema's ``examples`` list; ``additionalProperties: false`` stays;
-- a scheme may be accepted in several forms (our token also as ``Authorization: Bearer``): ``also_accepted``
+- a scheme may be accepted in several forms (our token also as ``Authorization: Bearer``): ``extra_schemes``
   names the 3.1 schemes that stand in for a 2.0 one, and each requirement of it gets them as alternatives.
 """
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from app.api.validation import CLOSED_FORM
 
 OPENAPI_VERSION = "3.1.0"
 REFS = {"#/definitions/": "#/components/schemas/", "#/responses/": "#/components/responses/",
@@ -23,7 +26,8 @@ SCHEMA_LISTS = ("allOf", "anyOf", "oneOf")
 SCHEMA_ONE = ("items", "additionalProperties", "not")  # a schema (additionalProperties may be a boolean)
 ANNOTATIONS = ("title", "description", "default", "examples", "readOnly", "writeOnly", "deprecated")
 PARAMETER_FIELDS = {"name", "in", "description", "required", "allowEmptyValue", "deprecated"}
-NOT_SCHEMA = {"name", "in", "required", "allowEmptyValue", "collectionFormat"}  # what a form part's schema leaves out
+# What a form part's schema leaves out.
+NOT_SCHEMA = {"name", "in", "required", "allowEmptyValue", "collectionFormat", CLOSED_FORM}
 COLLECTION_STYLES = {"csv": ("form", False), "ssv": ("spaceDelimited", False), "pipes": ("pipeDelimited", False),
                      "multi": ("form", True)}  # 2.0 query arrays → 3.1 (style, explode)
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -110,6 +114,8 @@ def request_body(parameters: list[dict[str, Any]], consumes: list[str]) -> dict[
     required = [part["name"] for part in parts if part.get("required")]
     if required:
         schema["required"] = required
+    if any(part.get(CLOSED_FORM) for part in parts):
+        schema["additionalProperties"] = False
     has_file = any(part.get("type") == "file" for part in parts)
     media_types = [media for media in consumes if media in FORM_TYPES] or [FORM_TYPES[0 if has_file else 1]]
     return {"content": {media: {"schema": schema} for media in media_types}, "required": bool(required)}
