@@ -66,6 +66,12 @@ def test_it_has_the_same_operations_as_the_swagger_spec(spec, swagger):
     assert not {"/openapi.json", "/swagger.json"} & set(spec["paths"])
 
 
+def test_converting_leaves_the_swagger_spec_as_it_was(client):
+    before = client.get("/api/swagger.json").get_data()
+    assert client.get("/api/openapi.json").status_code == 200
+    assert client.get("/api/swagger.json").get_data() == before
+
+
 def test_the_server_is_the_base_path(spec, swagger):
     assert spec["servers"] == [{"url": swagger["basePath"]}] == [{"url": "/api"}]
 
