@@ -457,8 +457,9 @@ def test_every_run_block_works_as_written_on_a_fresh_clone(reader: Reader) -> No
 
 @pytest.mark.e2e
 def test_make_bench_runs_as_documented(tmp_path: Path) -> None:
-    """docs/performance.md's `make bench`, one short round. make bench installs gunicorn (bench/requirements.txt);
-    this test installs nothing, so it runs where gunicorn is already in the virtual environment."""
+    """docs/performance.md's `make bench`, one short round of two scenarios. make bench installs the other servers
+    (bench/requirements.txt); this test installs nothing, so it runs where they are already in the virtual
+    environment."""
     import importlib.util
 
     import psycopg
@@ -471,7 +472,9 @@ def test_make_bench_runs_as_documented(tmp_path: Path) -> None:
         service_missing("PostgreSQL for make bench", exc)
     clone = fresh_clone(tmp_path)
     before = set((clone / "bench" / "results").glob("*.md"))
-    env = {**clone_env(), "BENCH_ARGS": "--rounds 1 --seconds 0.5 --processes 1"}
+    env = {**clone_env(), "BENCH_ARGS": "--rounds 1 --seconds 0.5 --processes 1 --scenarios live,me"}
     result = subprocess.run(["make", "bench"], cwd=clone, env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
-    assert set((clone / "bench" / "results").glob("*.md")) - before, result.stdout
+    [report] = set((clone / "bench" / "results").glob("*.md")) - before
+    for other in ("gunicorn", "uwsgi", "granian"):  # every server of bench/requirements.txt took part
+        assert f"| tornado / {other}, `GET /api/users/me` |" in report.read_text(), result.stdout
