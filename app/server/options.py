@@ -74,7 +74,7 @@ def event_loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEvent
     if choice == "asyncio":
         return None
     try:
-        import uvloop
+        import uvloop  # optional: not on Windows, and "asyncio" never needs it
     except ImportError:
         if choice == "uvloop":
             raise StartupError("server.event_loop is uvloop, which is not installed: pip install uvloop") from None
