@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 
 IDENTIFIER = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
+# Characters of a resource's and a field's name: every line written fits ruff's 120 columns.
+MAX_NAME, MAX_FIELD_NAME = 18, 30
 DEFAULT_FIELDS = "title:str"
 MAX_FIELDS = 20
 # Names the generated modules use themselves, or the columns every resource has.
@@ -23,7 +25,8 @@ class ScaffoldError(Exception):
 
 @dataclass(frozen=True)
 class Kind:
-    """What a type of ``--fields`` becomes. ``LIMIT`` in a snippet stands for the field's length constant;
+    """What a type of ``--fields`` becomes. ``{limit}`` in a snippet stands for the field's length constant,
+    ``{words}`` for its name in words;
     ``default`` is None for a field required on create; values are Python source, for the tests."""
 
     python: str
@@ -38,12 +41,12 @@ class Kind:
 
 
 KINDS = {
-    "str": Kind("str", "String(LIMIT)", "fields.String(required=True)",
-                "fields.String(required=True, min_length=1, max_length=LIMIT)",
-                "fields.String(min_length=1, max_length=LIMIT)", None, ('"a NAME"', '"another NAME"'),
+    "str": Kind("str", "String({limit})", "fields.String(required=True)",
+                "fields.String(required=True, min_length=1, max_length={limit})",
+                "fields.String(min_length=1, max_length={limit})", None, ('"a {words}"', '"another {words}"'),
                 ('""', '"x" * 201', "5"), max_length=200),
-    "text": Kind("str", "Text", "fields.String(required=True)", 'fields.String(max_length=LIMIT, default="")',
-                 "fields.String(max_length=LIMIT)", '""', ('"some text"', '"other text"'), ('"x" * 10_001', "5"),
+    "text": Kind("str", "Text", "fields.String(required=True)", 'fields.String(max_length={limit}, default="")',
+                 "fields.String(max_length={limit})", '""', ('"some text"', '"other text"'), ('"x" * 10_001', "5"),
                  max_length=10_000),
     "bool": Kind("bool", "Boolean", "fields.Boolean(required=True)", "fields.Boolean(default=False)",
                  "fields.Boolean()", "False", ("True", "False"), ('"yes"', "1")),
@@ -65,7 +68,7 @@ class Field:
         return f"{self.name.upper()}_MAX_LENGTH"
 
     def _fill(self, snippet: str) -> str:
-        return snippet.replace("LIMIT", self.limit).replace("NAME", self.name.replace("_", " "))
+        return snippet.format(limit=self.limit, words=self.name.replace("_", " "))
 
     @property
     def column(self) -> str:
@@ -129,10 +132,12 @@ class Field:
         return self._fill(first), self._fill(second)
 
 
-def check_identifier(name: str, what: str) -> None:
+def check_identifier(name: str, what: str, longest: int) -> None:
     if not IDENTIFIER.fullmatch(name) or keyword.iskeyword(name) or keyword.issoftkeyword(name):
         raise ScaffoldError(f"{what} {name!r} is not a lowercase snake_case Python identifier (e.g. order_item), "
                             "or is a Python keyword")
+    if len(name) > longest:
+        raise ScaffoldError(f"{what} {name!r} is longer than {longest} characters")
 
 
 def parse_fields(spec: str) -> tuple[Field, ...]:
@@ -140,7 +145,7 @@ def parse_fields(spec: str) -> tuple[Field, ...]:
     found: list[Field] = []
     for item in (part.strip() for part in spec.split(",")):
         name, colon, type_ = item.partition(":")
-        check_identifier(name, "field")
+        check_identifier(name, "field", MAX_FIELD_NAME)
         if not colon or type_ not in KINDS:
             raise ScaffoldError(f"field {name!r}: give a type, one of {', '.join(KINDS)} (e.g. {name}:str)")
         if name in RESERVED_FIELDS:

@@ -14,7 +14,15 @@ from app import models
 from app.api import NAMESPACES
 from app.config import PROJECT_DIR
 from app.extensions import db
-from app.scaffold.kinds import DEFAULT_FIELDS, RESERVED_NAMES, Field, ScaffoldError, check_identifier, parse_fields
+from app.scaffold.kinds import (
+    DEFAULT_FIELDS,
+    MAX_NAME,
+    RESERVED_NAMES,
+    Field,
+    ScaffoldError,
+    check_identifier,
+    parse_fields,
+)
 
 LINE = 120  # ruff's line-length
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -87,7 +95,7 @@ def taken_names() -> set[str]:
 
 def plan_resource(name: str, spec: str | None = None) -> Resource:
     """The resource NAME with fields ``spec`` (``title:str`` when None), or ScaffoldError saying why not."""
-    check_identifier(name, "NAME")
+    check_identifier(name, "NAME", MAX_NAME)
     resource = Resource(name, parse_fields(spec or DEFAULT_FIELDS))
     taken = taken_names() | RESERVED_NAMES
     for candidate in (name, resource.plural):
@@ -107,6 +115,8 @@ def render(resource: Resource) -> dict[Path, str]:
         loader=jinja2.FileSystemLoader(TEMPLATES), keep_trailing_newline=True, trim_blocks=True,
         lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     environment.globals["call"] = call
+    environment.filters["fit"] = fit
+    environment.globals["import_line"] = import_line
     texts = {PROJECT_DIR / path: environment.get_template(template).render(r=resource)
              for template, path in resource.files.items()}
     texts[PROJECT_DIR / "app/models/__init__.py"] = registered_model(resource)
@@ -116,15 +126,36 @@ def render(resource: Resource) -> dict[Path, str]:
 
 def call(head: str, parts: Iterable[str], tail: str, indent: int = 0) -> str:
     """``head``, the ``parts`` joined by ", ", then ``tail``, broken before a part that would pass column 120 and
-    continued under the first part (``indent``: the columns before ``head``)."""
+    continued under the first part, or, when even that is too far right, on lines of their own four columns in
+    (``indent``: the columns before ``head``)."""
+    parts = list(parts)
+    align = indent + head.find("(") + 1
     lines, line = [], " " * indent + head
-    for i, part in enumerate(parts := list(parts)):
+    if align + max(map(len, parts)) + len(tail) + 1 > LINE:
+        align = indent + 4
+        lines, line = [line.rstrip()], " " * align
+    for i, part in enumerate(parts):
         piece = part + (", " if i < len(parts) - 1 else tail)
         if len(line) + len(piece.rstrip()) > LINE and line.strip():
             lines.append(line.rstrip())
-            line = " " * (indent + head.find("(") + 1)
+            line = " " * align
         line += piece
     return "\n".join([*lines, line])[indent:]
+
+
+def import_line(module: str, names: Iterable[str]) -> str:
+    """``from module import names`` on one line, or as isort writes it when that passes column 120."""
+    names = list(names)
+    line = f"from {module} import {', '.join(names)}"
+    return line if len(line) <= LINE else f"from {module} import (\n" + "".join(f"    {n},\n" for n in names) + ")"
+
+
+def fit(line: str, indent: int = 4) -> str:
+    """A one-line call that would pass column 120, broken as ``call`` breaks one."""
+    if indent + len(line) <= LINE:
+        return line
+    opening, closing = line.index("("), line.rindex(")")
+    return call(line[:opening + 1], line[opening + 1:closing].split(", "), line[closing:], indent)
 
 
 def _insert_sorted(lines: list[str], new: str, prefix: str) -> list[str]:
