@@ -35,7 +35,8 @@ SPEC = """
 import json
 from app import create_app
 client = create_app({"database": {"url": "sqlite://"}}).test_client()
-print(json.dumps({"ui": client.get("/api/").status_code, "spec": client.get("/api/swagger.json").get_json()}))
+print(json.dumps({"ui": client.get("/api/").status_code, "spec": client.get("/api/swagger.json").get_json(),
+                  "openapi": list(client.get("/api/openapi.json").get_json()["paths"])}))
 """
 
 
@@ -117,8 +118,8 @@ def test_its_tests_pass_on_postgresql_and_the_spec_tests_on_sqlite(generated: Pa
     env["REQUIRE_SERVICES"] = "1"
     pytest_args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp"]
     for database, tests in ((SERVERS["postgresql"], ["tests/api/test_tasks.py"]),
-                            ("", ["tests/api/test_spec.py", "tests/api/test_documented_statuses.py",
-                                  "tests/api/test_request_bodies.py"])):
+                            ("", ["tests/api/test_spec.py", "tests/api/test_openapi31.py",
+                                  "tests/api/test_documented_statuses.py", "tests/api/test_request_bodies.py"])):
         result = run(generated, *pytest_args, str(tmp_path / "pytest"), *tests,
                      env={**env, "TEST_DATABASE_URL": database})
         summary = result.stdout.strip().splitlines()[-1]
@@ -130,7 +131,7 @@ def test_lint_passes(generated: Path) -> None:
     run(generated, str(BIN / "mypy"))
 
 
-def test_swagger_ui_shows_the_namespace(generated: Path) -> None:
+def test_swagger_ui_and_both_specs_show_the_namespace(generated: Path) -> None:
     answer = json.loads(run(generated, sys.executable, "-c", SPEC).stdout.splitlines()[-1])
     assert answer["ui"] == 200
     spec = answer["spec"]
@@ -138,6 +139,7 @@ def test_swagger_ui_shows_the_namespace(generated: Path) -> None:
     assert set(spec["paths"]["/tasks/"]) == {"get", "post"}
     assert set(spec["paths"]["/tasks/{task_id}"]) == {"parameters", "get", "patch", "delete"}
     assert set(spec["definitions"]["NewTask"]["properties"]) == {"title", "body", "done", "due"}
+    assert {"/tasks/", "/tasks/{task_id}"} <= set(answer["openapi"])  # the OpenAPI 3.1 spec too
 
 
 def test_the_same_name_again_is_refused(generated: Path) -> None:
