@@ -1,6 +1,6 @@
 """Commands added to Flask's CLI: `python manage.py create-admin`, `mfa-reset`, `end-sessions`, the periodic
-clean-ups `prune-events`, `prune-sessions`, `prune-files`, `jobs-ping` (do the Celery workers answer?), and
-`deploy-check` (fab deploy's look at a host's settings)."""
+clean-ups `prune-events`, `prune-sessions`, `prune-files`, `jobs-ping` (do the Celery workers answer?),
+`deploy-check` (fab deploy's look at a host's settings) and `new-resource` (a resource's code, app/scaffold)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import time
 import click
 from flask import Flask, current_app
 
-from app.config import configs, settings_of
+from app.config import PROJECT_DIR, configs, settings_of
 from app.errors import APIError
+from app.scaffold import kinds, migration, resource
 from app.services import mfa, security_events, session_control, sessions
 from app.services.file_cleanup import prune_files as prune_stored_files
 from app.services.phones import normalize_phone
@@ -151,6 +152,29 @@ def deploy_check() -> None:
     click.echo(json.dumps({"secret_key": fingerprint}))
 
 
+@click.command("new-resource")
+@click.argument("name")
+@click.option("--fields", "spec", default=kinds.DEFAULT_FIELDS, show_default=True, metavar="NAME:TYPE,…",
+              help=f"the resource's fields; types: {', '.join(kinds.KINDS)}")
+def new_resource(name: str, spec: str) -> None:
+    """Write resource NAME (singular, snake_case: order_item): its model, migration, service, namespace at
+    /api/<plural> (each user's own rows; an admin's are everyone's) and HTTP tests, registered. Writes nothing when
+    NAME or a field is refused."""
+    try:
+        planned = resource.plan_resource(name, spec)
+        written = resource.write(resource.render(planned))
+        try:
+            path = migration.write_migration(f"app.models.{planned.name}", planned.plural)
+        except BaseException:
+            resource.undo(written)
+            raise
+    except kinds.ScaffoldError as exc:
+        raise click.ClickException(str(exc)) from None
+    for file in [*written, path]:
+        click.echo(f"wrote {file.relative_to(PROJECT_DIR)}")
+    click.echo("next: python manage.py db upgrade; then make lint test")
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(mfa_reset)
@@ -160,3 +184,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(prune_files)
     app.cli.add_command(jobs_ping)
     app.cli.add_command(deploy_check)
+    app.cli.add_command(new_resource)

@@ -89,8 +89,7 @@ def run_migrations_online():
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 
-    # Without database.query_timeout: a long ALTER must not be cut off (app/db_deadlines.py).
-    with engine_for_migrations() as connectable, connectable.connect() as connection:
+    def run_on(connection):
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
@@ -99,6 +98,16 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
+
+    # A caller's own connection (alembic's cookbook): `manage.py new-resource` brings a scratch database to head
+    # and autogenerates against it (app/scaffold/migration.py), leaving the app's database alone.
+    given = config.attributes.get("connection")
+    if given is not None:
+        run_on(given)
+        return
+    # Without database.query_timeout: a long ALTER must not be cut off (app/db_deadlines.py).
+    with engine_for_migrations() as connectable, connectable.connect() as connection:
+        run_on(connection)
 
 
 if context.is_offline_mode():

@@ -60,6 +60,10 @@ class NullableTimestamp(_Nullable, Timestamp):
     """A Timestamp that may be null."""
 
 
+class NullableDate(_Nullable, fields.Date):
+    """An ISO 8601 date (YYYY-MM-DD) that may be null."""
+
+
 ERROR_FIELDS = {
     "code": fields.Integer(required=True, description="the HTTP status", example=404),
     "status": fields.String(required=True, description="the status name", example="NOT_FOUND"),

@@ -1,10 +1,11 @@
-"""What the namespaces share: the request fields (password, email, phone, nickname, codes), the pagination
-arguments and the user model. The rules they document are the services' (app.services.users and
+"""What the namespaces share: the request fields (password, email, phone, nickname, codes, dates, whole numbers),
+the pagination arguments and the user model. The rules they document are the services' (app.services.users and
 password_policy), written there once.
 """
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from flask import request
@@ -61,6 +62,27 @@ class Alternatives(Model):
         copied = super().__deepcopy__(memo)
         copied.example = self.example
         return copied
+
+
+class Day(fields.String):
+    """A date in a body, ``YYYY-MM-DD`` (format ``date``, checked by app.api.validation); ``day()`` reads it."""
+
+    __schema_format__ = "date"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 10)
+        kwargs.setdefault("example", "2030-01-31")
+        super().__init__(*args, **kwargs)
+
+
+def day(value: str | None) -> date | None:
+    """The date a checked ``Day`` holds, or None when it was not given."""
+    return None if value is None else date.fromisoformat(value)
+
+
+def whole_number(**kwargs: Any) -> fields.Integer:
+    """An integer that a 32-bit INTEGER column holds (PostgreSQL and MySQL refuse a larger one)."""
+    return fields.Integer(min=-(2**31), max=2**31 - 1, **kwargs)
 
 
 def new_password(**kwargs: Any) -> fields.String:

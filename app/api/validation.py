@@ -12,6 +12,7 @@ from typing import Any
 from flask import request
 from flask.json.provider import DefaultJSONProvider
 from flask_restx import Model, fields, reqparse
+from jsonschema import FormatChecker
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
@@ -19,6 +20,9 @@ from app.errors import BadRequest, InvalidField, UnsupportedMediaType
 
 SHOWN_NAME = 64  # characters of an unknown property's name that an error echoes
 CLOSED_FORM = "x-closed-form"  # on a form part in the spec: its form takes no part the spec does not name
+# The one format a body's strings are checked against (app.api.fields.Day); others, such as "phone", are the
+# services' to check.
+FORMATS = FormatChecker(formats=("date",))
 
 
 class RequestJSONProvider(DefaultJSONProvider):
@@ -102,7 +106,7 @@ def check_body(model: Model, payload: Any, resolver: Any) -> None:
         if has_nul(value):
             raise InvalidField(f"{name} must not contain a NUL character (U+0000).", field=name)
     try:
-        model.validate(payload, resolver)
+        model.validate(payload, resolver, format_checker=FORMATS)
     except HTTPException as exc:  # jsonschema's messages quote the value: a password, or megabytes of text
         errors = (getattr(exc, "data", None) or {}).get("errors") or {}
         path = next(iter(errors), "")
@@ -116,6 +120,8 @@ def describe(field: fields.Raw) -> str:
     """What a valid value of ``field`` is, in words (never the value that was sent)."""
     if isinstance(field, fields.String):
         rule = "a string"
+        if field.__schema_format__ == "date":
+            return "a date (YYYY-MM-DD)"
         if getattr(field, "enum", None):
             return f"one of {', '.join(field.enum)}"
         low, high = field.min_length, field.max_length

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, Forbidden, InvalidField, NotFound
 from app.extensions import db
-from app.models import RecoveryCode, SecurityEvent, User
+from app.models import User
 from app.services import security_events, sessions
 from app.services.files import delete_files_of
 from app.services.password_policy import check_new_password, password_context
@@ -166,8 +166,11 @@ def delete_user(user: User, deleted_by: int | None = None) -> None:
     update_user(user, is_active=False)
     delete_files_of(user.id)
     # Not left to ON DELETE CASCADE: SQLite does not enforce foreign keys, and gives the highest id again, so a
-    # new account would inherit these rows (and see the events).
-    for model in (SecurityEvent, RecoveryCode):
-        db.session.execute(delete(model).where(model.user_id == user.id))
+    # new account would inherit these rows (and see the events). Every table naming users.id: recovery codes,
+    # security events, and the rows of resources that `manage.py new-resource` adds.
+    for table in reversed(db.metadata.sorted_tables):
+        for key in table.foreign_keys:
+            if key.column is User.__table__.c.id:
+                db.session.execute(delete(table).where(key.parent == user.id))
     db.session.delete(user)
     db.session.commit()
