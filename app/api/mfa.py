@@ -57,7 +57,7 @@ class Totp(Resource):
         """Start TOTP enrolment (SHA-1, 6 digits, 30 s). TOTP is not on until confirmed. Needs recent auth; 409
         while TOTP is on."""
         user, _ = _caller()
-        return Reply(mfa.start_totp(user), "Confirm with a code from your authenticator app")
+        return Reply(mfa.start_totp(user), _("Confirm with a code from your authenticator app"))
 
     @login_check
     @log_record
