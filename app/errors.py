@@ -194,6 +194,16 @@ def on_outage(listener: Callable[[BaseException], None]) -> None:
         _outage_listeners.append(listener)
 
 
+def _is_bad_json(exc: BaseException) -> bool:
+    """Whether ``exc`` is Flask's answer to a body that does not parse (it chains the JSON decoder's ValueError)."""
+    cause = exc.__cause__
+    for _depth in range(3):
+        if cause is None or isinstance(cause, ValueError):
+            return cause is not None
+        cause = cause.__cause__
+    return False
+
+
 def _from_http_exception(exc: http.HTTPException) -> APIError:
     """A werkzeug/Flask/RESTX HTTP error as an APIError, keeping the field of a validation error. Its message is
     ours, in the request's language: werkzeug's descriptions are English prose (and may quote the request)."""
@@ -206,7 +216,7 @@ def _from_http_exception(exc: http.HTTPException) -> APIError:
     if code == 429:  # werkzeug's TooManyRequests, e.g. from abort(429, retry_after=30)
         retry_after = getattr(exc, "retry_after", None)
         return TooManyRequests(retry_after=retry_after if isinstance(retry_after, int) else 1)
-    if code == 400 and (exc.description or "").startswith("Failed to decode JSON"):  # Flask's get_json
+    if code == 400 and _is_bad_json(exc):
         return BadRequest(_("The body is not valid JSON."))
     cls = ERRORS_BY_CODE.get(code)
     if cls is None:  # a status the contract does not name: keep it, with the generic status name
