@@ -195,12 +195,13 @@ def on_outage(listener: Callable[[BaseException], None]) -> None:
 
 
 def _is_bad_json(exc: BaseException) -> bool:
-    """Whether ``exc`` is Flask's answer to a body that does not parse (it chains the JSON decoder's ValueError)."""
-    cause = exc.__cause__
+    """Whether ``exc`` is Flask's answer to a body that does not parse: the JSON decoder's ValueError is among the
+    exceptions it was raised from (or while handling)."""
+    cause = exc.__cause__ or exc.__context__
     for _depth in range(3):
         if cause is None or isinstance(cause, ValueError):
             return cause is not None
-        cause = cause.__cause__
+        cause = cause.__cause__ or cause.__context__
     return False
 
 
