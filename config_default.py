@@ -49,6 +49,8 @@ configs = {
         # a single one where --cpu says; the GIL hand-offs at every Redis or SQL call stay cheap (README, Performance)
         "max_body_size": 1024 * 1024,  # bytes of a request body that is not a multipart upload (JSON, forms);
         # uploads may have files.max_size + 64 KiB. tornado_server.py answers 413 over it before reading the body
+        "event_loop": "auto",  # the IOLoop under Tornado: uvloop (libuv, C) where installed, else asyncio's own;
+        # "uvloop" refuses to start without it, "asyncio" never uses it (docs/performance.md)
     },
     "metrics": {
         "enabled": False,  # serve Prometheus metrics at /metrics (outside /api)

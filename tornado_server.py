@@ -14,7 +14,6 @@ pinning), lifecycle.py (start-up checks, migrations, serving, graceful stop), pr
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -24,10 +23,12 @@ from app.server.lifecycle import make_app, prepare, run_child, serve, share_metr
 from app.server.options import (
     EXIT_STARTUP,
     StartupError,
+    event_loop_factory,
     listen,
     load_factory,
     parse_args,
     pin_to_cpu,
+    run_on_loop,
     ssl_context,
     url_host,
 )
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         tls = ssl_context(settings_of(app))
         processes = args.processes if args.processes > 0 else (os.cpu_count() or 1)
         prepare(app, processes)
+        event_loop_factory(settings_of(app))  # uvloop asked for but missing: refused here, before any fork
         # Bound without SO_REUSEPORT even when children will share the port: a server already on it
         # (another forked instance, whose sockets allow sharing) must be a refusal, not a silent partner.
         sockets = listen(args, reuse_port=False)
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if processes == 1:
         if pinned and args.cpu is not None:
             pin_to_cpu(args.cpu)
-        if not asyncio.run(serve(app, sockets, tls)):
+        if not run_on_loop(serve(app, sockets, tls), settings_of(app)):
             logging.shutdown()
             os._exit(0)  # a request thread past the shutdown timeout would otherwise hold the exit
         return 0

@@ -21,4 +21,5 @@ pytest_plugins = [
     "tests.fixtures.relays",
     "tests.fixtures.celery_workers",
     "tests.fixtures.s3_servers",
+    "tests.fixtures.fuzzing",
 ]

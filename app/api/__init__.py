@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Any
 
 from flask import Blueprint, Flask
-from flask_restx import Api, Namespace
+from flask_restx import Api, Namespace, Resource
 from flask_restx.swagger import Swagger
 
 from app.api.auth import ns as auth_ns
@@ -16,6 +16,7 @@ from app.api.envelope import ERROR_DESCRIPTIONS, error_model
 from app.api.files import ns as files_ns
 from app.api.health import ns as health_ns
 from app.api.mfa import ns as mfa_ns
+from app.api.openapi31 import to_openapi31
 from app.api.sessions import ns as sessions_ns
 from app.api.users import ns as users_ns
 from app.api.validation import AsciiIntegerConverter
@@ -41,6 +42,15 @@ AUTHORIZATIONS = {
         "name": "token",
         "description": "The access token from POST /api/auth/login (Authorization: Bearer <token> works too).",
     }
+}
+# Schemes that only the OpenAPI 3.1 spec can name (Swagger UI's Authorize keeps the one field): name → (the scheme
+# of AUTHORIZATIONS it is another form of, its definition).
+OPENAPI31_SCHEMES = {
+    "bearer": ("token", {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The access token from POST /api/auth/login as Authorization: Bearer <token>.",
+    }),
 }
 
 
@@ -78,6 +88,29 @@ class EnvelopeApi(Api):
     @cached_property
     def __schema__(self) -> dict:
         return _Swagger(self).as_dict()
+
+    @cached_property
+    def __openapi31__(self) -> dict:
+        """The OpenAPI 3.1 spec: the Swagger 2.0 one converted, once per app."""
+        return to_openapi31(self.__schema__, OPENAPI31_SCHEMES)
+
+    def _register_specs(self, app_or_blueprint: Any) -> None:
+        """swagger.json, and openapi.json beside it: served the same way, never an operation of either spec."""
+        super()._register_specs(app_or_blueprint)
+        if self._add_specs:
+            self._register_view(app_or_blueprint, OpenApiView, self.default_namespace, "/openapi.json",
+                                endpoint="openapi", resource_class_args=(self,))
+            self.endpoints.add("openapi")
+
+
+class OpenApiView(Resource):
+    """GET /api/openapi.json, as flask-restx's SwaggerView serves /api/swagger.json."""
+
+    def get(self) -> dict:
+        return self.api.__openapi31__
+
+    def mediatypes(self) -> list[str]:
+        return ["application/json"]
 
 
 def create_api(app: Flask, extra_namespaces: Iterable[tuple[Namespace, str]] = ()) -> EnvelopeApi:

@@ -20,6 +20,7 @@ from app.errors import BadRequest, InvalidField, UnsupportedMediaType
 from app.i18n import _
 
 SHOWN_NAME = 64  # characters of an unknown property's name that an error echoes
+CLOSED_FORM = "x-closed-form"  # on a form part in the spec: its form takes no part the spec does not name
 
 
 class RequestJSONProvider(DefaultJSONProvider):
@@ -188,6 +189,12 @@ class Parser(reqparse.RequestParser):
 class PartsParser(Parser):
     """A parser of multipart parts, closed like a body: another body type is 415; a part (file or field) it does
     not name, or one sent twice, is 400 INVALID_FIELD naming it."""
+
+    @property
+    def __schema__(self) -> list[dict]:
+        """The parts, each marked ``x-closed-form`` (Swagger 2.0 cannot close a form; the OpenAPI 3.1 spec says
+        ``additionalProperties: false``, app.api.openapi31)."""
+        return [{**part, CLOSED_FORM: True} for part in super().__schema__]
 
     def parse_args(self, req: Any = None, strict: bool = False) -> Any:
         if request.mimetype != "multipart/form-data":

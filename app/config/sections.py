@@ -78,6 +78,7 @@ class ServerSettings(Section):
     shutdown_timeout: int
     cpu_affinity: bool
     max_body_size: int
+    event_loop: Literal["auto", "uvloop", "asyncio"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from app.log_output import log_as_child
 from app.metrics import use_directory_for
 from app.server.adapter import WSGIAdapter
 from app.server.bodies import BodyLimits
-from app.server.options import StartupError, listen, pin_to_cpu
+from app.server.options import StartupError, listen, pin_to_cpu, run_on_loop
 from app.server.tornado_logs import hide_client_values
 
 log = logging.getLogger(__name__)
@@ -113,4 +113,4 @@ def run_child(factory: Callable[[], Any], args: argparse.Namespace, tls: ssl.SSL
         pin_to_cpu(cpu)
     log_as_child(slot)
     app = make_app(factory)
-    asyncio.run(serve(app, listen(args, reuse_port), tls))  # the child ends with os._exit: no thread holds it
+    run_on_loop(serve(app, listen(args, reuse_port), tls), settings_of(app))  # the child ends with os._exit

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import logging
 import os
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from tornado.netutil import bind_sockets
@@ -64,6 +65,27 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     except (OSError, ssl.SSLError) as exc:
         raise StartupError(f"cannot load the certificate {certfile} / key {keyfile}: {exc}") from None
     return context
+
+
+def event_loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop ``server.event_loop`` asks for: uvloop's (its transports, timers and thread wake-ups are C) or
+    None for asyncio's own. ``auto`` takes uvloop where it is installed (not on Windows)."""
+    choice = settings.server.event_loop
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise StartupError("server.event_loop is uvloop, which is not installed: pip install uvloop") from None
+        return None
+    return uvloop.new_event_loop
+
+
+def run_on_loop(main: Coroutine[Any, Any, Any], settings: Settings) -> Any:
+    """``asyncio.run(main)`` on the loop ``server.event_loop`` chooses."""
+    with asyncio.Runner(loop_factory=event_loop_factory(settings)) as runner:
+        return runner.run(main)
 
 
 def pin_to_cpu(index: int) -> None:

@@ -13,7 +13,15 @@ from types import SimpleNamespace
 import pytest
 from certificates import make_certificate
 
-from app.server.options import StartupError, listen, load_factory, parse_args, ssl_context, url_host
+from app.server.options import (
+    StartupError,
+    listen,
+    load_factory,
+    parse_args,
+    run_on_loop,
+    ssl_context,
+    url_host,
+)
 from tests.support import PROJECT_DIR
 
 
@@ -115,3 +123,28 @@ def test_pinning_puts_every_thread_on_the_nth_allowed_cpu_wrapping_around(index:
     result = subprocess.run([sys.executable, "-c", PIN.format(index=index)], cwd=PROJECT_DIR, capture_output=True,
                             text=True, timeout=30, check=True)
     assert result.stdout.strip() == str([(allowed[index % len(allowed)],)])
+
+
+def loop_settings(choice: str) -> SimpleNamespace:
+    return SimpleNamespace(server=SimpleNamespace(event_loop=choice))
+
+
+async def running_loop_type() -> str:
+    import asyncio
+
+    return type(asyncio.get_running_loop()).__module__
+
+
+@pytest.mark.parametrize(("choice", "module"), [("auto", "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")])
+def test_server_event_loop_chooses_the_loop_the_server_runs_on(choice: str, module: str) -> None:
+    assert run_on_loop(running_loop_type(), loop_settings(choice)).split(".")[0] == module  # type: ignore[arg-type]
+
+
+def test_a_server_asked_for_uvloop_without_it_exits_2(tmp_path: Path) -> None:
+    """uvloop hidden from the import system: ``uvloop`` refuses to start, ``auto`` falls back to asyncio's loop."""
+    (tmp_path / "uvloop.py").write_text("raise ImportError('hidden for this test')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "APP_SERVER__EVENT_LOOP": "uvloop"}
+    result = subprocess.run([sys.executable, "tornado_server.py", "--port", "0"], cwd=PROJECT_DIR, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "server.event_loop is uvloop, which is not installed" in result.stderr
