@@ -5,14 +5,18 @@
 # make lint  — ruff and mypy
 # make dev   — serve and restart on every saved .py file (hot_deploy.py)
 # make bench — tornado_server.py against gunicorn on the same app (bench/run.py; needs PostgreSQL and Redis)
+# make messages     — extract the marked messages and update each language's .po (docs/i18n.md)
+# make translations — compile the .po files into the .mo files the app reads (both are committed)
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 SERVER_ARGS ?=
+LOCALES ?= zh_Hans_CN
+CATALOGUES := app/translations
 
-.PHONY: run dev venv test lint bench clean
+.PHONY: run dev venv test lint bench clean messages translations
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +51,17 @@ bench: $(VENV)/.runtime
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+messages: $(VENV)/.runtime
+	$(BIN)/pybabel extract -F babel.cfg -k lazy_gettext --add-location=file --sort-output \
+		--project=flask-restx-starter -o $(CATALOGUES)/messages.pot .
+	for locale in $(LOCALES); do \
+		$(BIN)/pybabel update -i $(CATALOGUES)/messages.pot -d $(CATALOGUES) -l $$locale --init-missing \
+			--ignore-obsolete || exit 1; \
+	done
+
+translations: $(VENV)/.runtime
+	$(BIN)/pybabel compile -d $(CATALOGUES) --statistics
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache .hypothesis .schemathesis dist

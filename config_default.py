@@ -14,6 +14,7 @@ configs = {
         "secret_key": "dev-secret-change-me",  # SECRET_KEY; production refuses this default
         "name": "flask-restx-starter",  # shown in Swagger UI and log lines
         "trusted_proxies": 0,  # reverse proxies in front of the app whose X-Forwarded-* headers we trust
+        "locale": "en",  # en | zh-CN: the language of messages, mails and SMS when Accept-Language names neither
         "public_url": "",  # e.g. https://api.example.com: the base of every absolute URL the API returns (never the
         # request's Host); required in production, where requests for another host are refused (probes aside)
     },

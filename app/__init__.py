@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app import (
     db_deadlines,
     headers,
+    i18n,
     metrics,
     models,  # noqa: F401  (registers the tables on db.metadata)
     request_id,
@@ -54,6 +55,7 @@ def create_app(
     configure_logging(settings)
 
     request_id.init_app(app)
+    i18n.init_app(app)
     headers.init_app(app)
     urls.init_app(app)
     init_request_logging(app)

@@ -17,11 +17,12 @@ from flask import g, request
 
 from app.config import configs
 from app.errors import Forbidden, NotAuthorized, ReauthRequired
+from app.i18n import _, lazy_gettext
 from app.models import User
 from app.services import sessions, user_cache
 from app.services.user_cache import Profile
 
-REFUSED = "The token is missing, unknown, expired or revoked."
+REFUSED = lazy_gettext("The token is missing, unknown, expired or revoked.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,7 @@ def authenticate(token: str) -> Identity:
             raise NotAuthorized(REFUSED)
         profile = Profile.of(row)
     if not profile.is_active:
-        raise Forbidden("This account is deactivated.")
+        raise Forbidden(_("This account is deactivated."))
     return Identity(live.user_id, live.session_id, profile, live.authenticated_at, live.second_factor_at, row)
 
 
@@ -92,7 +93,7 @@ def require_recent_auth(second_factor: bool = False) -> None:
     identity = current_identity()
     if second_factor:
         if time.time() - identity.second_factor_at > configs.auth.reauth_window:
-            raise ReauthRequired("Confirm with a code from your authenticator app first (POST /api/auth/reauth).")
+            raise ReauthRequired(_("Confirm with a code from your authenticator app first (POST /api/auth/reauth)."))
     elif time.time() - identity.authenticated_at > configs.auth.reauth_window:
         raise ReauthRequired()
 

@@ -59,7 +59,7 @@ def mfa_reset(phone: str) -> None:
             raise click.ClickException("no account uses this phone number")
         mfa.reset_second_factor(user)
     except APIError as exc:
-        raise click.ClickException(exc.message) from None
+        raise click.ClickException(str(exc.message)) from None
     click.echo(f"the second factor of user {user.id} is off; their sessions ended")
 
 
@@ -78,7 +78,7 @@ def end_sessions(phone: str | None, everyone: bool) -> None:
     try:
         user = find_by_phone(normalize_phone(phone or ""))
     except APIError as exc:
-        raise click.ClickException(exc.message) from None
+        raise click.ClickException(str(exc.message)) from None
     if user is None:
         raise click.ClickException("no account uses this phone number")
     session_control.end_user_sessions(user)
@@ -111,7 +111,7 @@ def prune_files(grace: int | None, dry_run: bool, force: bool) -> None:
     try:
         counts = prune_stored_files(grace_seconds=grace, dry_run=dry_run, force=force)
     except APIError as exc:  # the store cannot be asked (503) or is not configured (501): say so, exit 1
-        raise click.ClickException(exc.message) from None
+        raise click.ClickException(str(exc.message)) from None
     verb = "would be deleted" if dry_run else "deleted"
     click.echo(f"{counts['orphan_objects']} stored object(s) without a row {verb}")
     click.echo(f"{counts['rows_without_bytes']} file row(s) without bytes {verb}")

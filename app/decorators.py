@@ -11,6 +11,7 @@ from flask_restx.utils import merge
 
 from app import auth
 from app.errors import ERROR_DESCRIPTIONS, ERROR_MODEL, Forbidden
+from app.i18n import _
 from app.tasks import async_task
 
 __all__ = ["admin_required", "async_task", "log_record", "login_check"]
@@ -43,7 +44,7 @@ def admin_required(func: F) -> F:
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not auth.current_identity().is_admin:
-            raise Forbidden("Only an admin may do this.")
+            raise Forbidden(_("Only an admin may do this."))
         return func(*args, **kwargs)
 
     return login_check(wrapper)  # type: ignore[return-value]

@@ -15,12 +15,14 @@ from urllib.parse import urlsplit
 
 import redis
 from flask import Response, jsonify
+from flask_babel.speaklater import LazyString
 from sqlalchemy import exc as sa_exc
 from werkzeug import exceptions as http
 from werkzeug.routing import RequestRedirect
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from app.extensions import db
+from app.i18n import _, lazy_gettext
 from app.request_id import current_request_id
 
 log = logging.getLogger(__name__)
@@ -31,18 +33,20 @@ class APIError(Exception):
 
     code = 500
     status = "SERVER_ERROR"
-    message = "Internal server error."
+    message: str | LazyString = lazy_gettext("Internal server error.")
 
     def __init__(
         self,
-        message: str | None = None,
+        message: str | LazyString | None = None,
         *,
         field: str | None = None,
         headers: dict[str, str] | None = None,
         data: Any = None,
     ) -> None:
-        super().__init__(message or self.message)
-        self.message = message or self.message
+        if message is None:
+            message = self.message
+        super().__init__(message)
+        self.message = message
         self.field = field
         self.headers = dict(headers or {})
         self.data = data
@@ -51,7 +55,7 @@ class APIError(Exception):
         body = {
             "code": self.code,
             "status": self.status,
-            "message": self.message,
+            "message": str(self.message),  # a lazy message in the language of the request (app.i18n)
             "field": self.field,
             "request_id": current_request_id(),
         }
@@ -61,18 +65,18 @@ class APIError(Exception):
 
 
 class InvalidField(APIError):
-    code, status, message = 400, "INVALID_FIELD", "A field is missing or invalid."
+    code, status, message = 400, "INVALID_FIELD", lazy_gettext("A field is missing or invalid.")
 
 
 class BadRequest(APIError):
-    code, status, message = 400, "BAD_REQUEST", "The request is malformed."
+    code, status, message = 400, "BAD_REQUEST", lazy_gettext("The request is malformed.")
 
 
 class NotAuthorized(APIError):
-    code, status, message = 401, "NOT_AUTHORIZED", "Authentication is required."
+    code, status, message = 401, "NOT_AUTHORIZED", lazy_gettext("Authentication is required.")
     challenge = 'Bearer realm="api"'  # RFC 9110 15.5.2: a 401 names how to authenticate
 
-    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, message: str | LazyString | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.headers.setdefault("WWW-Authenticate", self.challenge)
 
@@ -81,67 +85,68 @@ class ReauthRequired(NotAuthorized):
     """A sensitive change, and the session has not proved the password or a second factor lately (POST
     /api/auth/reauth makes it recent)."""
 
-    status, message = "REAUTH_REQUIRED", "Confirm your password or code first (POST /api/auth/reauth)."
+    status = "REAUTH_REQUIRED"
+    message = lazy_gettext("Confirm your password or code first (POST /api/auth/reauth).")
 
 
 class MfaRequired(NotAuthorized):
     """POST /api/auth/login/mfa with a ticket that is missing, expired, used or void."""
 
-    status, message = "MFA_REQUIRED", "The ticket is missing, expired or used; log in again."
+    status, message = "MFA_REQUIRED", lazy_gettext("The ticket is missing, expired or used; log in again.")
 
 
 class Forbidden(APIError):
-    code, status, message = 403, "FORBIDDEN", "You are not allowed to do this."
+    code, status, message = 403, "FORBIDDEN", lazy_gettext("You are not allowed to do this.")
 
 
 class NotFound(APIError):
-    code, status, message = 404, "NOT_FOUND", "Not found."
+    code, status, message = 404, "NOT_FOUND", lazy_gettext("Not found.")
 
 
 class MethodNotAllowed(APIError):
-    code, status, message = 405, "METHOD_NOT_ALLOWED", "This method is not allowed here."
+    code, status, message = 405, "METHOD_NOT_ALLOWED", lazy_gettext("This method is not allowed here.")
 
 
 class Conflict(APIError):
-    code, status, message = 409, "CONFLICT", "This value is already taken."
+    code, status, message = 409, "CONFLICT", lazy_gettext("This value is already taken.")
 
 
 class PayloadTooLarge(APIError):
-    code, status, message = 413, "PAYLOAD_TOO_LARGE", "The request body is too large."
+    code, status, message = 413, "PAYLOAD_TOO_LARGE", lazy_gettext("The request body is too large.")
 
 
 class UnsupportedMediaType(APIError):
-    code, status, message = 415, "UNSUPPORTED_MEDIA_TYPE", "This media type is not supported here."
+    code, status, message = 415, "UNSUPPORTED_MEDIA_TYPE", lazy_gettext("This media type is not supported here.")
 
 
 class RangeNotSatisfiable(APIError):
     """A download's Range lies outside the file (the contract's table names no 416: this status name is ours)."""
 
-    code, status, message = 416, "RANGE_NOT_SATISFIABLE", "The requested range is not satisfiable."
+    code, status, message = 416, "RANGE_NOT_SATISFIABLE", lazy_gettext("The requested range is not satisfiable.")
 
 
 class TooManyRequests(APIError):
-    code, status, message = 429, "TOO_MANY_REQUESTS", "Too many requests; try again later."
+    code, status, message = 429, "TOO_MANY_REQUESTS", lazy_gettext("Too many requests; try again later.")
 
-    def __init__(self, message: str | None = None, *, retry_after: int, **kwargs: Any) -> None:
+    def __init__(self, message: str | LazyString | None = None, *, retry_after: int, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.headers["Retry-After"] = str(max(1, int(retry_after)))
 
 
 class ServerError(APIError):
-    code, status, message = 500, "SERVER_ERROR", "Internal server error."
+    code, status, message = 500, "SERVER_ERROR", lazy_gettext("Internal server error.")
 
 
 class StorageNotConfigured(APIError):
-    code, status, message = 501, "STORAGE_NOT_CONFIGURED", "Cloud storage keys are not configured."
+    code, status, message = 501, "STORAGE_NOT_CONFIGURED", lazy_gettext("Cloud storage keys are not configured.")
 
 
 class SmsFailed(APIError):
-    code, status, message = 502, "SMS_FAILED", "The SMS gateway failed."
+    code, status, message = 502, "SMS_FAILED", lazy_gettext("The SMS gateway failed.")
 
 
 class ServiceUnavailable(APIError):
-    code, status, message = 503, "SERVICE_UNAVAILABLE", "A service this request needs is unavailable."
+    code, status, message = 503, "SERVICE_UNAVAILABLE", lazy_gettext("A service this request needs is unavailable.")
 
 
 # What each status means, as the spec says it for every operation that can answer it.
@@ -189,8 +194,20 @@ def on_outage(listener: Callable[[BaseException], None]) -> None:
         _outage_listeners.append(listener)
 
 
+def _is_bad_json(exc: BaseException) -> bool:
+    """Whether ``exc`` is Flask's answer to a body that does not parse: the JSON decoder's ValueError is among the
+    exceptions it was raised from (or while handling)."""
+    cause = exc.__cause__ or exc.__context__
+    for _depth in range(3):
+        if cause is None or isinstance(cause, ValueError):
+            return cause is not None
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def _from_http_exception(exc: http.HTTPException) -> APIError:
-    """A werkzeug/Flask/RESTX HTTP error as an APIError, keeping the field of a validation error."""
+    """A werkzeug/Flask/RESTX HTTP error as an APIError, keeping the field of a validation error. Its message is
+    ours, in the request's language: werkzeug's descriptions are English prose (and may quote the request)."""
     code = exc.code or 500
     data = getattr(exc, "data", None) or {}
     errors = data.get("errors") if isinstance(data, dict) else None
@@ -199,14 +216,16 @@ def _from_http_exception(exc: http.HTTPException) -> APIError:
         return InvalidField(f"{field}: {errors[field]}", field=field)
     if code == 429:  # werkzeug's TooManyRequests, e.g. from abort(429, retry_after=30)
         retry_after = getattr(exc, "retry_after", None)
-        return TooManyRequests(exc.description, retry_after=retry_after if isinstance(retry_after, int) else 1)
+        return TooManyRequests(retry_after=retry_after if isinstance(retry_after, int) else 1)
+    if code == 400 and _is_bad_json(exc):
+        return BadRequest(_("The body is not valid JSON."))
     cls = ERRORS_BY_CODE.get(code)
     if cls is None:  # a status the contract does not name: keep it, with the generic status name
-        error: APIError = BadRequest(exc.description) if code < 500 else ServerError()
+        error: APIError = (BadRequest(_("The request cannot be served (HTTP %(code)s %(name)s).", code=code,
+                                        name=exc.name)) if code < 500 else ServerError())
         error.code = code
         return error
-    message = cls.message if code >= 500 else (exc.description or cls.message)
-    return cls(message)
+    return cls()
 
 
 def as_api_error(exc: BaseException) -> APIError:
@@ -223,7 +242,7 @@ def as_api_error(exc: BaseException) -> APIError:
         _roll_back()  # the failed transaction must not break what runs after the handler (logging, teardown)
     if isinstance(exc, sa_exc.DataError):  # a value the database cannot store (a NUL in text on PostgreSQL, …)
         log.warning("database refused a value: %s", exc.orig)
-        return BadRequest("A value in the request cannot be stored.")
+        return BadRequest(_("A value in the request cannot be stored."))
     if isinstance(exc, OUTAGES):
         log.error("dependency unavailable: %s: %s", type(exc).__name__, exc)
         for listener in _outage_listeners:

@@ -23,6 +23,7 @@ from flask import Flask, Response, g, request
 
 from app.config import configs, settings_of
 from app.errors import NotAuthorized, on_outage
+from app.i18n import _
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -98,7 +99,7 @@ def _scrape() -> Any:
 
     token = configs.metrics.token
     if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
-        raise NotAuthorized("Send the metrics token: Authorization: Bearer <metrics.token>.")
+        raise NotAuthorized(_("Send the metrics token: Authorization: Bearer <metrics.token>."))
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

@@ -17,6 +17,7 @@ from werkzeug.routing import RequestRedirect
 
 from app.config import configs
 from app.errors import BadRequest, relative_redirect
+from app.i18n import _
 
 PROBE_ENDPOINTS = frozenset({"api.health_readiness", "api.health_liveness", "metrics"})
 
@@ -48,7 +49,7 @@ def check_host() -> None:
     given = urlsplit(f"//{request.host}") if request.host else None
     if given is None or not given.hostname or given.hostname != wanted.hostname or (
             _port(wanted) is not None and _port(given) != _port(wanted)):
-        raise BadRequest("The Host header names a site this server does not serve.")
+        raise BadRequest(_("The Host header names a site this server does not serve."))
 
 
 def redirect_relatively() -> Response | None:

@@ -192,6 +192,7 @@ def test_password_words_are_a_comma_separated_list_in_the_environment(project):
     ("APP_SMS__GATEWAY", "console, file, http"),
     ("APP_FILES__BACKEND", "local, qiniu, s3"),
     ("APP_LOG__FORMAT", "plain, json"),
+    ("APP_APP__LOCALE", "en, zh-CN"),
 ])
 def test_a_value_outside_a_settings_choices_stops_the_start(project, variable, choices):
     key = variable[len("APP_"):].lower().replace("__", ".")

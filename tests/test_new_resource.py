@@ -113,13 +113,14 @@ def test_it_migrates_up_down_and_up_on_sqlite_postgresql_and_mariadb(generated: 
                 assert ("tasks" in tables(url)) == (step == ["upgrade"]), f"{url}: db {' '.join(step)}"
 
 
-def test_its_tests_pass_on_postgresql_and_the_spec_tests_on_sqlite(generated: Path, tmp_path: Path) -> None:
+def test_its_tests_pass_on_postgresql_and_the_spec_and_catalogue_tests_on_sqlite(generated: Path, tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("APP_", "TEST_"))}
     env["REQUIRE_SERVICES"] = "1"
     pytest_args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp"]
     for database, tests in ((SERVERS["postgresql"], ["tests/api/test_tasks.py"]),
                             ("", ["tests/api/test_spec.py", "tests/api/test_openapi31.py",
-                                  "tests/api/test_documented_statuses.py", "tests/api/test_request_bodies.py"])):
+                                  "tests/api/test_documented_statuses.py", "tests/api/test_request_bodies.py",
+                                  "tests/test_translations.py"])):  # every message it answers has both languages
         result = run(generated, *pytest_args, str(tmp_path / "pytest"), *tests,
                      env={**env, "TEST_DATABASE_URL": database})
         summary = result.stdout.strip().splitlines()[-1]

@@ -23,6 +23,7 @@ from app.api.fields import (
 )
 from app.decorators import log_record, login_check
 from app.errors import InvalidField
+from app.i18n import _
 from app.services import accounts, sessions
 
 ns = Namespace("auth", description="Register, log in and manage sessions")
@@ -111,7 +112,7 @@ def challenged(found: accounts.Challenge) -> dict:
 
 def signed_in(result: accounts.SignIn) -> Reply:
     if isinstance(result, accounts.Challenge):
-        return Reply(challenged(result), "A second factor is required")
+        return Reply(challenged(result), _("A second factor is required"))
     return Reply(issued(*result))
 
 
@@ -146,7 +147,7 @@ class Login(Resource):
             return signed_in(accounts.login_with_sms(body["phone"], body["sms_code"], *client()))
         if body.get("account") and body.get("password") is not None:
             return signed_in(accounts.login_with_password(body["account"], body["password"], *client()))
-        raise InvalidField("Give account and password, or phone and sms_code.", field="account")
+        raise InvalidField(_("Give account and password, or phone and sms_code."), field="account")
 
 
 @ns.route("/login/mfa")
@@ -223,5 +224,5 @@ class PasswordReset(Resource):
             found = accounts.reset_password_by_sms(body["phone"], body["new_password"], sms_code=body.get("sms_code"),
                                                    sms_ticket=body.get("sms_ticket"))
         else:
-            raise InvalidField("Give phone with sms_code or sms_ticket, or email with email_code.", field="phone")
-        return None if found is None else Reply(challenged(found), "A second factor is required")
+            raise InvalidField(_("Give phone with sms_code or sms_ticket, or email with email_code."), field="phone")
+        return None if found is None else Reply(challenged(found), _("A second factor is required"))

@@ -20,6 +20,7 @@ from flask_restx import Model, Namespace, fields, marshal
 
 from app.api.validation import check_body, close_model
 from app.errors import ERROR_DESCRIPTIONS, ERROR_MODEL
+from app.i18n import _
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,10 +77,10 @@ error_model = Model(ERROR_MODEL, ERROR_FIELDS)
 
 @dataclass
 class Reply:
-    """A payload with its own message, for when "OK" will not do."""
+    """A payload with its own message (``_("…")``, in the request's language), for when "OK" will not do."""
 
     data: Any
-    message: str = "OK"
+    message: str | None = None
 
 
 def envelope_of(ns: Namespace, model: Model | None, *, as_list: bool = False, code: int = 200,
@@ -147,7 +148,8 @@ def returns(
                 given = data.keys() if getattr(model, "only_given", False) else None  # a page: its form's keys
                 data = marshal(data, model, skip_none=skip_none)
                 data = data if given is None else {key: value for key, value in data.items() if key in given}
-            return {"code": code, "status": "SUCCESS", "message": reply.message, "data": data}, code
+            message = _("OK") if reply.message is None else reply.message
+            return {"code": code, "status": "SUCCESS", "message": message, "data": data}, code
 
         return ns.response(code, description, wrapped)(wrapper)
 

@@ -9,11 +9,12 @@ from datetime import date
 from typing import Any
 
 from flask import request
-from flask_restx import Model, fields, reqparse
+from flask_restx import Model, fields
 
 from app.api.envelope import NullableString, NullableTimestamp, Timestamp
-from app.api.validation import BoundedText, WholeNumber
+from app.api.validation import BoundedText, Parser, WholeNumber
 from app.errors import InvalidField
+from app.i18n import _
 from app.services.password_policy import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 from app.services.records import Paging, decode_cursor
 from app.services.users import EMAIL_MAX_LENGTH, EMAIL_PATTERN, ROLES
@@ -130,7 +131,7 @@ user_model = Model("User", {
     "last_login_at": NullableTimestamp(required=True),
 })
 
-page_args = reqparse.RequestParser()
+page_args = Parser()
 page_args.add_argument("page", type=WholeNumber(1, 1_000_000), default=1, location="args",
                        help="page form: the page number (not with cursor)")
 page_args.add_argument("per_page", type=WholeNumber(1, 100), default=20, location="args")
@@ -146,5 +147,5 @@ def paging_of(args: dict[str, Any]) -> Paging:
     if cursor is None:
         return Paging(per_page=args["per_page"], page=args["page"])
     if "page" in request.args:
-        raise InvalidField("Give page or cursor, not both.", field="cursor")
+        raise InvalidField(_("Give page or cursor, not both."), field="cursor")
     return Paging(per_page=args["per_page"], by_cursor=True, after=decode_cursor(cursor) if cursor else None)

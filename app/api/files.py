@@ -1,14 +1,14 @@
 """Files: uploads to the configured storage, downloads, and direct uploads to Qiniu or S3."""
 
 from flask import Response, redirect, request, send_file
-from flask_restx import Namespace, Resource, fields, reqparse
+from flask_restx import Namespace, Resource, fields
 from werkzeug.datastructures import FileStorage
 from werkzeug.http import parse_range_header
 
 from app import auth
 from app.api.envelope import NullableString, Timestamp, accepts, fails, page_of, public, returns, returns_nothing
 from app.api.fields import page_args, paging_of
-from app.api.validation import BoundedText, PartsParser, WholeNumber
+from app.api.validation import BoundedText, Parser, PartsParser, WholeNumber
 from app.decorators import login_check
 from app.errors import RangeNotSatisfiable
 from app.models import File
@@ -65,16 +65,16 @@ complete_request = ns.model("S3Complete", {
 
 upload_args = PartsParser()
 upload_args.add_argument("file", type=FileStorage, location="files", required=True, help="the file")
-token_args = reqparse.RequestParser()
+token_args = Parser()
 token_args.add_argument("filename", type=BoundedText(255), location="args", required=True)
 token_args.add_argument("content_type", type=BoundedText(255), location="args")
-upload_url_args = reqparse.RequestParser()
+upload_url_args = Parser()
 upload_url_args.add_argument("filename", type=BoundedText(255), location="args", required=True)
 upload_url_args.add_argument("content_type", type=BoundedText(255), location="args", required=True)
 upload_url_args.add_argument("size", type=WholeNumber(0, 2**53), location="args", required=True, help="bytes")
 # What Qiniu posts (form-encoded, the policy's callbackBody); documented here, read by the service once the
 # signature over the raw body holds.
-callback_form = reqparse.RequestParser()
+callback_form = Parser()
 callback_form.add_argument("key", type=BoundedText(128), location="form", required=True, help="the stored key")
 callback_form.add_argument("size", type=WholeNumber(0, 2**53), location="form", required=True, help="bytes")
 callback_form.add_argument("content_type", type=BoundedText(255), location="form", required=True)

@@ -9,6 +9,7 @@ from app import auth
 from app.api.envelope import Reply, accepts, fails, returns, returns_nothing
 from app.api.fields import six_digit_code
 from app.decorators import log_record, login_check
+from app.i18n import _
 from app.services import mfa
 
 ns = Namespace("mfa", description="Second factor: TOTP and recovery codes (changes need a recent reauth)")
@@ -56,8 +57,8 @@ class Totp(Resource):
     def post(self):
         """Start TOTP enrolment (SHA-1, 6 digits, 30 s). TOTP is not on until confirmed. Needs recent auth; 409
         while TOTP is on."""
-        user, _ = _caller()
-        return Reply(mfa.start_totp(user), "Confirm with a code from your authenticator app")
+        user, _session_id = _caller()
+        return Reply(mfa.start_totp(user), _("Confirm with a code from your authenticator app"))
 
     @login_check
     @log_record

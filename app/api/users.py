@@ -8,6 +8,7 @@ from app.api.fields import Email, Phone, new_password, nickname, page_args, pagi
 from app.api.validation import BoundedText
 from app.decorators import admin_required, log_record, login_check
 from app.errors import Forbidden
+from app.i18n import _
 from app.services import session_control, users
 
 ns = Namespace("users", description="Users (listing and changing others is for admins)")
@@ -88,7 +89,7 @@ class UserItem(Resource):
         """The user itself, or any user for an admin."""
         caller = auth.current_identity()
         if user_id != caller.user_id and not caller.is_admin:
-            raise Forbidden("You may only see your own account.")
+            raise Forbidden(_("You may only see your own account."))
         return users.get_user(user_id)
 
     @admin_required

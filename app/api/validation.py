@@ -7,16 +7,18 @@ Client text reaches Redis key names, log lines and queries; each value is bounde
 from __future__ import annotations
 
 from collections.abc import Iterator
+from http import HTTPStatus
 from typing import Any
 
 from flask import request
 from flask.json.provider import DefaultJSONProvider
-from flask_restx import Model, fields, reqparse
+from flask_restx import Model, abort, fields, reqparse
 from jsonschema import FormatChecker
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from app.errors import BadRequest, InvalidField, UnsupportedMediaType
+from app.i18n import _
 
 SHOWN_NAME = 64  # characters of an unknown property's name that an error echoes
 CLOSED_FORM = "x-closed-form"  # on a form part in the spec: its form takes no part the spec does not name
@@ -96,15 +98,15 @@ def close_model(model: Model) -> Model:
 def check_body(model: Model, payload: Any, resolver: Any) -> None:
     """400 unless ``payload`` is an object of ``model``'s properties only, valid Unicode, meeting the model."""
     if not isinstance(payload, dict):
-        raise BadRequest("The body must be a JSON object.")
+        raise BadRequest(_("The body must be a JSON object."))
     for name, value in payload.items():
         if name not in model:
             shown = printable(name)
-            raise InvalidField(f"{shown} is not a field of this operation.", field=shown)
+            raise InvalidField(_("%(name)s is not a field of this operation.", name=shown), field=shown)
         if not is_valid_unicode(value):
-            raise InvalidField(f"{name} is not valid Unicode (a lone surrogate).", field=name)
+            raise InvalidField(_("%(name)s is not valid Unicode (a lone surrogate).", name=name), field=name)
         if has_nul(value):
-            raise InvalidField(f"{name} must not contain a NUL character (U+0000).", field=name)
+            raise InvalidField(_("%(name)s must not contain a NUL character (U+0000).", name=name), field=name)
     try:
         model.validate(payload, resolver, format_checker=FORMATS)
     except HTTPException as exc:  # jsonschema's messages quote the value: a password, or megabytes of text
@@ -112,27 +114,29 @@ def check_body(model: Model, payload: Any, resolver: Any) -> None:
         path = next(iter(errors), "")
         name = path.split(".", 1)[0]
         if name not in payload:
-            raise InvalidField(f"{name} is required.", field=name) from None
-        raise InvalidField(f"{name} must be {describe(model[name])}.", field=path) from None
+            raise InvalidField(_("%(name)s is required.", name=name), field=name) from None
+        raise InvalidField(_("%(name)s must be %(rule)s.", name=name, rule=describe(model[name])), field=path) from None
 
 
 def describe(field: fields.Raw) -> str:
-    """What a valid value of ``field`` is, in words (never the value that was sent)."""
+    """What a valid value of ``field`` is, in words (never the value that was sent), in the request's language."""
     if isinstance(field, fields.String):
-        rule = "a string"
         if field.__schema_format__ == "date":
-            return "a date (YYYY-MM-DD)"
+            return _("a date (YYYY-MM-DD)")
         if getattr(field, "enum", None):
-            return f"one of {', '.join(field.enum)}"
+            return _("one of %(choices)s", choices=", ".join(field.enum))
         low, high = field.min_length, field.max_length
-        rule += f" of {low} to {high} characters" if low else f" of at most {high} characters"
-        return rule + (f" matching {field.pattern}" if field.pattern else "")
+        rule = (_("a string of %(low)s to %(high)s characters", low=low, high=high) if low
+                else _("a string of at most %(high)s characters", high=high))
+        return _("%(rule)s matching %(pattern)s", rule=rule, pattern=field.pattern) if field.pattern else rule
     if isinstance(field, fields.Integer):
         low, high = getattr(field, "minimum", None), getattr(field, "maximum", None)
-        return "a whole number" + (f" from {low} to {high}" if low is not None and high is not None else "")
+        if low is not None and high is not None:
+            return _("a whole number from %(low)s to %(high)s", low=low, high=high)
+        return _("a whole number")
     if isinstance(field, fields.Boolean):
-        return "true or false"
-    return f"a valid {field.__schema_type__}"
+        return _("true or false")
+    return _("a valid %(type)s", type=field.__schema_type__)
 
 
 class BoundedText:
@@ -144,9 +148,9 @@ class BoundedText:
 
     def __call__(self, value: str) -> str:
         if len(value) > self.max_length:
-            raise ValueError(f"at most {self.max_length} characters")
+            raise ValueError(_("at most %(high)s characters", high=self.max_length))
         if "\x00" in value:
-            raise ValueError("no NUL character (U+0000)")
+            raise ValueError(_("no NUL character (U+0000)"))
         return value
 
 
@@ -160,11 +164,35 @@ class WholeNumber:
     def __call__(self, value: Any) -> int:
         text = str(value)
         if not (text.isascii() and text.isdigit()) or not self.low <= int(text) <= self.high:
-            raise ValueError(f"a whole number from {self.low} to {self.high}")
+            raise ValueError(_("a whole number from %(low)s to %(high)s", low=self.low, high=self.high))
         return int(text)
 
 
-class PartsParser(reqparse.RequestParser):
+class Argument(reqparse.Argument):
+    """A query or form argument whose error is only its own, in the request's language: flask-restx's puts the
+    argument's help (the spec's English description) before it, and says "Missing required parameter" in English."""
+
+    def handle_validation_error(self, error: Any, bundle_errors: bool) -> Any:
+        text = str(error)
+        if text.startswith("Missing required parameter"):
+            text = _("required")
+        elif text.startswith("The value ") and "is not a valid choice" in text:
+            text = _("not one of the allowed values")
+        errors = {self.name: text}
+        if bundle_errors:
+            return ValueError(text), errors
+        abort(HTTPStatus.BAD_REQUEST, "Input payload validation failed", errors=errors)
+        return None  # abort raises
+
+
+class Parser(reqparse.RequestParser):
+    """reqparse's parser of query strings and forms with the errors of :class:`Argument`."""
+
+    def __init__(self, argument_class: type = Argument, *args: Any, **kwargs: Any) -> None:
+        super().__init__(argument_class, *args, **kwargs)
+
+
+class PartsParser(Parser):
     """A parser of multipart parts, closed like a body: another body type is 415; a part (file or field) it does
     not name, or one sent twice, is 400 INVALID_FIELD naming it."""
 
@@ -176,13 +204,13 @@ class PartsParser(reqparse.RequestParser):
 
     def parse_args(self, req: Any = None, strict: bool = False) -> Any:
         if request.mimetype != "multipart/form-data":
-            raise UnsupportedMediaType("Send the upload as multipart/form-data.")
+            raise UnsupportedMediaType(_("Send the upload as multipart/form-data."))
         known = {argument.name for argument in self.args}
         for parts in (request.files, request.form):
             for name, values in parts.lists():
                 shown = printable(name)
                 if name not in known:
-                    raise InvalidField(f"The part {shown!r} is not one this operation takes.", field=shown)
+                    raise InvalidField(_("The part %(name)r is not one this operation takes.", name=shown), field=shown)
                 if len(values) > 1:
-                    raise InvalidField(f"The part {shown!r} is sent more than once.", field=shown)
+                    raise InvalidField(_("The part %(name)r is sent more than once.", name=shown), field=shown)
         return super().parse_args(req, strict)

@@ -40,6 +40,7 @@ class AppSettings(Section):
     secret_key: str
     name: str
     trusted_proxies: int
+    locale: Literal["en", "zh-CN"]
     public_url: str
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from app.config import configs
 from app.errors import Forbidden, InvalidField, MfaRequired, NotAuthorized, TooManyRequests
 from app.extensions import db, redis_store
+from app.i18n import _, lazy_gettext
 from app.models import User
 from app.services import mfa, mfa_tickets, security_events, session_control, sessions
 from app.services.codes import REFUSALS, issue_code, reserve_send, use_code
@@ -33,7 +34,7 @@ from app.services.users import (
     save_user,
 )
 
-WRONG_CREDENTIALS = "Wrong account or password."
+WRONG_CREDENTIALS = lazy_gettext("Wrong account or password.")
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ class Challenge:
 
 SignIn = tuple[sessions.TokenPair, User] | Challenge
 RESET_MAIL_REFUSALS = {
-    2: "This address has had its reset mails for today.",
-    3: "Too many reset mails were asked for from your address today.",
+    2: lazy_gettext("This address has had its reset mails for today."),
+    3: lazy_gettext("Too many reset mails were asked for from your address today."),
 }
 
 
@@ -66,7 +67,7 @@ def register(phone: str, password: str, nickname: str, email: str | None = None,
     check_unique(phone, email)
     user = save_user(User(phone=phone, email=email, nickname=nickname, password_hash=hash_password(password)))
     if user.email:
-        send_email(user.email, "Welcome", "welcome", nickname=user.nickname, phone=user.phone)
+        send_email(user.email, _("Welcome"), "welcome", nickname=user.nickname, phone=user.phone)
     return user
 
 
@@ -83,7 +84,7 @@ def _open(user: User, ip: str, user_agent: str, second_factor: bool = False) -> 
     """A new session for an active user, its ``login`` event and last-login time committed first; the user's
     oldest session ends when there are more than ``auth.max_sessions``."""
     if not user.is_active:
-        raise Forbidden("This account is deactivated.")
+        raise Forbidden(_("This account is deactivated."))
     session_id = sessions.new_session_id()
     user.last_login_at = datetime.now(UTC)
     security_events.record(user.id, "login", session_id)
@@ -97,7 +98,7 @@ def _signed_in(user: User, ip: str, user_agent: str) -> SignIn:
     """Tokens after the first factor, or a ticket for the second when the user has one (ASVS 6.4.3: an SMS code
     or a reset is never a way round it)."""
     if not user.is_active:
-        raise Forbidden("This account is deactivated.")
+        raise Forbidden(_("This account is deactivated."))
     if user.has_totp:
         return Challenge(mfa_tickets.issue(user.id, "login"))
     return _open(user, ip, user_agent)
@@ -138,7 +139,7 @@ def login_with_second_factor(ticket: str, ip: str, user_agent: str, *, code: str
     if found is None or user is None or not user.has_totp:
         raise MfaRequired()
     if not user.is_active:  # before the code is checked: a recovery code or a reset must not be spent on a 403
-        raise Forbidden("This account is deactivated.")
+        raise Forbidden(_("This account is deactivated."))
     try:
         mfa.check_second_factor(user, ip, code=code, recovery_code=recovery_code)
     except InvalidField:
@@ -167,11 +168,11 @@ def refresh(refresh_token: str) -> tuple[sessions.TokenPair, User]:
             security_events.record_now(user_id, "refresh_reuse", session_id)
     pair = rotation.pair
     if pair is None:
-        raise NotAuthorized("The refresh token is unknown, expired or already used.")
+        raise NotAuthorized(_("The refresh token is unknown, expired or already used."))
     user = db.session.get(User, pair.user_id)
     if user is None or not user.is_active:
         sessions.end_all_sessions(pair.user_id)
-        raise (NotAuthorized() if user is None else Forbidden("This account is deactivated."))
+        raise (NotAuthorized() if user is None else Forbidden(_("This account is deactivated.")))
     return pair, user
 
 
@@ -181,7 +182,7 @@ def change_password(user: User, session_id: str, old_password: str, new_password
     keys = [user_key(user.id)]
     reserve_password_check(keys, ip)
     if not verify_password(user.password_hash, old_password):
-        raise InvalidField("The old password is wrong.", field="old_password")
+        raise InvalidField(_("The old password is wrong."), field="old_password")
     clear_login_failures(keys, ip)
     context = password_context(user.phone, user.email, user.nickname)
     check_new_password(new_password, "new_password", context=context)
@@ -215,7 +216,7 @@ def reset_password_by_sms(phone: str, new_password: str, *, sms_code: str | None
     consume_sms_proof(phone, "reset_password", code=sms_code, ticket=sms_ticket)
     user = find_by_phone(phone)
     if user is None:
-        raise InvalidField("No account uses this phone number.", field="phone")
+        raise InvalidField(_("No account uses this phone number."), field="phone")
     return _reset(user, new_password)
 
 
@@ -245,7 +246,7 @@ def forgot_password(email: str, ip: str) -> None:
         return
     ttl = configs.auth.email_code_ttl
     code = issue_code(_email_code_key(address), ttl, "reset_password", address)
-    send_email(address, "Your password reset code", "reset_password", nickname=user.nickname, code=code,
+    send_email(address, _("Your password reset code"), "reset_password", nickname=user.nickname, code=code,
                minutes=max(1, ttl // 60))
 
 
@@ -258,5 +259,5 @@ def reset_password_by_email(email: str, email_code: str, new_password: str) -> C
     use_code(_email_code_key(address), email_code, "email_code", "reset_password", address)
     user = find_by_email(address)
     if user is None:
-        raise InvalidField("No account uses this email.", field="email")
+        raise InvalidField(_("No account uses this email."), field="email")
     return _reset(user, new_password)

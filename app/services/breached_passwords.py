@@ -21,6 +21,7 @@ import urllib3
 
 from app.config import configs
 from app.errors import InvalidField
+from app.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,8 @@ def check_not_breached(password: str, field: str = "password") -> None:
                     urlsplit(base_url).hostname, reason)
         return
     if counts.get(digest[PREFIX_LENGTH:], 0) > 0:
-        raise InvalidField(f"{field} has appeared in a known data breach, so attackers try it early. "
-                           "Choose another one.", field=field)
+        raise InvalidField(_("%(field)s has appeared in a known data breach, so attackers try it early. Choose "
+                             "another one.", field=field), field=field)
 
 
 def _range(url: str, timeout: float) -> dict[str, int]:

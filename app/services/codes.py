@@ -14,6 +14,7 @@ import secrets
 from app.config import configs
 from app.errors import InvalidField
 from app.extensions import redis_store
+from app.i18n import lazy_gettext
 
 # KEYS: code, ticket. ARGV: code hash, max attempts, ticket value, ticket ttl (0 = store no ticket).
 # Returns 0 no code, 1 right (code deleted, ticket stored), 2 wrong and now void, 3 wrong.
@@ -51,9 +52,9 @@ return {0, 0}
 """
 DAY = 24 * 3600
 REFUSALS = {
-    0: "No valid code; request a new one.",
-    2: "Too many wrong codes; request a new one.",
-    3: "The code is wrong.",
+    0: lazy_gettext("No valid code; request a new one."),
+    2: lazy_gettext("Too many wrong codes; request a new one."),
+    3: lazy_gettext("The code is wrong."),
 }
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import delete, func, select
 from app.config import configs
 from app.errors import ServiceUnavailable, StorageNotConfigured
 from app.extensions import db
+from app.i18n import _
 from app.models import File
 from app.services.s3_uploads import GRACE as PENDING_GRACE
 from app.services.storage import S3Storage, storage_for
@@ -76,9 +77,10 @@ def _refuse_mass_loss(gone: dict[str, list[int]]) -> None:
     total = int(db.session.scalar(select(func.count(File.id)).where(File.backend == "s3")) or 0)
     db.session.rollback()
     if lost > SUSPECT_SHARE * total:
-        where = f"bucket {configs.s3.bucket} at {configs.s3.endpoint_url or 'AWS'}"
-        raise ServiceUnavailable(f"{lost} of {total} S3 file rows have no bytes in {where}: nothing deleted. "
-                                 "Check s3.bucket and s3.endpoint_url; if they are lost, run again with --force.")
+        raise ServiceUnavailable(_("%(lost)s of %(total)s S3 file rows have no bytes in bucket %(bucket)s at "
+                                   "%(endpoint)s: nothing deleted. Check s3.bucket and s3.endpoint_url; if they are "
+                                   "lost, run again with --force.", lost=lost, total=total, bucket=configs.s3.bucket,
+                                   endpoint=configs.s3.endpoint_url or "AWS"))
 
 
 def _orphan_shaped(backend: str, key: str, modified_at: float, cutoff: float) -> bool:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from app.config import configs
 from app.errors import OUTAGES, Forbidden, InvalidField, NotAuthorized, NotFound, UnsupportedMediaType
 from app.extensions import db
+from app.i18n import _
 from app.models import File, User
 from app.services.records import Paging, get_by_id, paginate
 from app.services.storage import QiniuStorage, S3Storage, read_limited, storage_for
@@ -70,10 +71,10 @@ def check_type(head: bytes, filename: str) -> str:
     found = sniff(head)
     allowed = configs.files.allowed_types
     if found is None or found not in allowed:
-        raise UnsupportedMediaType(f"Allowed types: {', '.join(allowed)}.")
+        raise UnsupportedMediaType(_("Allowed types: %(types)s.", types=", ".join(allowed)))
     named = mimetypes.guess_type(filename)[0]
     if named is not None and named != found:
-        raise UnsupportedMediaType(f"The name says {named} but the content is {found}.")
+        raise UnsupportedMediaType(_("The name says %(named)s but the content is %(found)s.", named=named, found=found))
     return found
 
 
@@ -114,9 +115,9 @@ def get_file(file_id: int, user: User) -> File:
     """The file, for its owner or an admin."""
     record = get_by_id(File, file_id)
     if record is None:
-        raise NotFound("No such file.")
+        raise NotFound(_("No such file."))
     if record.owner_id != user.id and not user.is_admin:
-        raise Forbidden("This file is not yours.")
+        raise Forbidden(_("This file is not yours."))
     return record
 
 
@@ -160,7 +161,7 @@ def s3_body(record: File, span: tuple[int, int] | None) -> Any:
     body = S3Storage().read(record.key, span)
     if body is None:
         log.error("file %d has a row but no object (key %s): prune-files removes such rows", record.id, record.key)
-        raise NotFound("This file's content is missing.")
+        raise NotFound(_("This file's content is missing."))
     return body
 
 
@@ -169,7 +170,7 @@ def local_path(record: File) -> Any:
     path = storage_for("local").path(record.key)  # type: ignore[union-attr]
     if not path.is_file():
         log.error("file %d has a row but no bytes (key %s): prune-files removes such rows", record.id, record.key)
-        raise NotFound("This file's content is missing.")
+        raise NotFound(_("This file's content is missing."))
     return path
 
 
@@ -192,7 +193,7 @@ def qiniu_upload_token(user: User, filename: str, content_type: str | None) -> d
     name = clean_filename(filename)
     wanted = content_type or mimetypes.guess_type(name)[0] or ""
     if wanted not in files.allowed_types:
-        raise UnsupportedMediaType(f"Allowed types: {', '.join(files.allowed_types)}.")
+        raise UnsupportedMediaType(_("Allowed types: %(types)s.", types=", ".join(files.allowed_types)))
     key = f"u{user.id}/{new_key(wanted)}"
     policy = {
         "fsizeLimit": files.max_size,
@@ -211,7 +212,7 @@ def record_qiniu_callback(authorization: str, url: str, body: bytes, content_typ
     auth = QiniuStorage().auth()
     if not authorization or not auth.verify_callback(authorization, url, body.decode("utf-8", "replace"),
                                                      content_type, method="POST"):
-        raise NotAuthorized("The callback signature is wrong.")
+        raise NotAuthorized(_("The callback signature is wrong."))
     data = callback_fields(body.decode("utf-8", "replace"))
     key, user_id, size, mime = data["key"], int(data["user_id"]), int(data["size"]), data["content_type"]
     name = clean_filename(data.get("filename"))
@@ -219,7 +220,7 @@ def record_qiniu_callback(authorization: str, url: str, body: bytes, content_typ
     if existing:
         return existing
     if db.session.get(User, user_id) is None:
-        raise NotFound("The uploading user no longer exists.")
+        raise NotFound(_("The uploading user no longer exists."))
     record = File(owner_id=user_id, key=key, filename=name, size=size, content_type=mime, sha256="",
                   backend="qiniu")
     db.session.add(record)
@@ -234,22 +235,22 @@ def callback_fields(body: str) -> dict[str, str]:
     try:
         pairs = parse_qsl(body, keep_blank_values=True, max_num_fields=20)
     except ValueError:
-        raise InvalidField("The callback body has too many fields.") from None
+        raise InvalidField(_("The callback body has too many fields.")) from None
     for name, value in pairs:
         if name in data:
-            raise InvalidField("A callback field is repeated.", field=name if name in CALLBACK_FIELDS else None)
+            raise InvalidField(_("A callback field is repeated."), field=name if name in CALLBACK_FIELDS else None)
         data[name] = value
     for name in CALLBACK_FIELDS:
         if name not in data:
-            raise InvalidField(f"The callback has no {name}.", field=name)
+            raise InvalidField(_("The callback has no %(name)s.", name=name), field=name)
     if not (data["user_id"].isascii() and data["user_id"].isdigit()):
-        raise InvalidField("The user id is not a number.", field="user_id")
+        raise InvalidField(_("The user id is not a number."), field="user_id")
     issued = QINIU_KEY.fullmatch(data["key"])
     if issued is None or issued.group(1) != data["user_id"]:
-        raise InvalidField("The key is not one issued to this user.", field="key")
+        raise InvalidField(_("The key is not one issued to this user."), field="key")
     size = data["size"]
     if not (size.isascii() and size.isdigit() and int(size) <= configs.files.max_size):
-        raise InvalidField(f"The size is not from 0 to {configs.files.max_size}.", field="size")
+        raise InvalidField(_("The size is not from 0 to %(max)s.", max=configs.files.max_size), field="size")
     if data["content_type"] not in configs.files.allowed_types:
-        raise InvalidField("The content type is not allowed.", field="content_type")
+        raise InvalidField(_("The content type is not allowed."), field="content_type")
     return data

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from app.config import settings_of
 from app.errors import OUTAGES, ServiceUnavailable
 from app.extensions import db, redis_store
+from app.i18n import _
 from app.version import __version__, build_info
 
 log = logging.getLogger(__name__)
@@ -59,5 +60,5 @@ def check_readiness() -> dict[str, object]:
     }
     down = [name for name in ("database", "redis") if report[name] != "ok"]
     if down:
-        raise ServiceUnavailable(f"unavailable: {', '.join(down)}", data=report)
+        raise ServiceUnavailable(_("unavailable: %(names)s", names=", ".join(down)), data=report)
     return report

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from app.config import configs
 from app.errors import InvalidField, TooManyRequests
 from app.extensions import redis_store
+from app.i18n import _
 from app.services.codes import digest
 from app.services.phones import normalize_phone
 from app.services.users import normalize_email
@@ -73,7 +74,7 @@ def reserve_password_check(accounts: Sequence[str], ip: str) -> None:
     limits = [auth.max_failures_per_account] * len(accounts) + [auth.max_failures_per_ip]
     refused, ttl = redis_store.run_script(_RESERVE, keys=_keys(accounts, ip), args=[auth.failure_window, *limits])
     if int(refused):
-        raise TooManyRequests("Too many failed password checks; try again later.",
+        raise TooManyRequests(_("Too many failed password checks; try again later."),
                               retry_after=math.ceil(max(int(ttl), 1000) / 1000))
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import delete, func, select
 from app.config import configs
 from app.errors import Conflict, InvalidField, NotFound
 from app.extensions import db, redis_store
+from app.i18n import _
 from app.models import RecoveryCode, User
 from app.services import security_events, sessions
 from app.services.login_limits import clear_login_failures, reserve_password_check
@@ -90,7 +91,7 @@ def start_totp(user: User) -> dict[str, str]:
     """A new secret, its ``otpauth://`` URI and the URI as a QR code (SVG); TOTP is on only after
     ``confirm_totp``. 409 while TOTP is on."""
     if user.has_totp:
-        raise Conflict("TOTP is already on; turn it off first.")
+        raise Conflict(_("TOTP is already on; turn it off first."))
     secret = pyotp.random_base32()
     redis_store.set(_key("totp_pending", str(user.id)), _encrypt(secret), ex=ENROLMENT_TTL)
     uri = pyotp.TOTP(secret, digits=DIGITS, interval=STEP).provisioning_uri(
@@ -103,15 +104,15 @@ def start_totp(user: User) -> dict[str, str]:
 def confirm_totp(user: User, code: str, session_id: str, ip: str) -> list[str]:
     """Turn TOTP on with a code from the started enrolment; the new recovery codes. Every other session ends."""
     if user.has_totp:
-        raise Conflict("TOTP is already on.")
+        raise Conflict(_("TOTP is already on."))
     pending = redis_store.get(_key("totp_pending", str(user.id)))
     if pending is None:
-        raise InvalidField("No enrolment is waiting (or it expired): start one with POST /auth/mfa/totp.",
+        raise InvalidField(_("No enrolment is waiting (or it expired): start one with POST /auth/mfa/totp."),
                            field="code")
     secret = _decrypt(pending)
     keys = _limited(user.id, ip)
     if not _totp_code_ok(user.id, secret, code):
-        raise InvalidField("The code is wrong or was used already.", field="code")
+        raise InvalidField(_("The code is wrong or was used already."), field="code")
     clear_login_failures(keys, ip)
     user.totp_secret = _encrypt(secret)
     codes = _replace_recovery_codes(user)
@@ -127,7 +128,7 @@ def confirm_totp(user: User, code: str, session_id: str, ip: str) -> list[str]:
 def disable_totp(user: User, session_id: str | None) -> None:
     """TOTP off; the recovery codes are void. 404 when it is not on."""
     if not user.has_totp:
-        raise NotFound("TOTP is not on.")
+        raise NotFound(_("TOTP is not on."))
     user.totp_secret = None
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     security_events.record(user.id, "mfa_disabled", session_id)
@@ -145,7 +146,7 @@ def reset_second_factor(user: User) -> None:
 def renew_recovery_codes(user: User, session_id: str) -> list[str]:
     """A new set of recovery codes; the old set is void. 409 while TOTP is off."""
     if not user.has_totp:
-        raise Conflict("Turn TOTP on first: recovery codes stand in for it.")
+        raise Conflict(_("Turn TOTP on first: recovery codes stand in for it."))
     codes = _replace_recovery_codes(user)
     security_events.record(user.id, "recovery_codes_renewed", session_id)
     db.session.commit()
@@ -177,15 +178,15 @@ def check_second_factor(user: User, ip: str, *, code: str | None = None, recover
     """400 on ``code`` or ``recovery_code`` unless it proves the user's second factor; a recovery code is used up
     (an event, and a mail when the user has an email). 429 after too many wrong codes (as for logins)."""
     if not user.has_totp or user.totp_secret is None:
-        raise InvalidField("This account has no second factor.", field="code")
+        raise InvalidField(_("This account has no second factor."), field="code")
     if bool(code) == bool(recovery_code):
-        raise InvalidField("Give code or recovery_code.", field="code")
+        raise InvalidField(_("Give code or recovery_code."), field="code")
     keys = _limited(user.id, ip)
     if code:
         if not _totp_code_ok(user.id, _decrypt(user.totp_secret), code):
-            raise InvalidField("The code is wrong or was used already.", field="code")
+            raise InvalidField(_("The code is wrong or was used already."), field="code")
     elif not _use_recovery_code(user, recovery_code or "", session_id):
-        raise InvalidField("The recovery code is wrong or was used already.", field="recovery_code")
+        raise InvalidField(_("The recovery code is wrong or was used already."), field="recovery_code")
     clear_login_failures(keys, ip)
 
 
@@ -208,7 +209,7 @@ def _use_recovery_code(user: User, given: str, session_id: str | None) -> bool:
         security_events.record(user.id, "recovery_code_used", session_id)
         db.session.commit()
         if user.email:
-            send_email(user.email, "A recovery code was used", "recovery_code_used", nickname=user.nickname,
+            send_email(user.email, _("A recovery code was used"), "recovery_code_used", nickname=user.nickname,
                        left=status(user)["recovery_codes_left"])
         return True
     return False

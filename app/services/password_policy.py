@@ -41,6 +41,7 @@ from zxcvbn.matching import L33T_TABLE, RANKED_DICTIONARIES, enumerate_l33t_subs
 
 from app.config import configs
 from app.errors import InvalidField
+from app.i18n import N_, _
 from app.services.breached_passwords import check_not_breached
 
 PASSWORD_MIN_LENGTH, PASSWORD_MAX_LENGTH = 8, 128
@@ -51,6 +52,24 @@ SEPARATORS = re.compile(r"[\s\-._]+")
 KNOWN_WORD = "\x00"  # what a context word becomes in the reduced form: zxcvbn counts it as about 10 guesses
 _GENERIC_LABELS = {"com", "net", "org", "edu", "gov", "co", "ac"}  # second-level labels, as in .com.cn or .co.uk
 _ZXCVBN = threading.Lock()
+# Every warning and suggestion zxcvbn 4.5 gives (zxcvbn/feedback.py), for the catalogue: translated where sent.
+ZXCVBN_ADVICE = (
+    N_("Use a few words, avoid common phrases."), N_("No need for symbols, digits, or uppercase letters."),
+    N_("Add another word or two. Uncommon words are better."), N_("Straight rows of keys are easy to guess."),
+    N_("Short keyboard patterns are easy to guess."), N_("Use a longer keyboard pattern with more turns."),
+    N_('Repeats like "aaa" are easy to guess.'), N_("Avoid repeated words and characters."),
+    N_('Repeats like "abcabcabc" are only slightly harder to guess than "abc".'),
+    N_('Sequences like "abc" or "6543" are easy to guess.'), N_("Avoid sequences."),
+    N_("Recent years are easy to guess."), N_("Avoid recent years."), N_("Avoid years that are associated with you."),
+    N_("Dates are often easy to guess."), N_("Avoid dates and years that are associated with you."),
+    N_("This is a top-10 common password."), N_("This is a top-100 common password."),
+    N_("This is a very common password."), N_("This is similar to a commonly used password."),
+    N_("A word by itself is easy to guess."), N_("Names and surnames by themselves are easy to guess."),
+    N_("Common names and surnames are easy to guess."), N_("Capitalization doesn't help very much."),
+    N_("All-uppercase is almost as easy to guess as all-lowercase."),
+    N_("Reversed words aren't much harder to guess."), N_("Predictable substitutions like '@' instead of 'a' don't "
+                                                           "help very much."),
+)
 
 
 def _add_common_passwords(path: Path) -> None:
@@ -72,8 +91,8 @@ def check_new_password(password: str, field: str = "password", *, context: Itera
     least ``auth.min_password_score`` with ``context`` (password_context) and service_words counted as easily
     guessed words, and is in no known breach. No message quotes the password (zxcvbn's feedback does not)."""
     if not isinstance(password, str) or not PASSWORD_MIN_LENGTH <= len(password) <= PASSWORD_MAX_LENGTH:
-        raise InvalidField(f"{field} must be {PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH} characters",
-                           field=field)
+        raise InvalidField(_("%(field)s must be %(low)s to %(high)s characters", field=field,
+                             low=PASSWORD_MIN_LENGTH, high=PASSWORD_MAX_LENGTH), field=field)
     minimum = configs.auth.min_password_score
     if minimum > 0:
         words = service_words()
@@ -82,11 +101,12 @@ def check_new_password(password: str, field: str = "password", *, context: Itera
             feedback = result["feedback"]
             matched = [match["matched_word"] for match in result["sequence"]
                        if match.get("dictionary_name") == "user_inputs"]
-            warning = (_context_warning(replaced, words) or feedback["warning"]
+            warning = (_context_warning(replaced, words) or _zxcvbn_says(feedback["warning"])
                        or _context_warning(matched, words))
-            advice = " ".join([warning, *feedback["suggestions"]]).strip()
-            raise InvalidField(f"{field} is too easy to guess. "
-                               f"{advice or 'Add another word or two. Uncommon words are better.'}", field=field)
+            advice = " ".join([warning, *map(_zxcvbn_says, feedback["suggestions"])]).strip()
+            raise InvalidField(_("%(field)s is too easy to guess. %(advice)s", field=field,
+                                 advice=advice or _("Add another word or two. Uncommon words are better.")),
+                               field=field)
     check_not_breached(password, field)
 
 
@@ -137,10 +157,15 @@ def _name_forms(name: str) -> list[str]:
 def _context_warning(matched: list[str], words: list[str]) -> str:
     """What zxcvbn leaves unsaid: that the password is made of the service's name or the account's details."""
     if any(word in words for word in matched):
-        return "It is built on the name of this service, its product or company."
+        return _("It is built on the name of this service, its product or company.")
     if matched:
-        return "It is close to the account's phone number, email or nickname."
+        return _("It is close to the account's phone number, email or nickname.")
     return ""
+
+
+def _zxcvbn_says(advice: str) -> str:
+    """zxcvbn's English advice (one of ZXCVBN_ADVICE) in the request's language."""
+    return _(advice) if advice else ""
 
 
 def _weaker(password: str, words: list[str]) -> tuple[dict[str, Any], list[str]]:

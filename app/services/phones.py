@@ -7,6 +7,7 @@ import re
 import phonenumbers
 
 from app.errors import InvalidField
+from app.i18n import _
 
 _MAINLAND_MOBILE = re.compile(r"^1[0-9]{10}$")
 _E164 = re.compile(r"^\+[0-9]{8,15}$")
@@ -23,12 +24,12 @@ def normalize_phone(raw: object, field: str = "phone") -> str:
     if _MAINLAND_MOBILE.match(text):
         text = "+86" + text
     if not _E164.match(text):
-        raise InvalidField(f"{field} must be an 11-digit mainland mobile number or +<country><number>",
+        raise InvalidField(_("%(field)s must be an 11-digit mainland mobile number or +<country><number>", field=field),
                            field=field)
     try:
         number = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException:
         number = None
     if number is None or not phonenumbers.is_valid_number(number):
-        raise InvalidField(f"{field} is not a valid phone number", field=field)
+        raise InvalidField(_("%(field)s is not a valid phone number", field=field), field=field)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

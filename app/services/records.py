@@ -27,6 +27,7 @@ from sqlalchemy.sql import operators
 from app.config import configs
 from app.errors import InvalidField
 from app.extensions import db
+from app.i18n import _
 
 T = TypeVar("T")
 MAX_ID = 2**31 - 1  # ids are 32-bit INTEGERs on PostgreSQL and MySQL; a larger one cannot exist
@@ -101,5 +102,5 @@ def decode_cursor(cursor: str) -> int:
         last_key = struct.unpack(">Q", packed)[0]
         if hmac.compare_digest(mac, _mac(packed)) and 0 < last_key <= MAX_ID:
             return int(last_key)
-    raise InvalidField("cursor is not one this API gave (use a page's next_cursor, or empty for the first page)",
+    raise InvalidField(_("cursor is not one this API gave (use a page's next_cursor, or empty for the first page)"),
                        field="cursor")

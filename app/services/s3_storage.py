@@ -33,6 +33,7 @@ from botocore.handlers import add_expect_header
 from app.config import configs
 from app.config.sections import S3Settings
 from app.errors import ServiceUnavailable, StorageNotConfigured
+from app.i18n import _
 from app.services.storage_base import Stored, Written, attachment
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def take_place(places: Places | None = None, wait: float | None = None) -> Place
     places = places or _places(max(1, configs.server.threads - 1))
     if not places.acquire(timeout=configs.s3.connect_timeout if wait is None else wait):
         log.error("S3: every place for a call is taken (the store is slow?)")
-        raise ServiceUnavailable("Cloud storage is busy; try again shortly.")
+        raise ServiceUnavailable(_("Cloud storage is busy; try again shortly."))
     return places
 
 
@@ -93,13 +94,13 @@ def answering(action: str, key: str = "", offline: bool = False) -> Iterator[Non
     try:
         yield
     except NoCredentialsError:
-        raise StorageNotConfigured("Set s3.access_key and s3.secret_key (or AWS credentials).") from None
+        raise StorageNotConfigured(_("Set s3.access_key and s3.secret_key (or AWS credentials).")) from None
     except ClientError as exc:
         log.error("S3 %s of %s refused: %s", action, key or "-", exc.response.get("Error", {}).get("Code"))
-        raise ServiceUnavailable("Cloud storage refused the request.") from None
+        raise ServiceUnavailable(_("Cloud storage refused the request.")) from None
     except BotoCoreError as exc:
         log.error("S3 %s of %s failed: %s: %s", action, key or "-", type(exc).__name__, exc)
-        raise ServiceUnavailable("Cloud storage did not answer.") from None
+        raise ServiceUnavailable(_("Cloud storage did not answer.")) from None
     finally:
         if places is not None:
             places.release()
@@ -117,7 +118,7 @@ class S3Storage:
     def client(self) -> Any:
         settings = configs.s3
         if not settings.bucket:
-            raise StorageNotConfigured("Set s3.bucket (and s3.endpoint_url for a store other than AWS).")
+            raise StorageNotConfigured(_("Set s3.bucket (and s3.endpoint_url for a store other than AWS)."))
         return _client(settings)
 
     def save(self, key: str, chunks: Iterator[bytes], content_type: str) -> Written:
@@ -197,9 +198,9 @@ class S3Storage:
                 client.head_bucket(Bucket=settings.bucket)
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code")
-                raise ServiceUnavailable(f"Bucket {settings.bucket} cannot be used at "
-                                         f"{settings.endpoint_url or 'AWS'} ({code}): check s3.bucket and "
-                                         "s3.endpoint_url.") from None
+                raise ServiceUnavailable(_("Bucket %(bucket)s cannot be used at %(endpoint)s (%(code)s): check "
+                                           "s3.bucket and s3.endpoint_url.", bucket=settings.bucket,
+                                           endpoint=settings.endpoint_url or "AWS", code=code)) from None
 
     def exists(self, key: str) -> bool:
         """Whether the bucket holds ``key``, by a listing (where a missing bucket is an error, not an empty

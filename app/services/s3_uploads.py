@@ -37,6 +37,7 @@ from app.errors import (
     UnsupportedMediaType,
 )
 from app.extensions import db, redis_store
+from app.i18n import _
 from app.models import File, User
 from app.services.files import HEAD, check_type, clean_filename, new_key
 from app.services.s3_storage import ObjectInfo, S3Storage
@@ -90,12 +91,13 @@ def issue_upload_url(user: User, filename: str, content_type: str, size: int) ->
     files = configs.files
     name = clean_filename(filename)
     if size > files.max_size:
-        raise PayloadTooLarge(f"The file is larger than {files.max_size} bytes.")
+        raise PayloadTooLarge(_("The file is larger than %(size)s bytes.", size=files.max_size))
     if content_type not in files.allowed_types:
-        raise UnsupportedMediaType(f"Allowed types: {', '.join(files.allowed_types)}.")
+        raise UnsupportedMediaType(_("Allowed types: %(types)s.", types=", ".join(files.allowed_types)))
     named = mimetypes.guess_type(name)[0]
     if named is not None and named != content_type:
-        raise UnsupportedMediaType(f"The name says {named} but the type given is {content_type}.")
+        raise UnsupportedMediaType(_("The name says %(named)s but the type given is %(given)s.", named=named,
+                                             given=content_type))
     key = f"{incoming_prefix()}u{user.id}/{new_key(content_type)}"
     form = storage.presigned_post(key, content_type, size)
     now = int(time.time())
@@ -105,8 +107,8 @@ def issue_upload_url(user: User, filename: str, content_type: str, size: int) ->
                                   [now, configs.s3.max_pending, expires_at + GRACE, json.dumps(record),
                                    configs.s3.upload_ttl + GRACE])
     if int(wait) >= 0:
-        raise TooManyRequests(f"You have {configs.s3.max_pending} uploads not yet completed; complete them or "
-                              "wait until their forms expire.", retry_after=int(wait))
+        raise TooManyRequests(_("You have %(count)s uploads not yet completed; complete them or wait until their "
+                                "forms expire.", count=configs.s3.max_pending), retry_after=int(wait))
     return {"key": key, "url": form["url"], "fields": form["fields"], "expires_at": expires_at}
 
 
@@ -118,10 +120,10 @@ def complete_upload(user: User, key: str) -> File:
     storage.client()
     final = final_key(user.id, key)
     if final is None:
-        raise InvalidField("No upload of yours is pending under this key.", field="key")
+        raise InvalidField(_("No upload of yours is pending under this key."), field="key")
     lock = _completing(user.id, key)
     if not redis_store.set(lock, "1", nx=True, ex=LOCK_TTL):
-        raise Conflict("This upload is being completed by another request; try again in a moment.")
+        raise Conflict(_("This upload is being completed by another request; try again in a moment."))
     try:
         return _complete(storage, user, key, final)
     finally:
@@ -135,11 +137,11 @@ def _complete(storage: S3Storage, user: User, key: str, final: str) -> File:
         return existing
     claimed = redis_store.get(_pending(user.id, key))
     if claimed is None:
-        raise InvalidField("No upload of yours is pending under this key.", field="key")
+        raise InvalidField(_("No upload of yours is pending under this key."), field="key")
     pending = json.loads(claimed)
     uploaded = storage.head(key)
     if uploaded is None:
-        raise NotUploaded("Nothing has been uploaded under this key yet.", field="key")
+        raise NotUploaded(_("Nothing has been uploaded under this key yet."), field="key")
     # Copied first, then checked: the form may still overwrite the incoming object, never the final one, so what
     # is checked (and its size recorded) is what is served.
     storage.copy(key, final, pending["content_type"])
@@ -163,7 +165,7 @@ def _complete(storage: S3Storage, user: User, key: str, final: str) -> File:
             existing = _recorded(user.id, final)
             if existing is not None:
                 return existing
-            raise Conflict("This upload is being completed by another request; try again in a moment.") from None
+            raise Conflict(_("This upload is being completed by another request; try again in a moment.")) from None
         if not getattr(exc, "connection_invalidated", False):  # as store_upload: a row that may exist keeps it
             storage.delete(final)
         raise  # the pending record and the incoming object stay: a retry completes
@@ -191,18 +193,19 @@ def _check(storage: S3Storage, final: str, pending: dict[str, Any], declared: st
     the upload ``declared``); otherwise 413 or 415."""
     found = storage.head(final)
     if found is None:
-        raise NotUploaded("Nothing has been uploaded under this key yet.", field="key")
+        raise NotUploaded(_("Nothing has been uploaded under this key yet."), field="key")
     if found.size > pending["size"] or found.size > configs.files.max_size:
-        raise PayloadTooLarge(f"The file is larger than the {pending['size']} bytes it was issued for.")
+        raise PayloadTooLarge(_("The file is larger than the %(size)s bytes it was issued for.", size=pending["size"]))
     head = b""
     if found.size:
         answer = storage.read(final, (0, HEAD - 1))
         if answer is None:  # gone since the HEAD: as if never uploaded
-            raise NotUploaded("Nothing has been uploaded under this key yet.", field="key")
+            raise NotUploaded(_("Nothing has been uploaded under this key yet."), field="key")
         with contextlib.closing(answer["Body"]) as body:
             head = body.read()
     sniffed = check_type(head, pending["filename"])
     if pending["content_type"] != sniffed or declared != sniffed:
-        raise UnsupportedMediaType(f"The file is {sniffed} stored as {declared or 'no type'}, not "
-                                   f"the {pending['content_type']} it was issued for.")
+        raise UnsupportedMediaType(_("The file is %(found)s stored as %(declared)s, not the %(issued)s it was issued "
+                                     "for.", found=sniffed, declared=declared or _("no type"),
+                                     issued=pending["content_type"]))
     return ObjectInfo(found.size, sniffed)

@@ -22,6 +22,7 @@ from sqlalchemy import delete, select
 
 from app.config import configs
 from app.extensions import db
+from app.i18n import N_, _
 from app.models import SecurityEvent, User
 from app.services.mail import send_email
 from app.services.records import Paging, paginate
@@ -35,14 +36,16 @@ TYPES = (
 
 PRUNE_BATCH = 500  # expired events deleted with a new one
 
-# What the owner is told by mail, after the change is committed (the subject, then the sentence).
+# What the owner is told by mail, after the change is committed (the subject, then the sentence), in the language
+# of the request that made the change.
 NOTICES = {
-    "password_changed": ("Your password was changed", "The password of your account was changed."),
-    "password_reset": ("Your password was reset", "The password of your account was reset."),
-    "mfa_enabled": ("Two-step sign-in is on", "Two-step sign-in (an authenticator app) was turned on."),
-    "mfa_disabled": ("Two-step sign-in is off", "Two-step sign-in (an authenticator app) was turned off."),
-    "recovery_codes_renewed": ("New recovery codes", "New recovery codes were made; the old ones no longer work."),
-    "email_changed": ("Your email was changed", "The email of your account was changed to {new}."),
+    "password_changed": (N_("Your password was changed"), N_("The password of your account was changed.")),
+    "password_reset": (N_("Your password was reset"), N_("The password of your account was reset.")),
+    "mfa_enabled": (N_("Two-step sign-in is on"), N_("Two-step sign-in (an authenticator app) was turned on.")),
+    "mfa_disabled": (N_("Two-step sign-in is off"), N_("Two-step sign-in (an authenticator app) was turned off.")),
+    "recovery_codes_renewed": (N_("New recovery codes"),
+                               N_("New recovery codes were made; the old ones no longer work.")),
+    "email_changed": (N_("Your email was changed"), N_("The email of your account was changed to %(new)s.")),
 }
 
 
@@ -54,7 +57,7 @@ def tell_owner(user: User, type_: str, address: str | None = None) -> None:
         return
     subject, what = NOTICES[type_]
     try:
-        send_email(to, subject, "security_notice", nickname=user.nickname, what=what.format(new=user.email))
+        send_email(to, _(subject), "security_notice", nickname=user.nickname, what=_(what, new=user.email))
     except Exception:  # the change is committed and answered as done; a notice that cannot be queued is logged
         log.warning("could not send the %s notice to user %s", type_, user.id, exc_info=True)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from app.config import configs
 from app.errors import InvalidField, NotFound
 from app.extensions import db
+from app.i18n import _
 from app.models import User
 from app.services import mfa, security_events, sessions
 from app.services.login_limits import clear_login_failures, reserve_password_check, user_key
@@ -34,7 +35,7 @@ def logout_all(user_id: int, session_id: str) -> None:
 def end_own_session(user_id: int, session_id: str) -> None:
     """End one of the user's sessions; 404 when it is not one of theirs."""
     if not sessions.end_session(session_id, user_id):
-        raise NotFound("No such session.")
+        raise NotFound(_("No such session."))
     _ended(user_id, "session_ended", [session_id])
 
 
@@ -68,13 +69,13 @@ def reauth(user: User, session_id: str, ip: str, *, password: str | None = None,
     """Mark the session recently authenticated after the password or a TOTP code; seconds it counts as such.
     Wrong ones count like failed logins (429 when too many) and are ``login_failed`` events."""
     if (password is None) == (code is None):
-        raise InvalidField("Give password or code.", field="password")
+        raise InvalidField(_("Give password or code."), field="password")
     try:
         if password is not None:
             keys = [user_key(user.id)]
             reserve_password_check(keys, ip)
             if not verify_password(user.password_hash, password):
-                raise InvalidField("The password is wrong.", field="password")
+                raise InvalidField(_("The password is wrong."), field="password")
             clear_login_failures(keys, ip)
         else:
             mfa.check_second_factor(user, ip, code=code, session_id=session_id)

@@ -21,6 +21,7 @@ from typing import Any
 from app.config import configs
 from app.errors import Conflict, InvalidField, NotFound, SmsFailed, TooManyRequests
 from app.extensions import redis_store
+from app.i18n import N_, _
 from app.services.codes import digest, issue_code, reserve_send, use_code
 from app.services.sms_gateways import SmsMessage, current_gateway
 from app.services.users import phone_registered
@@ -28,6 +29,9 @@ from app.services.users import phone_registered
 log = logging.getLogger(__name__)
 
 PURPOSES = ("register", "login", "reset_password")
+# sms.template's default, for the catalogue: a template is sent in the request's language when the catalogue has
+# it (add your own template's translation there too), else as configured.
+DEFAULT_TEMPLATE = N_("Your verification code is {code}. It expires in {minutes} minutes.")
 
 # KEYS: ticket. ARGV: expected "<purpose>:<phone>". Deletes and returns 1 only when it matches.
 _TAKE_TICKET = """
@@ -46,15 +50,15 @@ def _ticket_key(ticket: str) -> str:
 
 def _check_purpose(purpose: str) -> None:
     if purpose not in PURPOSES:
-        raise InvalidField(f"purpose must be one of {', '.join(PURPOSES)}", field="purpose")
+        raise InvalidField(_("purpose must be one of %(choices)s", choices=", ".join(PURPOSES)), field="purpose")
 
 
 def _check_account(phone: str, purpose: str) -> None:
     registered = phone_registered(phone)
     if purpose == "register" and registered:
-        raise Conflict("This phone number is already registered.", field="phone")
+        raise Conflict(_("This phone number is already registered."), field="phone")
     if purpose != "register" and not registered:
-        raise NotFound("No account uses this phone number.", field="phone")
+        raise NotFound(_("No account uses this phone number."), field="phone")
 
 
 def send_code(phone: str, purpose: str, client_ip: str) -> dict[str, int]:
@@ -69,16 +73,16 @@ def send_code(phone: str, purpose: str, client_ip: str) -> dict[str, int]:
                                    settings.daily_cap_per_ip)
     if reason:
         refusal = {
-            1: "A code was just sent; wait before asking for another.",
-            2: "This phone number has had its codes for today.",
-            3: "Too many codes were requested from your address today.",
+            1: _("A code was just sent; wait before asking for another."),
+            2: _("This phone number has had its codes for today."),
+            3: _("Too many codes were requested from your address today."),
         }[reason]
         raise TooManyRequests(refusal, retry_after=math.ceil(wait_ms / 1000))
 
     code = issue_code(code_key(phone, purpose), settings.code_ttl, purpose, phone)
     message = SmsMessage(
         to=phone, code=code, purpose=purpose, sent_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        text=settings.template.format(code=code, minutes=max(1, settings.code_ttl // 60), purpose=purpose),
+        text=_(settings.template).format(code=code, minutes=max(1, settings.code_ttl // 60), purpose=purpose),
     )
     try:
         current_gateway().send(message)
@@ -115,13 +119,13 @@ def check_sms_proof_pending(phone: str, purpose: str, *, code: str | None = None
     _check_purpose(purpose)
     if ticket:
         if redis_store.get(_ticket_key(ticket)) != f"{purpose}:{phone}":
-            raise InvalidField("The SMS ticket is unknown, expired, used, or for another number.",
+            raise InvalidField(_("The SMS ticket is unknown, expired, used, or for another number."),
                                field="sms_ticket")
         return
     if not code:
-        raise InvalidField("Give sms_code or sms_ticket.", field="sms_code")
+        raise InvalidField(_("Give sms_code or sms_ticket."), field="sms_code")
     if not redis_store.exists(code_key(phone, purpose)):
-        raise InvalidField("No valid code; request a new one.", field="sms_code")
+        raise InvalidField(_("No valid code; request a new one."), field="sms_code")
 
 
 def consume_sms_proof(phone: str, purpose: str, *, code: str | None = None, ticket: str | None = None) -> None:
@@ -132,9 +136,9 @@ def consume_sms_proof(phone: str, purpose: str, *, code: str | None = None, tick
     _check_purpose(purpose)
     if ticket:
         if not redis_store.run_script(_TAKE_TICKET, keys=[_ticket_key(ticket)], args=[f"{purpose}:{phone}"]):
-            raise InvalidField("The SMS ticket is unknown, expired, used, or for another number.",
+            raise InvalidField(_("The SMS ticket is unknown, expired, used, or for another number."),
                                field="sms_ticket")
         return
     if not code:
-        raise InvalidField("Give sms_code or sms_ticket.", field="sms_code")
+        raise InvalidField(_("Give sms_code or sms_ticket."), field="sms_code")
     use_code(code_key(phone, purpose), code, "sms_code", purpose, phone)

@@ -16,6 +16,7 @@ import requests
 
 from app.config import configs, project_path
 from app.errors import SmsFailed
+from app.i18n import _
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Signature"
@@ -68,7 +69,7 @@ class HttpGateway(SmsGateway):
         settings = configs.sms.http
         if not settings.url:
             log.error("sms.gateway is http but sms.http.url is empty")
-            raise SmsFailed("The SMS gateway is not configured.")
+            raise SmsFailed(_("The SMS gateway is not configured."))
         body = json.dumps(asdict(message), ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, settings.secret)}
         try:
@@ -91,5 +92,6 @@ GATEWAYS: dict[str, type[SmsGateway]] = {
 def current_gateway() -> SmsGateway:
     name = configs.sms.gateway
     if name not in GATEWAYS:
-        raise SmsFailed(f"Unknown SMS gateway {name!r}; choose one of {', '.join(GATEWAYS)}.")
+        raise SmsFailed(_("Unknown SMS gateway %(name)r; choose one of %(choices)s.", name=name,
+                          choices=", ".join(GATEWAYS)))
     return GATEWAYS[name]()

@@ -18,6 +18,7 @@ import qiniu
 
 from app.config import configs, project_path
 from app.errors import ServiceUnavailable, StorageNotConfigured
+from app.i18n import _
 from app.services.s3_storage import S3Storage
 from app.services.storage_base import Stored, Written, read_limited
 
@@ -61,14 +62,14 @@ class LocalStorage:
         """Whether the file is there; StorageNotConfigured when ``files.local_dir`` itself is missing (a process
         pointed elsewhere would otherwise find every file gone)."""
         if not project_path(configs.files.local_dir).is_dir():
-            raise StorageNotConfigured(f"files.local_dir {configs.files.local_dir} does not exist.")
+            raise StorageNotConfigured(_("files.local_dir %(path)s does not exist.", path=configs.files.local_dir))
         return self.path(key).is_file()
 
     def stored(self) -> Iterator[Stored]:
         """Every file that sits where its name's key would (not the ``.upload-`` files being written), one
         directory at a time."""
         root = project_path(configs.files.local_dir)
-        for directory, _, names in os.walk(root):
+        for directory, _subdirs, names in os.walk(root):
             for name in names:
                 path = Path(directory) / name
                 if not name.startswith(".") and path == self.path(name):
@@ -89,7 +90,7 @@ class QiniuStorage:
     def auth(self) -> Any:
         settings = configs.qiniu
         if not (settings.access_key and settings.secret_key and settings.bucket_name):
-            raise StorageNotConfigured("Set qiniu.access_key, qiniu.secret_key and qiniu.bucket_name.")
+            raise StorageNotConfigured(_("Set qiniu.access_key, qiniu.secret_key and qiniu.bucket_name."))
         return qiniu.Auth(settings.access_key, settings.secret_key)
 
     def region(self) -> Any:
@@ -104,21 +105,21 @@ class QiniuStorage:
         result, info = qiniu.put_data(token, key, data, mime_type=content_type, regions=[self.region()])
         if result is None or info.status_code != 200:
             log.error("Qiniu upload of %s failed: %s", key, getattr(info, "status_code", None))
-            raise ServiceUnavailable("Cloud storage did not take the file.")
+            raise ServiceUnavailable(_("Cloud storage did not take the file."))
         return Written(len(data), hashlib.sha256(data).hexdigest())
 
     def delete(self, key: str) -> None:
-        _, info = qiniu.BucketManager(self.auth()).delete(configs.qiniu.bucket_name, key)
+        _result, info = qiniu.BucketManager(self.auth()).delete(configs.qiniu.bucket_name, key)
         if info.status_code not in (200, 612):  # 612: no such file
             log.error("Qiniu delete of %s failed: %s", key, info.status_code)
 
     def exists(self, key: str) -> bool:
         """Whether the bucket holds ``key``; 503 when Qiniu does not say (never taken as "gone")."""
-        _, info = qiniu.BucketManager(self.auth()).stat(configs.qiniu.bucket_name, key)
+        _result, info = qiniu.BucketManager(self.auth()).stat(configs.qiniu.bucket_name, key)
         if info.status_code in (200, 612):
             return bool(info.status_code == 200)
         log.error("Qiniu stat of %s failed: %s", key, info.status_code)
-        raise ServiceUnavailable("Cloud storage did not answer.")
+        raise ServiceUnavailable(_("Cloud storage did not answer."))
 
     def stored(self) -> Iterator[Stored]:
         """Every object in the bucket, a page of 1000 at a time (BucketManager.list, marker to marker)."""
@@ -127,7 +128,7 @@ class QiniuStorage:
             page, eof, info = manager.list(configs.qiniu.bucket_name, marker=marker, limit=1000)
             if page is None:
                 log.error("Qiniu listing failed: %s", getattr(info, "status_code", None))
-                raise ServiceUnavailable("Cloud storage did not answer.")
+                raise ServiceUnavailable(_("Cloud storage did not answer."))
             for item in page.get("items", []):
                 yield Stored(item["key"], item["putTime"] / 1e7)  # putTime counts 100 ns
             marker = page.get("marker")

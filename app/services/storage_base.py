@@ -12,6 +12,7 @@ from urllib.parse import quote
 from werkzeug.http import dump_options_header
 
 from app.errors import PayloadTooLarge
+from app.i18n import _
 
 CHUNK = 64 * 1024
 
@@ -37,7 +38,7 @@ def read_limited(stream: IO[bytes], head: bytes, max_size: int) -> Iterator[byte
     while chunk:
         total += len(chunk)
         if total > max_size:
-            raise PayloadTooLarge(f"The file is larger than {max_size} bytes.")
+            raise PayloadTooLarge(_("The file is larger than %(size)s bytes.", size=max_size))
         yield chunk
         chunk = stream.read(CHUNK)
 

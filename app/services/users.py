@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, Forbidden, InvalidField, NotFound
 from app.extensions import db
+from app.i18n import _
 from app.models import User
 from app.services import security_events, sessions
 from app.services.files import delete_files_of
@@ -32,7 +33,7 @@ def normalize_email(email: str | None) -> str | None:
         return None
     value = str(email).strip().lower()
     if len(value) > EMAIL_MAX_LENGTH or not _EMAIL.match(value):
-        raise InvalidField("email is not a valid address", field="email")
+        raise InvalidField(_("email is not a valid address"), field="email")
     return value
 
 
@@ -40,7 +41,13 @@ def check_unique(phone: str | None = None, email: str | None = None, exclude: in
     """409 on the field whose value another account uses."""
     for field, user in (("phone", phone and find_by_phone(phone)), ("email", email and find_by_email(email))):
         if user and user.id != exclude:
-            raise Conflict(f"This {field} is already registered.", field=field)
+            raise _taken(field)
+
+
+def _taken(field: str) -> Conflict:
+    if field == "phone":
+        return Conflict(_("This phone number is already registered."), field=field)
+    return Conflict(_("This email is already registered."), field=field)
 
 
 def save_user(user: User, *, keep_an_admin: bool = False) -> User:
@@ -51,12 +58,12 @@ def save_user(user: User, *, keep_an_admin: bool = False) -> User:
         db.session.flush()
         if keep_an_admin and not _active_admins():
             db.session.rollback()
-            raise Forbidden("This would leave no active admin.")
+            raise Forbidden(_("This would leave no active admin."))
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
         field = "email" if "email" in str(exc.orig).lower() else "phone"
-        raise Conflict(f"This {field} is already registered.", field=field) from None
+        raise _taken(field) from None
     return user
 
 
@@ -76,7 +83,7 @@ def find_by_email(email: str) -> User | None:
 def get_user(user_id: int) -> User:
     user = get_by_id(User, user_id)
     if user is None:
-        raise NotFound("No such user.")
+        raise NotFound(_("No such user."))
     return user
 
 
@@ -105,7 +112,7 @@ def create_user(phone: str, password: str, nickname: str, email: str | None = No
 
 def _check_role(role: str) -> None:
     if role not in ROLES:
-        raise InvalidField(f"role must be one of {', '.join(ROLES)}", field="role")
+        raise InvalidField(_("role must be one of %(choices)s", choices=", ".join(ROLES)), field="role")
 
 
 def update_user(
@@ -162,7 +169,7 @@ def delete_user(user: User, deleted_by: int | None = None) -> None:
     """Deactivate the user (403 for the last active admin; their sessions end), delete their files (bytes
     included), then the account. 403 when ``deleted_by`` is the user themself."""
     if user.id == deleted_by:
-        raise Forbidden("You may not delete your own account.")
+        raise Forbidden(_("You may not delete your own account."))
     update_user(user, is_active=False)
     delete_files_of(user.id)
     # Not left to ON DELETE CASCADE: SQLite does not enforce foreign keys, and gives the highest id again, so a
