@@ -57,7 +57,7 @@ messages: $(VENV)/.runtime
 		--project=flask-restx-starter -o $(CATALOGUES)/messages.pot .
 	for locale in $(LOCALES); do \
 		$(BIN)/pybabel update -i $(CATALOGUES)/messages.pot -d $(CATALOGUES) -l $$locale --init-missing \
-			--ignore-obsolete || exit 1; \
+			--ignore-obsolete --no-fuzzy-matching || exit 1; \
 	done
 
 translations: $(VENV)/.runtime

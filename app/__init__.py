@@ -76,7 +76,9 @@ def create_app(
 
     proxies = settings.app.trusted_proxies
     if proxies:
+        # Never X-Forwarded-Prefix: the app is served at /, and the specs (built once per process) take their base
+        # path from the first request's script root, which a client's header would then set for everyone.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies, x_prefix=proxies
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies, x_prefix=0
         )
     return app

@@ -172,7 +172,8 @@ def new_resource(name: str, spec: str) -> None:
         raise click.ClickException(str(exc)) from None
     for file in [*written, path]:
         click.echo(f"wrote {file.relative_to(PROJECT_DIR)}")
-    click.echo("next: python manage.py db upgrade; then make lint test")
+    click.echo(f"next: .venv/bin/python manage.py db upgrade, restart the server (make dev restarts by itself), "
+               f"make lint, .venv/bin/python -m pytest tests/api/test_{planned.plural}.py")
 
 
 def register_commands(app: Flask) -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 from babel import Locale
 from flask import Flask, Response, current_app, has_request_context, request
 from flask_babel import Babel, force_locale, get_locale, gettext, lazy_gettext
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
 
 from app.config import settings_of
 
@@ -30,6 +32,7 @@ TRANSLATIONS = Path(__file__).with_name("translations")
 LOCALES = {"en": Locale("en"), "zh-CN": Locale.parse("zh_Hans_CN")}
 _SIMPLIFIED = {"zh", "zh-cn", "zh-sg", "zh-hans", "zh-hans-cn", "zh-hans-sg"}
 babel = Babel()
+MAX_RANGES = 20  # of Accept-Language read: a header of thousands of ranges costs no more than a browser's
 
 
 def N_(text: str) -> str:
@@ -53,7 +56,9 @@ def requested_tag() -> str:
     default = settings_of(current_app).app.locale
     if not has_request_context():
         return default
-    for language, quality in request.accept_languages:
+    header = request.headers.get("Accept-Language", "")
+    ranges = ",".join(header.split(",", MAX_RANGES)[:MAX_RANGES])
+    for language, quality in parse_accept_header(ranges, LanguageAccept):
         tag = tag_of(language) if quality > 0 else None
         if tag:
             return tag
@@ -71,9 +76,9 @@ def _select_locale() -> Locale:
 
 
 def _say_language(response: Response) -> Response:
-    """Content-Language on the JSON answers whose message is in the chosen language (not the spec: English)."""
+    """Content-Language on the JSON answers whose message is in the chosen language (not the specs: English)."""
     response.vary.add("Accept-Language")
-    if response.mimetype == "application/json" and not (request.endpoint or "").endswith("specs"):
+    if response.mimetype == "application/json" and not (request.endpoint or "").endswith(("specs", "openapi")):
         response.headers["Content-Language"] = current_tag()
     return response
 

@@ -44,7 +44,7 @@ def project_copy(parent: Path) -> Path:
     """The project as a build packs it, plus its tests and tool settings, committed in a git repository."""
     root = copy_project(parent / "project")
     shutil.copytree(PROJECT_DIR / "tests", root / "tests", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", ".gitignore"):
+    for name in ("pyproject.toml", ".gitignore", "babel.cfg"):
         shutil.copy2(PROJECT_DIR / name, root / name)
     commit(root, "the tests")
     return root

@@ -35,6 +35,13 @@ LONGEST = ",".join(f"{kind}_{'x' * (MAX_FIELD_NAME - len(kind) - 1)}:{kind}" for
     ("task", ",".join(f"f{i}:int" for i in range(21)), "at most 20"),
     ("x" * (MAX_NAME + 1), None, "longer than"),
     ("task", "x" * (MAX_FIELD_NAME + 1) + ":int", "longer than"),
+    ("a", None, "plural 'as' is not"),  # its plural is a keyword
+    ("not_found", None, "'NotFound' is a name the generated code uses"),  # the model would shadow app.errors'
+    ("get_by_id", None, "'get_by_id' is a name the generated code uses"),
+    ("error", None, "the spec already has a model Error"),  # would replace every error answer's schema
+    ("profile", None, "the spec already has a model ProfileChanges"),
+    ("task", "title:str,utcnow:str", "'utcnow' is a name the generated code uses"),  # created_at's default
+    ("task", "title:str,mapped_column:str", "'mapped_column' is a name the generated code uses"),
 ])
 def test_a_refused_name_or_field_says_why(name, spec, says):
     with pytest.raises(ScaffoldError, match=says):

@@ -3,6 +3,8 @@ written all at once (and taken back, should its migration fail)."""
 
 from __future__ import annotations
 
+import ast
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -12,10 +14,12 @@ import jinja2
 
 from app import models
 from app.api import NAMESPACES
+from app.api.envelope import error_model
 from app.config import PROJECT_DIR
 from app.extensions import db
 from app.scaffold.kinds import (
     DEFAULT_FIELDS,
+    KINDS,
     MAX_NAME,
     RESERVED_NAMES,
     Field,
@@ -93,14 +97,58 @@ def taken_names() -> set[str]:
     return names
 
 
+PLACEHOLDER = "zq"  # in the names of a resource rendered only to learn the names the templates use themselves
+
+
+@functools.cache
+def template_names() -> dict[str, frozenset[str]]:
+    """The names the generated modules use for things of their own (imports, helpers, locals, arguments, and the
+    attributes read on a model), by template, learnt by rendering a resource whose own names all hold PLACEHOLDER:
+    a new resource, its model or a field by one of these names would shadow one."""
+    sample = Resource(f"{PLACEHOLDER}_item", tuple(Field(f"{PLACEHOLDER}_{kind}", KINDS[kind], kind) for kind in KINDS))
+    texts = render(sample)
+    found: dict[str, frozenset[str]] = {}
+    for template, path in sample.files.items():
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(texts[PROJECT_DIR / path])):
+            if isinstance(node, ast.Name):
+                names.add(node.id)
+            elif isinstance(node, ast.alias):
+                names.add((node.asname or node.name).split(".")[0])
+            elif isinstance(node, ast.FunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.arg):
+                names.add(node.arg)
+            elif isinstance(node, ast.Attribute):
+                names.add(node.attr)
+        found[template] = frozenset(name for name in names if PLACEHOLDER not in name.lower())
+    return found
+
+
+def schema_names() -> set[str]:
+    """The names of the models the specs already define (a new one by the same name would replace it)."""
+    return {name for namespace, _ in NAMESPACES for name in namespace.models} | {error_model.name}
+
+
 def plan_resource(name: str, spec: str | None = None) -> Resource:
     """The resource NAME with fields ``spec`` (``title:str`` when None), or ScaffoldError saying why not."""
     check_identifier(name, "NAME", MAX_NAME)
     resource = Resource(name, parse_fields(spec or DEFAULT_FIELDS))
+    check_identifier(resource.plural, "NAME's plural", MAX_NAME + 3)
     taken = taken_names() | RESERVED_NAMES
     for candidate in (name, resource.plural):
         if candidate in taken:
             raise ScaffoldError(f"NAME {name!r}: {candidate!r} is taken (a module, namespace, table or model)")
+    used = template_names()
+    everywhere = frozenset().union(*used.values())
+    where_fields_are_names = used["model.py.jinja"] | used["service.py.jinja"]  # columns, attributes, arguments
+    for candidate, names in ((name, everywhere), (resource.plural, everywhere), (resource.model, everywhere),
+                             *((field.name, where_fields_are_names) for field in resource.fields)):
+        if candidate in names:
+            raise ScaffoldError(f"{candidate!r} is a name the generated code uses for something else: choose another")
+    schemas = {resource.model, f"New{resource.model}", f"{resource.model}Changes"} & schema_names()
+    if schemas:
+        raise ScaffoldError(f"NAME {name!r}: the spec already has a model {', '.join(sorted(schemas))}")
     if any(field.name == name for field in resource.fields):
         raise ScaffoldError(f"field {name!r}: the resource's own name")
     existing = [path for path in resource.files.values() if (PROJECT_DIR / path).exists()]
@@ -194,10 +242,18 @@ def registered_namespace(resource: Resource) -> str:
 
 
 def write(texts: dict[Path, str]) -> dict[Path, str | None]:
-    """Write every file; what each held before (None: it was new), for ``undo``."""
+    """Write every file; what each held before (None: it was new), for ``undo``. A directory missing (a project
+    laid out otherwise) is a ScaffoldError before anything is written."""
+    missing = sorted({str(path.parent.relative_to(PROJECT_DIR)) for path in texts if not path.parent.is_dir()})
+    if missing:
+        raise ScaffoldError(f"the project has no {', '.join(missing)}: new-resource writes there")
     before = {path: path.read_text() if path.exists() else None for path in texts}
-    for path, text in texts.items():
-        path.write_text(text)
+    try:
+        for path, text in texts.items():
+            path.write_text(text)
+    except OSError as exc:
+        undo(before)
+        raise ScaffoldError(f"cannot write {exc.filename}: {exc.strerror}") from None
     return before
 
 

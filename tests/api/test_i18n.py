@@ -63,6 +63,14 @@ def test_accept_language_variants_choose_a_language_we_speak(client, header, lan
     assert answer.get_json()["message"] == {"en": "Not found.", "zh-CN": "未找到。"}[language]
 
 
+def test_only_the_first_ranges_of_accept_language_are_read(client):
+    """A header of thousands of ranges (a cheap way to make every request expensive) counts its first 20 only."""
+    many = ", ".join(["fr;q=0.9"] * 19 + ["zh-CN;q=0.8"] + ["de;q=0.7"] * 30000)
+    assert client.get("/api/no-such-route", headers={"Accept-Language": many}).headers["Content-Language"] == "zh-CN"
+    late = ", ".join(["fr;q=0.9"] * 20 + ["zh-CN"])
+    assert client.get("/api/no-such-route", headers={"Accept-Language": late}).headers["Content-Language"] == "en"
+
+
 def test_framework_errors_are_translated_too(client):
     bad_json = client.post("/api/common/sms/send", data="{", content_type="application/json", headers=ZH)
     wrong_method = client.delete("/api/common/sms/send", headers=ZH)
@@ -171,6 +179,7 @@ def test_the_spec_stays_english_whatever_the_request_asks_for(make_i18n_app):
     english = make_i18n_app().test_client().get("/api/swagger.json", headers=EN)
     assert chinese_first.get_json() == english.get_json()
     assert "Content-Language" not in chinese_first.headers
+    assert "Content-Language" not in make_i18n_app().test_client().get("/api/openapi.json", headers=ZH).headers
     spec = chinese_first.get_json()
     assert spec["paths"]["/common/sms/send"]["post"]["responses"]["400"]["description"].startswith("INVALID_FIELD")
     assert "Not found." not in str(spec) and "未找到" not in str(spec)

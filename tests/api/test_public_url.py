@@ -142,3 +142,12 @@ def test_production_checks_the_port_when_public_url_names_one(make_app, real_red
     }))
     response = app.test_client().get("/api/users/me", headers={"Host": host}, environ_base=EXTERNAL)
     assert response.status_code == status
+
+
+def test_a_forwarded_prefix_never_reaches_the_specs(make_app):
+    """Both specs are built once per process from the first request: a client's X-Forwarded-Prefix, which a trusted
+    proxy passes along, must not point every later reader (and their tokens) at another host."""
+    client = make_app({"app": {"trusted_proxies": 1}}).test_client()
+    poisoned = {"X-Forwarded-Prefix": "//evil.example", "X-Forwarded-For": "203.0.113.7"}
+    assert client.get("/api/openapi.json", headers=poisoned).get_json()["servers"] == [{"url": "/api"}]
+    assert client.get("/api/swagger.json", headers=poisoned).get_json()["basePath"] == "/api"
