@@ -14,12 +14,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 from sqlalchemy import create_engine, inspect
 
 from tests.fixtures.databases import fresh_database
-from tests.support import PROJECT_DIR, commit, copy_project, run_manage
+from tests.fixtures.swagger_ui import expand_all
+from tests.support import PROJECT_DIR, commit, copy_project, free_port, run_manage, wait_until
 
 pytestmark = pytest.mark.own_services
 
@@ -141,6 +144,36 @@ def test_swagger_ui_and_both_specs_show_the_namespace(generated: Path) -> None:
     assert set(spec["paths"]["/tasks/{task_id}"]) == {"parameters", "get", "patch", "delete"}
     assert set(spec["definitions"]["NewTask"]["properties"]) == {"title", "body", "done", "due"}
     assert {"/tasks/", "/tasks/{task_id}"} <= set(answer["openapi"])  # the OpenAPI 3.1 spec too
+
+
+@pytest.mark.browser
+def test_swagger_ui_in_chromium_shows_its_operations(generated: Path, browser: Any, tmp_path: Path) -> None:
+    """The copy's own server (it migrates its SQLite database at start), its /api/ page in headless Chromium."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("APP_", "TEST_"))}
+    env.update({"DATABASE_URL": f"sqlite:///{tmp_path / 'ui.db'}", "REDIS_URL": "memory://"})
+    server = subprocess.Popen([sys.executable, "tornado_server.py", "--port", str(port)], cwd=generated, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: live(port), timeout=30)
+        page = browser.new_page()
+        page.set_default_timeout(5000)
+        page.goto(f"http://127.0.0.1:{port}/api/")
+        page.wait_for_selector(".swagger-ui .info .title")
+        expand_all(page)
+        shown = {text.strip() for text in page.locator(".opblock-summary-path").all_inner_texts()}
+        assert {"/tasks/", "/tasks/{task_id}"} <= shown, shown
+        page.close()
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
+def live(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/api/health/live", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def test_the_same_name_again_is_refused(generated: Path) -> None:
