@@ -27,6 +27,7 @@ from app.extensions import db, mail, migrate, redis_store, tasks
 from app.log_output import configure_logging
 from app.logs import init_request_logging
 from app.models.user import autogenerate_includes
+from app.negotiation import BoundedNegotiation
 from app.version import __version__
 
 __all__ = ["__version__", "create_app"]
@@ -73,6 +74,7 @@ def create_app(
     app.register_error_handler(Exception, error_response)
     metrics.init_app(app)
     register_commands(app)
+    app.wsgi_app = BoundedNegotiation(app.wsgi_app)  # type: ignore[method-assign]
 
     proxies = settings.app.trusted_proxies
     if proxies:

@@ -18,8 +18,6 @@ from pathlib import Path
 from babel import Locale
 from flask import Flask, Response, current_app, has_request_context, request
 from flask_babel import Babel, force_locale, get_locale, gettext, lazy_gettext
-from werkzeug.datastructures import LanguageAccept
-from werkzeug.http import parse_accept_header
 
 from app.config import settings_of
 
@@ -32,7 +30,6 @@ TRANSLATIONS = Path(__file__).with_name("translations")
 LOCALES = {"en": Locale("en"), "zh-CN": Locale.parse("zh_Hans_CN")}
 _SIMPLIFIED = {"zh", "zh-cn", "zh-sg", "zh-hans", "zh-hans-cn", "zh-hans-sg"}
 babel = Babel()
-MAX_RANGES = 20  # of Accept-Language read: a header of thousands of ranges costs no more than a browser's
 
 
 def N_(text: str) -> str:
@@ -56,9 +53,7 @@ def requested_tag() -> str:
     default = settings_of(current_app).app.locale
     if not has_request_context():
         return default
-    header = request.headers.get("Accept-Language", "")
-    ranges = ",".join(header.split(",", MAX_RANGES)[:MAX_RANGES])
-    for language, quality in parse_accept_header(ranges, LanguageAccept):
+    for language, quality in request.accept_languages:  # bounded by app.negotiation
         tag = tag_of(language) if quality > 0 else None
         if tag:
             return tag

@@ -42,10 +42,20 @@ LONGEST = ",".join(f"{kind}_{'x' * (MAX_FIELD_NAME - len(kind) - 1)}:{kind}" for
     ("profile", None, "the spec already has a model ProfileChanges"),
     ("task", "title:str,utcnow:str", "'utcnow' is a name the generated code uses"),  # created_at's default
     ("task", "title:str,mapped_column:str", "'mapped_column' is a name the generated code uses"),
+    ("by_id", None, "would shadow get_by_id"),  # its service's get_by_id would call itself
+    ("get_by", None, "would shadow get_by_id"),  # its routes' argument get_by_id would hide the helper
+    ("empty", None, "the spec already has a model EmptyEnvelope"),  # its envelope would replace logout's
+    ("session_list", None, "the spec already has a model SessionListEnvelope"),
+    ("migration", None, "a test module test_migrations.py exists"),  # pytest needs unique basenames
 ])
 def test_a_refused_name_or_field_says_why(name, spec, says):
     with pytest.raises(ScaffoldError, match=says):
         plan_resource(name, spec)
+
+
+
+def test_the_unknown_field_the_tests_send_is_never_one_of_its_own():
+    assert plan_resource("note", "title:str,colour:int,shade:int").unknown_field == "tint"
 
 
 @pytest.mark.parametrize(("name", "plural"), [("task", "tasks"), ("box", "boxes"), ("category", "categories"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import keyword
 import re
 from dataclasses import dataclass
@@ -157,3 +158,24 @@ def parse_fields(spec: str) -> tuple[Field, ...]:
     if len(found) > MAX_FIELDS:
         raise ScaffoldError(f"at most {MAX_FIELDS} fields")
     return tuple(found)
+
+
+def shadowed_names(text: str, arguments: bool = True) -> set[str]:
+    """Names a module binds twice at its top level (an import and a def, two defs), or (with ``arguments``) that a
+    function's argument hides from the function's body. A test module's arguments are fixtures, named as their
+    functions on purpose."""
+    tree = ast.parse(text)
+    bound: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            bound += [(alias.asname or alias.name).split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef):
+            bound.append(node.name)
+        elif isinstance(node, ast.Assign):
+            bound += [target.id for target in node.targets if isinstance(target, ast.Name)]
+    module = set(bound)
+    twice = {name for name in module if bound.count(name) > 1}
+    functions = [node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
+    hidden = {arg.arg for node in functions for arg in (*node.args.args, *node.args.kwonlyargs)
+              if arguments and arg.arg in module}
+    return twice | hidden

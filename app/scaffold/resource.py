@@ -26,6 +26,7 @@ from app.scaffold.kinds import (
     ScaffoldError,
     check_identifier,
     parse_fields,
+    shadowed_names,
 )
 
 LINE = 120  # ruff's line-length
@@ -42,6 +43,12 @@ class Resource:
     @property
     def plural(self) -> str:
         return plural_of(self.name)
+
+    @property
+    def unknown_field(self) -> str:
+        """A name the tests send as a field the body does not name: none of the resource's own."""
+        names = {field.name for field in self.fields}
+        return next(name for name in ("colour", "shade", "tint", "hue", "tone") if name not in names)
 
     @property
     def model(self) -> str:
@@ -146,9 +153,19 @@ def plan_resource(name: str, spec: str | None = None) -> Resource:
                              *((field.name, where_fields_are_names) for field in resource.fields)):
         if candidate in names:
             raise ScaffoldError(f"{candidate!r} is a name the generated code uses for something else: choose another")
-    schemas = {resource.model, f"New{resource.model}", f"{resource.model}Changes"} & schema_names()
-    if schemas:
-        raise ScaffoldError(f"NAME {name!r}: the spec already has a model {', '.join(sorted(schemas))}")
+    # The namespace's models are <Model>, New<Model>, <Model>Changes and envelopes named <Model>…Envelope/Page.
+    clashes = sorted(existing for existing in schema_names() for ours in (resource.model, f"New{resource.model}")
+                     if existing == ours or (existing.startswith(ours) and existing[len(ours)].isupper()))
+    if clashes:
+        raise ScaffoldError(f"NAME {name!r}: the spec already has a model {', '.join(clashes)}")
+    test_module = Path(resource.files["test.py.jinja"]).name
+    if any((PROJECT_DIR / "tests").rglob(test_module)):
+        raise ScaffoldError(f"NAME {name!r}: a test module {test_module} exists already (pytest needs unique names)")
+    for path, text in render(resource).items():
+        shadowed = shadowed_names(text, arguments=not path.name.startswith("test_"))
+        if shadowed:
+            raise ScaffoldError(f"NAME {name!r}: in {path.relative_to(PROJECT_DIR)} it would shadow "
+                                f"{', '.join(sorted(shadowed))}: choose another")
     if any(field.name == name for field in resource.fields):
         raise ScaffoldError(f"field {name!r}: the resource's own name")
     existing = [path for path in resource.files.values() if (PROJECT_DIR / path).exists()]

@@ -12,6 +12,7 @@ import pytest
 from app.extensions import db
 from app.i18n import requested_tag
 from app.models import User
+from app.negotiation import bounded
 from tests.fixtures.accounts import login, sms_outbox
 from tests.support import deep_merge, wait_until
 
@@ -69,6 +70,16 @@ def test_only_the_first_ranges_of_accept_language_are_read(client):
     assert client.get("/api/no-such-route", headers={"Accept-Language": many}).headers["Content-Language"] == "zh-CN"
     late = ", ".join(["fr;q=0.9"] * 20 + ["zh-CN"])
     assert client.get("/api/no-such-route", headers={"Accept-Language": late}).headers["Content-Language"] == "en"
+
+
+def test_a_huge_accept_or_accept_language_is_read_only_as_far_as_its_bounds(client):
+    """Past 20 ranges or 1 KB the rest of Accept and Accept-Language is dropped before flask-restx or the language
+    choice parse it (30,000 ranges, or one range of thousands of parameters, cost tens of ms a request)."""
+    one_range = "zh-CN, fr" + ";x=1" * 15000
+    answer = client.get("/api/health/live", headers={"Accept": ",".join(["x/y"] * 30000 + ["*/*"]),
+                                                     "Accept-Language": one_range})
+    assert answer.status_code == 200 and answer.headers["Content-Language"] == "zh-CN"
+    assert bounded("a," * 30 + "b") == ",".join(["a"] * 20) and len(bounded("a" * 5000)) == 1024
 
 
 def test_framework_errors_are_translated_too(client):

@@ -82,5 +82,5 @@ def test_the_last_failure_is_logged_at_error_with_the_request_id(one_retry_app, 
     [final] = [record for record in caplog.records if record.levelno == logging.ERROR]
     assert "failed for good after 2 tries" in final.getMessage()
     log_file = Path(settings_of(app).log.file)
-    wait_until(lambda: "ERROR [" in log_file.read_text() and "[req-final-failure] task test_tasks.flaky failed for good"
+    wait_until(lambda: "ERROR [" in log_file.read_text() and "[req-final-failure] task test_async_tasks.flaky failed for good"
                in log_file.read_text())  # the line names the request that started the task
