@@ -29,6 +29,17 @@ def service_missing(what: str, error: BaseException) -> None:
     pytest.skip(message)
 
 
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+
+def spec_operations(spec: dict) -> Any:
+    """(path, method, operation) for every operation of a Swagger 2.0 or OpenAPI 3.1 spec (not a path's own keys)."""
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield path, method, operation
+
+
 def deep_merge(base: dict, update: Mapping) -> dict:
     merged = copy.deepcopy(base)
     for key, value in update.items():

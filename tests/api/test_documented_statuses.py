@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-
-def operations(spec):
-    for path, item in spec["paths"].items():
-        for method, operation in item.items():
-            if method != "parameters":
-                yield path, method, operation
+from tests.support import spec_operations
 
 
 def test_every_operation_documents_413_with_the_error_model(client):
     spec = client.get("/api/swagger.json").get_json()
-    for path, method, operation in operations(spec):
+    for path, method, operation in spec_operations(spec):
         response = operation["responses"].get("413")
         assert response and response["schema"] == {"$ref": "#/definitions/Error"}, f"{method.upper()} {path}"
 

@@ -14,7 +14,7 @@ from app.i18n import requested_tag
 from app.models import User
 from app.negotiation import bounded
 from tests.fixtures.accounts import login, sms_outbox
-from tests.support import deep_merge, wait_until
+from tests.support import wait_until
 
 PHONE, EMAIL = "+8613800138000", "me@example.com"
 ZH = {"Accept-Language": "zh-CN"}
@@ -23,16 +23,8 @@ HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
 @pytest.fixture
-def make_i18n_app(make_app, accounts_settings):
-    def factory(overrides=None):
-        return make_app(deep_merge(accounts_settings, overrides or {}))
-
-    return factory
-
-
-@pytest.fixture
-def app(make_i18n_app):
-    return make_i18n_app()
+def app(make_accounts_app):
+    return make_accounts_app()
 
 
 def unknown_field(client, headers=None):
@@ -98,15 +90,15 @@ def test_query_argument_errors_are_translated_without_the_english_help(app, clie
     assert body["message"] == "per_page: 1 到 100 之间的整数"
 
 
-def test_app_locale_zh_cn_is_the_default_and_accept_language_still_chooses(make_i18n_app):
-    client = make_i18n_app({"app": {"locale": "zh-CN"}}).test_client()
+def test_app_locale_zh_cn_is_the_default_and_accept_language_still_chooses(make_accounts_app):
+    client = make_accounts_app({"app": {"locale": "zh-CN"}}).test_client()
     assert client.get("/api/no-such-route").get_json()["message"] == "未找到。"
     assert client.get("/api/no-such-route", headers=EN).get_json()["message"] == "Not found."
     assert client.get("/api/no-such-route", headers={"Accept-Language": "de"}).get_json()["message"] == "未找到。"
 
 
-def test_outside_a_request_the_language_is_app_locale(make_i18n_app):
-    app = make_i18n_app({"app": {"locale": "zh-CN"}})
+def test_outside_a_request_the_language_is_app_locale(make_accounts_app):
+    app = make_accounts_app({"app": {"locale": "zh-CN"}})
     with app.app_context():
         assert requested_tag() == "zh-CN"
 
@@ -137,8 +129,8 @@ def test_an_sms_is_written_in_the_language_of_the_request(app, client):
     assert chinese["purpose"] == english["purpose"] == "register"
 
 
-def test_a_configured_sms_template_that_the_catalogue_lacks_is_sent_as_written(make_i18n_app):
-    app = make_i18n_app({"sms": {"template": "【Acme】code {code}"}})
+def test_a_configured_sms_template_that_the_catalogue_lacks_is_sent_as_written(make_accounts_app):
+    app = make_accounts_app({"sms": {"template": "【Acme】code {code}"}})
     client = app.test_client()
     assert client.post("/api/common/sms/send", json={"phone": "13800138000", "purpose": "register"},
                        headers=ZH).status_code == 200
@@ -147,9 +139,9 @@ def test_a_configured_sms_template_that_the_catalogue_lacks_is_sent_as_written(m
 
 
 @pytest.fixture
-def mail_app(make_i18n_app, smtp):
+def mail_app(make_accounts_app, smtp):
     port, _ = smtp
-    app = make_i18n_app({"mail": {"backend": "smtp", "server": "127.0.0.1", "port": port, "suppress": False}})
+    app = make_accounts_app({"mail": {"backend": "smtp", "server": "127.0.0.1", "port": port, "suppress": False}})
     with app.app_context():
         db.session.add(User(phone=PHONE, email=EMAIL, nickname="小明", password_hash="x"))
         db.session.commit()
@@ -185,12 +177,12 @@ def test_a_mail_is_in_english_for_an_english_request_and_by_default(mail_app, sm
     assert not HAN.search(text.replace("小明", "")) and not HAN.search(html.replace("小明", ""))
 
 
-def test_the_spec_stays_english_whatever_the_request_asks_for(make_i18n_app):
-    chinese_first = make_i18n_app().test_client().get("/api/swagger.json", headers=ZH)  # a fresh app: built now
-    english = make_i18n_app().test_client().get("/api/swagger.json", headers=EN)
+def test_the_spec_stays_english_whatever_the_request_asks_for(make_accounts_app):
+    chinese_first = make_accounts_app().test_client().get("/api/swagger.json", headers=ZH)  # a fresh app: built now
+    english = make_accounts_app().test_client().get("/api/swagger.json", headers=EN)
     assert chinese_first.get_json() == english.get_json()
     assert "Content-Language" not in chinese_first.headers
-    assert "Content-Language" not in make_i18n_app().test_client().get("/api/openapi.json", headers=ZH).headers
+    assert "Content-Language" not in make_accounts_app().test_client().get("/api/openapi.json", headers=ZH).headers
     spec = chinese_first.get_json()
     assert spec["paths"]["/common/sms/send"]["post"]["responses"]["400"]["description"].startswith("INVALID_FIELD")
     assert "Not found." not in str(spec) and "未找到" not in str(spec)

@@ -10,8 +10,7 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 from app.api.openapi31 import to_openapi31
 from tests.fixtures.accounts import login
-
-METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+from tests.support import spec_operations
 
 
 @pytest.fixture
@@ -25,12 +24,6 @@ def spec(client):
     assert (response.status_code, response.mimetype) == (200, "application/json")
     return response.get_json()
 
-
-def operations(document):
-    for path, item in document["paths"].items():
-        for method, operation in item.items():
-            if method in METHODS:
-                yield path, method, operation
 
 
 def walk(value):
@@ -57,8 +50,8 @@ def test_the_31_validator_refuses_a_20_document(swagger):
 
 
 def test_it_has_the_same_operations_as_the_swagger_spec(spec, swagger):
-    converted = {(path, method): operation for path, method, operation in operations(spec)}
-    original = {(path, method): operation for path, method, operation in operations(swagger)}
+    converted = {(path, method): operation for path, method, operation in spec_operations(spec)}
+    original = {(path, method): operation for path, method, operation in spec_operations(swagger)}
     assert converted.keys() == original.keys()
     for key, operation in original.items():
         assert converted[key]["operationId"] == operation["operationId"], key
@@ -126,7 +119,7 @@ def test_json_bodies_are_request_bodies_of_closed_models(spec, swagger):
     schemas = spec["components"]["schemas"]
     assert {name for name in closed if schemas[name]["additionalProperties"] is False} == closed
     bodies = 0
-    for path, method, operation in operations(spec):
+    for path, method, operation in spec_operations(spec):
         assert all(parameter["in"] in ("path", "query", "header") for parameter in operation.get("parameters", []))
         content = operation.get("requestBody", {}).get("content", {})
         if "application/json" in content:
@@ -164,7 +157,7 @@ def test_every_security_requirement_names_a_defined_scheme(spec):
     """openapi-spec-validator does not check this."""
     defined = set(spec["components"]["securitySchemes"])
     requirements = [("(global)", requirement) for requirement in spec.get("security", [])]
-    for path, method, operation in operations(spec):
+    for path, method, operation in spec_operations(spec):
         requirements += [(f"{method.upper()} {path}", requirement) for requirement in operation.get("security", [])]
     assert requirements
     for where, requirement in requirements:

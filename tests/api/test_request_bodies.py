@@ -8,6 +8,7 @@ import re
 import pytest
 
 from tests.fixtures.accounts import bearer, login
+from tests.support import spec_operations
 
 ADMIN = "+8613700137000"
 UNKNOWN = "not_in_the_model"
@@ -24,16 +25,10 @@ def spec(client):
     return client.get("/api/swagger.json").get_json()
 
 
-def operations(spec):
-    for path, item in spec["paths"].items():
-        for method, operation in item.items():
-            if method in ("get", "put", "post", "delete", "patch"):
-                yield path, method, operation
-
 
 def body_models(spec):
     """(operation, model) for every operation that takes a JSON body."""
-    for path, method, operation in operations(spec):
+    for path, method, operation in spec_operations(spec):
         for parameter in operation.get("parameters", []):
             if parameter["in"] == "body":
                 name = parameter["schema"]["$ref"].rsplit("/", 1)[-1]
@@ -62,7 +57,7 @@ def test_every_body_model_is_closed_and_every_string_bounded_in_the_spec(spec):
 
 def test_every_string_query_argument_is_bounded_in_the_spec(spec):
     checked = 0
-    for path, method, operation in operations(spec):
+    for path, method, operation in spec_operations(spec):
         for parameter in operation.get("parameters", []):
             if parameter["in"] in ("query", "path") and parameter.get("type") == "string":
                 checked += 1

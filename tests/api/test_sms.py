@@ -15,7 +15,7 @@ from app.extensions import db, redis_store
 from app.models import User
 from app.services import sms
 from tests.fixtures.accounts import sms_outbox
-from tests.support import deep_merge, free_port, wait_until
+from tests.support import free_port, wait_until
 
 PHONE = "+8613800138000"
 SEND = "/api/common/sms/send"
@@ -23,18 +23,8 @@ VERIFY = "/api/common/sms/verify"
 
 
 @pytest.fixture
-def make_sms_app(make_app, accounts_settings):
-    """Apps on this test's Redis namespace with the file gateway writing to this test's outbox."""
-
-    def factory(overrides=None):
-        return make_app(deep_merge(accounts_settings, overrides or {}))
-
-    return factory
-
-
-@pytest.fixture
-def app(make_sms_app):
-    return make_sms_app()
+def app(make_accounts_app):
+    return make_accounts_app()
 
 
 def outbox(app) -> list[dict]:
@@ -117,8 +107,8 @@ def test_code_for_another_purpose_or_phone_does_not_verify(app, client):
     assert verify(client, code).status_code == 200
 
 
-def test_code_expires_after_its_ttl(make_sms_app):
-    app = make_sms_app({"sms": {"code_ttl": 1}})
+def test_code_expires_after_its_ttl(make_accounts_app):
+    app = make_accounts_app({"sms": {"code_ttl": 1}})
     client = app.test_client()
     send(client)
     with app.app_context():
@@ -144,8 +134,8 @@ def test_resend_inside_the_cooldown_is_429_with_retry_after(client):
     assert 55 <= int(response.headers["Retry-After"]) <= 60
 
 
-def test_resend_after_the_cooldown_sends_a_new_code(make_sms_app):
-    app = make_sms_app({"sms": {"resend_after": 1}})
+def test_resend_after_the_cooldown_sends_a_new_code(make_accounts_app):
+    app = make_accounts_app({"sms": {"resend_after": 1}})
     client = app.test_client()
     send(client)
     first = last_code(app)
@@ -157,8 +147,8 @@ def test_resend_after_the_cooldown_sends_a_new_code(make_sms_app):
     assert verify(client, newest).status_code == 200
 
 
-def test_daily_cap_per_phone(make_sms_app):
-    client = make_sms_app({"sms": {"resend_after": 0, "daily_cap_per_phone": 2}}).test_client()
+def test_daily_cap_per_phone(make_accounts_app):
+    client = make_accounts_app({"sms": {"resend_after": 0, "daily_cap_per_phone": 2}}).test_client()
     assert [send(client).status_code for _ in range(2)] == [200, 200]
     response = send(client)
     assert response.status_code == 429
@@ -166,8 +156,8 @@ def test_daily_cap_per_phone(make_sms_app):
     assert int(response.headers["Retry-After"]) > 3600
 
 
-def test_daily_cap_per_client_address(make_sms_app):
-    client = make_sms_app({"sms": {"daily_cap_per_ip": 2}}).test_client()
+def test_daily_cap_per_client_address(make_accounts_app):
+    client = make_accounts_app({"sms": {"daily_cap_per_ip": 2}}).test_client()
     assert send(client, phone="13800138000").status_code == 200
     assert send(client, phone="13900139000").status_code == 200
     response = send(client, phone="13700137000")
@@ -175,16 +165,16 @@ def test_daily_cap_per_client_address(make_sms_app):
     assert "address" in response.get_json()["message"]
 
 
-def test_forged_x_forwarded_for_does_not_reset_the_address_cap(make_sms_app):
-    client = make_sms_app({"sms": {"daily_cap_per_ip": 2}}).test_client()
+def test_forged_x_forwarded_for_does_not_reset_the_address_cap(make_accounts_app):
+    client = make_accounts_app({"sms": {"daily_cap_per_ip": 2}}).test_client()
     phones = ["13800138000", "13900139000", "13700137000", "13600136000"]
     codes = [send(client, phone=p, headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code
              for i, p in enumerate(phones)]
     assert codes == [200, 200, 429, 429]
 
 
-def test_x_forwarded_for_counts_behind_a_trusted_proxy(make_sms_app):
-    client = make_sms_app({"sms": {"daily_cap_per_ip": 1}, "app": {"trusted_proxies": 1}}).test_client()
+def test_x_forwarded_for_counts_behind_a_trusted_proxy(make_accounts_app):
+    client = make_accounts_app({"sms": {"daily_cap_per_ip": 1}, "app": {"trusted_proxies": 1}}).test_client()
     first = send(client, phone="13800138000", headers={"X-Forwarded-For": "203.0.113.1"})
     second = send(client, phone="13900139000", headers={"X-Forwarded-For": "203.0.113.2"})
     third = send(client, phone="13700137000", headers={"X-Forwarded-For": "203.0.113.2"})
@@ -255,23 +245,23 @@ def gateway_server():
     server.server_close()
 
 
-def http_app(make_sms_app, url, secret="gateway-secret"):
-    return make_sms_app({"sms": {"gateway": "http", "http": {"url": url, "secret": secret, "timeout": 2.0}}})
+def http_app(make_accounts_app, url, secret="gateway-secret"):
+    return make_accounts_app({"sms": {"gateway": "http", "http": {"url": url, "secret": secret, "timeout": 2.0}}})
 
 
-def test_http_gateway_posts_a_signed_message(make_sms_app, gateway_server):
+def test_http_gateway_posts_a_signed_message(make_accounts_app, gateway_server):
     handler, url = gateway_server
-    client = http_app(make_sms_app, url).test_client()
+    client = http_app(make_accounts_app, url).test_client()
     assert send(client).status_code == 200
     [message] = handler.received
     assert (message["to"], message["purpose"]) == (PHONE, "register")
     assert verify(client, message["code"]).status_code == 200
 
 
-def test_http_gateway_error_is_502_and_stores_nothing(make_sms_app, gateway_server):
+def test_http_gateway_error_is_502_and_stores_nothing(make_accounts_app, gateway_server):
     handler, url = gateway_server
     handler.status = 500
-    app = http_app(make_sms_app, url)
+    app = http_app(make_accounts_app, url)
     client = app.test_client()
     response = send(client)
     assert response.status_code == 502
@@ -284,15 +274,15 @@ def test_http_gateway_error_is_502_and_stores_nothing(make_sms_app, gateway_serv
     assert send(client).status_code == 200  # a failed send costs no cooldown
 
 
-def test_http_gateway_with_a_wrong_secret_is_refused_by_the_gateway(make_sms_app, gateway_server):
+def test_http_gateway_with_a_wrong_secret_is_refused_by_the_gateway(make_accounts_app, gateway_server):
     handler, url = gateway_server
-    client = http_app(make_sms_app, url, secret="not-the-secret").test_client()
+    client = http_app(make_accounts_app, url, secret="not-the-secret").test_client()
     assert send(client).status_code == 502
     assert handler.received == []
 
 
-def test_unreachable_http_gateway_is_502(make_sms_app):
-    client = http_app(make_sms_app, f"http://127.0.0.1:{free_port()}/sms").test_client()
+def test_unreachable_http_gateway_is_502(make_accounts_app):
+    client = http_app(make_accounts_app, f"http://127.0.0.1:{free_port()}/sms").test_client()
     assert send(client).status_code == 502
 
 

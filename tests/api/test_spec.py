@@ -7,7 +7,8 @@ import re
 import pytest
 from openapi_spec_validator import validate
 
-METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+from tests.support import spec_operations
+
 PUBLIC = {("get", "/health"), ("get", "/health/live")}
 # Answers without a JSON body: the bytes of a download, a redirect to them, or "not modified".
 BODILESS = {"200", "206", "302", "304"}
@@ -21,12 +22,6 @@ def spec(client):
     assert response.status_code == 200
     return response.get_json()
 
-
-def operations(spec):
-    for path, item in spec["paths"].items():
-        for method, operation in item.items():
-            if method in METHODS:
-                yield path, method, operation
 
 
 def resolve(spec, schema):
@@ -69,7 +64,7 @@ def test_every_security_requirement_names_a_defined_scheme(spec):
     """openapi-spec-validator does not check this."""
     defined = set(spec["securityDefinitions"])
     requirements = [("(global)", requirement) for requirement in spec.get("security", [])]
-    for path, method, operation in operations(spec):
+    for path, method, operation in spec_operations(spec):
         requirements += [(f"{method.upper()} {path}", requirement) for requirement in operation.get("security", [])]
     assert requirements
     for where, requirement in requirements:
@@ -82,14 +77,14 @@ def test_health_operations_are_public(spec):
 
 
 def test_every_operation_documents_500_with_the_error_model(spec):
-    for path, method, operation in operations(spec):
+    for path, method, operation in spec_operations(spec):
         response = operation["responses"].get("500")
         assert response, f"{method.upper()} {path} does not document 500"
         assert response["schema"] == {"$ref": "#/definitions/Error"}, f"{method.upper()} {path}"
 
 
 def test_every_response_is_an_envelope(spec):
-    for path, method, operation in operations(spec):
+    for path, method, operation in spec_operations(spec):
         for code, response in operation["responses"].items():
             where = f"{method.upper()} {path} {code}"
             if "schema" not in response:
@@ -106,7 +101,7 @@ def test_every_response_is_an_envelope(spec):
 def test_every_list_documents_both_forms(spec):
     """Each operation that takes page takes cursor too, and its page model names both forms' properties."""
     lists = 0
-    for path, method, operation in operations(spec):
+    for path, method, operation in spec_operations(spec):
         names = {parameter["name"] for parameter in operation.get("parameters", [])}
         if "page" not in names:
             continue
@@ -120,7 +115,7 @@ def test_every_list_documents_both_forms(spec):
 
 
 def test_no_field_mask_header_is_documented(spec):
-    parameters = [parameter for _, _, operation in operations(spec) for parameter in operation.get("parameters", [])]
+    parameters = [parameter for _, _, operation in spec_operations(spec) for parameter in operation.get("parameters", [])]
     parameters += [parameter for item in spec["paths"].values() for parameter in item.get("parameters", [])]
     assert all(parameter.get("name", "").lower() != "x-fields" for parameter in parameters)
 
@@ -138,7 +133,7 @@ def test_docs_off_hides_swagger_ui_and_spec(make_app):
 
 def test_every_secured_operation_answers_401_without_a_token(spec, client):
     """The lock in Swagger UI is true: an operation documented as secured checks the token."""
-    secured = [(path, method) for path, method, operation in operations(spec)
+    secured = [(path, method) for path, method, operation in spec_operations(spec)
                if operation.get("security", spec.get("security"))]
     assert secured
     assert not {(method, path) for path, method in secured} & PUBLIC
