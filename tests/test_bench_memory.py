@@ -29,9 +29,9 @@ def test_bench_sessions_py_counts_every_key_of_a_session(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     [report] = tmp_path.glob("sessions-*.md")
     text = report.read_text()
-    assert "(1,500 keys)" in text  # token, refresh token, session, index entry and profile: five each
-    for kind in ("access", "refresh", "session", "user", "profile"):
-        assert f"| `auth:{kind}:…` | " in text
+    assert "(901 keys)" in text  # a session, an index and a profile each, and their one User-Agent
+    for kind, keys in (("session", 300), ("index", 300), ("profile", 300), ("agent", 1)):
+        assert f"| `auth:{kind}:…` | {keys} | " in text
     per_session = int(re.search(r"used_memory after minus before, per session \| (\d+) B", text)[1])  # type: ignore
     assert 300 < per_session < 10_000
 

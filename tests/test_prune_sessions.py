@@ -1,5 +1,5 @@
 """The session index clean-up: `sessions.prune_session_index()` and `python manage.py prune-sessions` remove the ids
-of expired sessions from their users' sets, never a live one, also while users log in."""
+of expired sessions from their users' indexes, never a live one, also while users log in."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def manage(database_url: str, *args: str, redis: dict | None = None) -> subproce
 
 def index(app, user_id: int) -> set[str]:
     with app.app_context():
-        return set(redis_store.smembers(redis_store.key("auth", "user", str(user_id))))
+        return set(redis_store.zrange(redis_store.key("auth", "index", str(user_id)), 0, -1))
 
 
 def expire_sessions(app, session_ids) -> None:
@@ -60,7 +60,7 @@ def test_expired_sessions_leave_the_index_and_live_ones_stay(redis_app, make_use
     wait_until(lambda: gone(app, dead))
 
     with app.app_context():
-        assert prune_session_index(batch=2) == 3  # batches smaller than a set: SSCAN in several steps
+        assert prune_session_index(batch=2) == 3  # batches smaller than an index: ZSCAN in several steps
         assert prune_session_index() == 0
     assert index(app, users[0]) == first - set(dead)
     assert index(app, users[1]) == second - set(dead)
@@ -84,7 +84,7 @@ def test_a_user_whose_sessions_all_expired_has_no_index_left(redis_app, make_use
 def test_logins_while_pruning_keep_every_live_session_in_the_index(make_app, accounts_settings, real_redis_settings,
                                                                  make_user):
     """Logins in threads while the prune runs again and again over sets that hold expired ids too: every session
-    opened is in its user's set at the end, and every expired id is gone."""
+    opened is in its user's index at the end, and every expired id is gone."""
     app = make_app(deep_merge(deep_merge(accounts_settings, real_redis_settings), {"auth": {"max_sessions": 200}}))
     users = {phone: make_user(phone) for phone in PHONES}
     seed = app.test_client()

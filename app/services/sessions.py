@@ -1,26 +1,28 @@
 """Sessions and their tokens, kept in Redis only, so every process and host sharing the Redis agrees at once.
 
-Redis keys (under the configured prefix; tokens appear only as SHA-256 digests):
-  auth:access:<digest>      "<session id>:<user id>"            TTL auth.token_ttl
-  auth:refresh:<digest>     "<session id>", or "retired:<id>"   TTL auth.refresh_ttl
+Redis keys (under the configured prefix):
   auth:session:<id>         hash: user_id, created_at, last_seen_at, auth_at (the last proof of the password or
-                            a second factor), mfa_at (the last proof of a second factor), ip, user_agent, access,
-                            refresh (the digests of its live tokens)
-                                                                TTL auth.refresh_ttl, renewed on refresh
-  auth:user:<user id>       set of the user's session ids       TTL auth.refresh_ttl, renewed on login
+                            a second factor), mfa_at (the last proof of a second factor), ip, agent (the id of its
+                            User-Agent), salt, gen (the generation of its token pair), access (the digest of its
+                            access token), access_until                TTL auth.refresh_ttl, renewed on refresh
+  auth:index:<user id>      sorted set of the user's session ids, by login time   TTL auth.refresh_ttl, renewed
+  auth:agent:<id>           a User-Agent string, kept once for every session that sent it
+                                                                TTL auth.session_max_age, renewed on login
+A token names its session (app.services.session_tokens), so there is no key per token; a session costs three keys,
+a small hash and an index entry (docs/performance.md). Sessions opened before this layout (a key per token, a set
+per user: auth:access, auth:refresh, auth:user) are served by app.services.legacy_sessions until they end.
 This module names these keys and no other module touches them; its Lua scripts are in
-app.services.session_scripts. The token check also fetches the user's cached
-row, whose key app.services.user_cache names (its prefix comes in as an argument).
-A refresh retires the old refresh token; presenting a retired one ends its whole session (theft).
-A session ends ``auth.idle_timeout`` seconds after its last request or refresh and ``auth.session_max_age`` after
-its login: the token check and the refresh enforce both in the script they already run (no extra round trip), and
-no token outlives its session's maximum age.
+app.services.session_scripts. The token check also fetches the user's cached row, whose key
+app.services.user_cache names (its prefix comes in as an argument).
+A refresh starts the next generation of the pair; a refresh token of an earlier generation coming back ends its
+whole session (theft). A session ends ``auth.idle_timeout`` seconds after its last request or refresh and
+``auth.session_max_age`` after its login: the token check and the refresh enforce both in the script they already
+run (no extra round trip), and no token outlives its session's maximum age.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +30,14 @@ from typing import Any
 
 from app.config import configs
 from app.extensions import redis_store
+from app.services import legacy_sessions, session_tokens
+from app.services.legacy_sessions import Prefixes
 from app.services.session_scripts import AUTHENTICATE, DROP_ENDED, END, MARK_RECENT, OPEN, ROTATE
+from app.services.session_tokens import new_session_id
+
+__all__ = ["LiveToken", "Rotation", "TokenPair", "authenticate", "end_all_sessions", "end_session", "every_session",
+           "list_sessions", "mark_recent", "new_session_id", "open_session", "prune_session_index", "rotate",
+           "sessions_beyond"]
 
 
 @dataclass(frozen=True)
@@ -53,8 +62,12 @@ class TokenPair:
     refresh_expires_in: int
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+@dataclass(frozen=True)
+class Rotation:
+    """What a refresh did: a new pair, or the session it found retired (a theft, now ended), or neither."""
+
+    pair: TokenPair | None = None
+    reused_by: tuple[str, int] | None = None  # (session id, user id) when a retired token came back
 
 
 def _now() -> str:
@@ -65,8 +78,18 @@ def _key(*parts: str) -> str:
     return redis_store.key("auth", *parts)
 
 
-def new_session_id() -> str:
-    return secrets.token_urlsafe(12)
+def _prefixes() -> Prefixes:
+    return Prefixes(session=_key("session", ""), access=_key("access", ""), refresh=_key("refresh", ""),
+                    user=_key("user", ""), index=_key("index", ""))
+
+
+def _end_prefixes() -> list[str]:
+    """The prefixes every script that may end a session takes, in the order end_session takes them."""
+    return [_key("access", ""), _key("refresh", ""), _key("user", ""), _key("index", "")]
+
+
+def _agent_id(user_agent: str) -> str:
+    return hashlib.sha256(user_agent.encode()).hexdigest()[:20] if user_agent else ""
 
 
 def open_session(user_id: int, ip: str, user_agent: str, session_id: str | None = None,
@@ -76,14 +99,15 @@ def open_session(user_id: int, ip: str, user_agent: str, session_id: str | None 
     with a replica, once one has it (``redis.replica_wait_ms``)."""
     auth = configs.auth
     session_id = session_id or new_session_id()
-    token, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    salt = session_tokens.new_salt()
+    token, refresh = session_tokens.access_token(session_id, 1), session_tokens.refresh_token(session_id, 1, salt)
     access_ttl, refresh_ttl = min(auth.token_ttl, auth.session_max_age), min(auth.refresh_ttl, auth.session_max_age)
-    now = _now()
-    keys = [_key("session", session_id), _key("access", _digest(token)), _key("refresh", _digest(refresh)),
-            _key("user", str(user_id))]
-    redis_store.run_script(OPEN, keys, [session_id, user_id, now, ip, user_agent[:256], _digest(token),
-                                        _digest(refresh), int(second_factor), access_ttl, refresh_ttl,
-                                        auth.refresh_ttl], replicated=True)
+    now, agent = time.time(), user_agent[:256]
+    agent_id = _agent_id(agent)
+    keys = [_key("session", session_id), _key("index", str(user_id)), _key("agent", agent_id)]
+    redis_store.run_script(OPEN, keys, [session_id, user_id, f"{now:.3f}", ip, agent_id, agent, salt,
+                                        session_tokens.digest(token), f"{now + access_ttl:.3f}", int(second_factor),
+                                        refresh_ttl, auth.refresh_ttl, auth.session_max_age], replicated=True)
     return TokenPair(session_id, user_id, token, refresh, access_ttl, refresh_ttl)
 
 
@@ -93,48 +117,63 @@ def _limits() -> list[int]:
 
 def authenticate(token: str, snapshot_prefix: str) -> LiveToken | None:
     """What a live access token names, with the snapshot stored at ``snapshot_prefix`` + user id, recording
-    last-seen; one Redis round trip. None for any other token, and for one whose session outlived
-    ``auth.idle_timeout`` or ``auth.session_max_age`` (that session ends)."""
-    if not token:
+    last-seen; one Redis round trip (none for a token of no known form). None for any other token, and for one
+    whose session outlived ``auth.idle_timeout`` or ``auth.session_max_age`` (that session ends)."""
+    parts = session_tokens.parse(token)
+    if parts is None:
+        if session_tokens.is_legacy(token):
+            found = legacy_sessions.authenticate(token, snapshot_prefix, _now(), _limits(), _prefixes())
+            return LiveToken(*found) if found else None
         return None
     found = redis_store.run_script(
-        AUTHENTICATE, keys=[_key("access", _digest(token))],
-        args=[_now(), _key("session", ""), snapshot_prefix, *_limits(), _key("access", ""), _key("refresh", ""),
-              _key("user", "")])
+        AUTHENTICATE, keys=[_key("session", parts.session_id)],
+        args=[_now(), parts.session_id, parts.generation, session_tokens.digest(token), snapshot_prefix,
+              *_limits(), *_end_prefixes()])
     if not found:
         return None
-    value, snapshot, authenticated_at, second_factor_at = found
-    session_id, user_id = str(value).split(":", 1)
-    return LiveToken(session_id, int(user_id), snapshot, float(authenticated_at), float(second_factor_at))
-
-
-@dataclass(frozen=True)
-class Rotation:
-    """What a refresh did: a new pair, or the session it found retired (a theft, now ended), or neither."""
-
-    pair: TokenPair | None = None
-    reused_by: tuple[str, int] | None = None  # (session id, user id) when a retired token came back
+    user_id, snapshot, authenticated_at, second_factor_at = found
+    return LiveToken(parts.session_id, int(user_id), snapshot, float(authenticated_at), float(second_factor_at))
 
 
 def rotate(refresh_token: str) -> Rotation:
-    """Trade a refresh token for a new pair. A retired one ends its session; so does a session past its idle
-    timeout or maximum age (no pair either way)."""
-    auth = configs.auth
-    token, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    """Trade a refresh token for a new pair. One of an earlier generation ends its session; so does a session past
+    its idle timeout or maximum age (no pair either way)."""
+    parts = session_tokens.parse(refresh_token)
+    if parts is None:
+        if session_tokens.is_legacy(refresh_token):
+            return _rotated(legacy_sessions.rotate(refresh_token, _now(), _limits(), _prefixes()))
+        return Rotation()
+    salt, generation = redis_store.hmget(_key("session", parts.session_id), "salt", "gen")
+    if salt is None or generation is None or not session_tokens.issued(parts, salt):
+        return Rotation()
+    if parts.generation != int(generation):
+        return _retired(parts.session_id)
+    auth, following = configs.auth, parts.generation + 1
+    token = session_tokens.access_token(parts.session_id, following)
     outcome = redis_store.run_script(
-        ROTATE,
-        keys=[_key("refresh", _digest(refresh_token)), _key("access", _digest(token)),
-              _key("refresh", _digest(refresh))],
-        args=[_now(), _key("session", ""), _digest(token), _digest(refresh), auth.token_ttl, auth.refresh_ttl,
-              _key("access", ""), _key("user", ""), *_limits(), _key("refresh", "")],
-    )
+        ROTATE, keys=[_key("session", parts.session_id)],
+        args=[_now(), parts.session_id, parts.generation, salt, session_tokens.digest(token), auth.token_ttl,
+              auth.refresh_ttl, *_limits(), *_end_prefixes()])
     if outcome[0] == 1:
-        _, session_id, user_id, access_ttl, refresh_ttl = outcome
-        return Rotation(TokenPair(str(session_id), int(user_id), token, refresh, int(access_ttl), int(refresh_ttl)))
+        _, user_id, access_ttl, refresh_ttl = outcome
+        refresh = session_tokens.refresh_token(parts.session_id, following, salt)
+        return Rotation(TokenPair(parts.session_id, int(user_id), token, refresh, int(access_ttl), int(refresh_ttl)))
     if outcome[0] == 2:
-        session_id = str(outcome[1])
-        owner = end_session(session_id)
-        return Rotation(reused_by=(session_id, owner) if owner else None)
+        return _retired(parts.session_id)
+    return Rotation()
+
+
+def _retired(session_id: str) -> Rotation:
+    """A refresh token this session has retired came back: end the session."""
+    owner = end_session(session_id)
+    return Rotation(reused_by=(session_id, owner) if owner else None)
+
+
+def _rotated(outcome: legacy_sessions.Outcome) -> Rotation:
+    if outcome.pair is not None:
+        return Rotation(TokenPair(*outcome.pair))
+    if outcome.retired is not None:
+        return _retired(outcome.retired)
     return Rotation()
 
 
@@ -144,14 +183,22 @@ def end_session(session_id: str, user_id: int | None = None) -> int | None:
     owner = redis_store.hget(session, "user_id")
     if owner is None or (user_id is not None and owner != str(user_id)):
         return None
-    ended = redis_store.run_script(END, keys=[session], args=[session_id, owner, _key("access", ""),
-                                                               _key("refresh", ""), _key("user", "")])
+    ended = redis_store.run_script(END, keys=[session], args=[session_id, owner, *_end_prefixes()])
     return int(owner) if ended else None
+
+
+def _indexed(user_id: int) -> list[str]:
+    """The ids in the user's index and in the set of the layout before it, in one round trip."""
+    with redis_store.pipeline(transaction=False) as pipe:
+        pipe.zrange(_key("index", str(user_id)), 0, -1)
+        pipe.smembers(_key("user", str(user_id)))
+        ordered, legacy = pipe.execute()
+    return sorted({*ordered, *legacy})
 
 
 def end_all_sessions(user_id: int, keep: str | None = None) -> list[str]:
     """End every session of the user (but ``keep``); the ids of those that ended."""
-    return [session_id for session_id in sorted(redis_store.smembers(_key("user", str(user_id))))
+    return [session_id for session_id in _indexed(user_id)
             if session_id != keep and end_session(session_id, user_id)]
 
 
@@ -165,25 +212,34 @@ def every_session() -> Iterator[tuple[str, int]]:
 
 
 def prune_session_index(batch: int = 500) -> int:
-    """Remove from the users' sets the ids of sessions that expired (their hash is gone), walking with SCAN and
-    SSCAN ``batch`` at a time, each batch checked and removed atomically; how many went. A periodic job."""
+    """Remove from the users' indexes the ids of sessions that expired (their hash is gone), walking with SCAN and
+    ZSCAN (SSCAN for the sets of the layout before) ``batch`` at a time, each batch checked and removed
+    atomically; how many went. A periodic job."""
     removed, session_prefix = 0, _key("session", "")
-    for user_set in redis_store.scan_iter(match=_key("user", "*"), count=batch):
-        ids: list[str] = []
-        for session_id in redis_store.sscan_iter(user_set, count=batch):
-            ids.append(session_id)
-            if len(ids) == batch:
-                removed += redis_store.run_script(DROP_ENDED, keys=[user_set], args=[session_prefix, *ids])
-                ids = []
-        if ids:
-            removed += redis_store.run_script(DROP_ENDED, keys=[user_set], args=[session_prefix, *ids])
+    for pattern, members in ((_key("index", "*"), _zset_members), (_key("user", "*"), redis_store.sscan_iter)):
+        for index in redis_store.scan_iter(match=pattern, count=batch):
+            ids: list[str] = []
+            for session_id in members(index, count=batch):
+                ids.append(session_id)
+                if len(ids) == batch:
+                    removed += redis_store.run_script(DROP_ENDED, keys=[index], args=[session_prefix, *ids])
+                    ids = []
+            if ids:
+                removed += redis_store.run_script(DROP_ENDED, keys=[index], args=[session_prefix, *ids])
     return removed
+
+
+def _zset_members(key: str, count: int) -> Iterator[str]:
+    return (member for member, _score in redis_store.zscan_iter(key, count=count))
 
 
 def sessions_beyond(user_id: int, limit: int) -> list[str]:
     """The ids of the user's oldest sessions past the newest ``limit`` (none, in one round trip, while under it)."""
-    if redis_store.scard(_key("user", str(user_id))) <= limit:
-        return []
+    with redis_store.pipeline(transaction=False) as pipe:
+        pipe.zcard(_key("index", str(user_id)))
+        pipe.scard(_key("user", str(user_id)))
+        if sum(pipe.execute()) <= limit:
+            return []
     listed = list_sessions(user_id)
     return [s["id"] for s in listed[:max(0, len(listed) - limit)]]
 
@@ -195,11 +251,12 @@ def mark_recent(session_id: str, second_factor: bool = False) -> None:
 
 def list_sessions(user_id: int) -> list[dict[str, Any]]:
     """The user's open sessions, oldest first (those past a lifetime limit end here, unlisted)."""
-    ids = sorted(redis_store.smembers(_key("user", str(user_id))))
+    ids = _indexed(user_id)
     with redis_store.pipeline(transaction=False) as pipe:
         for session_id in ids:
             pipe.hgetall(_key("session", session_id))
         rows = pipe.execute()
+    agents = _agents({row["agent"] for row in rows if row.get("agent")})
     now, (idle, max_age) = time.time(), _limits()
     sessions, gone = [], []
     for session_id, row in zip(ids, rows, strict=True):
@@ -210,8 +267,19 @@ def list_sessions(user_id: int) -> list[dict[str, Any]]:
         if now - last_seen_at > idle or now - created_at > max_age:
             end_session(session_id, user_id)
             continue
+        user_agent = agents.get(row.get("agent", ""), row.get("user_agent", ""))
         sessions.append({"id": session_id, "created_at": created_at, "last_seen_at": last_seen_at,
-                         "ip": row.get("ip", ""), "user_agent": row.get("user_agent", "")})
+                         "ip": row.get("ip", ""), "user_agent": user_agent})
     if gone:
-        redis_store.srem(_key("user", str(user_id)), *gone)
+        with redis_store.pipeline(transaction=False) as pipe:
+            pipe.zrem(_key("index", str(user_id)), *gone)
+            pipe.srem(_key("user", str(user_id)), *gone)
+            pipe.execute()
     return sorted(sessions, key=lambda s: s["created_at"])
+
+
+def _agents(agent_ids: set[str]) -> dict[str, str]:
+    """The User-Agent strings these ids stand for (one round trip)."""
+    ordered = sorted(agent_ids)
+    texts = redis_store.mget([_key("agent", agent_id) for agent_id in ordered]) if ordered else []
+    return {agent_id: text or "" for agent_id, text in zip(ordered, texts, strict=True)}

@@ -1,7 +1,7 @@
 """A snapshot of each signed-in user's row in Redis, fetched by the same script that checks the token, so that a
 signed-in request costs one Redis round trip, no SQL query, and no ORM work until it needs the row.
 
-    auth:profile:<user id>   JSON of Profile's fields      TTL auth.profile_cache_ttl (0 turns the cache off)
+    auth:profile:<user id>   JSON array of Profile's fields, in order   TTL auth.profile_cache_ttl (0: no cache)
 
 This module names that key and is the only one that writes it; the token check (app.services.sessions) reads it
 with the prefix app.auth passes from ``key_prefix()``. app.auth hands the snapshot to handlers as a ``Profile``
@@ -56,14 +56,21 @@ class Profile:
 
     @classmethod
     def parse(cls, snapshot: str) -> Profile | None:
-        """The profile a stored snapshot describes; None if it does not parse (a snapshot of an older layout)."""
+        """The profile a stored snapshot describes; None if it does not parse (a snapshot of an older layout, such
+        as the JSON object of field names that came before the array)."""
         try:
-            data: dict[str, Any] = json.loads(snapshot)
+            values = json.loads(snapshot)
+            if not isinstance(values, list) or len(values) != len(_FIELDS):
+                return None
+            data: dict[str, Any] = dict(zip(_FIELDS, values, strict=True))
             for name in TIMES:
                 data[name] = datetime.fromisoformat(data[name]) if data[name] else None
             return cls(**data)
         except (ValueError, KeyError, TypeError):
             return None
+
+
+_FIELDS = tuple(field.name for field in fields(Profile))  # a snapshot is their values in this order
 
 
 def key_prefix() -> str:
@@ -98,7 +105,7 @@ def store(profile: Profile) -> None:
         return
     data = asdict(profile)
     data.update({name: data[name].isoformat() if data[name] else None for name in TIMES})
-    redis_store.set(key(profile.id), json.dumps(data), ex=ttl)
+    redis_store.set(key(profile.id), json.dumps([data[name] for name in _FIELDS], separators=(",", ":")), ex=ttl)
 
 
 @event.listens_for(User, "after_update")
