@@ -58,9 +58,9 @@ def authenticate(token: str) -> Identity:
     live = sessions.authenticate(token, user_cache.key_prefix())
     if live is None:
         raise NotAuthorized(REFUSED)
-    profile = Profile.parse(live.snapshot) if live.snapshot else None
+    profile = Profile.parse(live.snapshot, live.user_id) if live.snapshot else None
     row = None
-    if profile is None:  # not cached, or cached in an older layout
+    if profile is None:  # not cached, or cached in another layout
         row = user_cache.read(live.user_id)
         if row is None:
             sessions.end_session(live.session_id)

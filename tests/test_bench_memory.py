@@ -29,8 +29,8 @@ def test_bench_sessions_py_counts_every_key_of_a_session(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     [report] = tmp_path.glob("sessions-*.md")
     text = report.read_text()
-    assert "(901 keys)" in text  # a session, an index and a profile each, and their one User-Agent
-    for kind, keys in (("session", 300), ("index", 300), ("profile", 300), ("agent", 1)):
+    assert "(900 keys)" in text  # a session, an index and a profile each
+    for kind, keys in (("session", 300), ("index", 300), ("profile", 300)):
         assert f"| `auth:{kind}:…` | {keys} | " in text
     per_session = int(re.search(r"used_memory after minus before, per session \| (\d+) B", text)[1])  # type: ignore
     assert 300 < per_session < 10_000

@@ -21,7 +21,7 @@ from app.services.users import EMAIL_MAX_LENGTH, EMAIL_PATTERN, ROLES
 
 # An address or "" for none: a pattern, since Swagger 2.0 has no other way to say "an address or empty".
 EMAIL_OR_EMPTY = "^$|" + EMAIL_PATTERN
-TICKET = 128  # characters of a ticket or token we accept: ours are 43 (32 random bytes, URL-safe base64)
+TICKET = 128  # characters of a ticket or token we accept: ours are 43 to 93
 PHONE_MAX_LENGTH = 32  # "+" and 15 digits, with room for separators: "+86 138-0013-8000"
 NICKNAME_MAX_LENGTH = 64  # the column's length
 

@@ -23,17 +23,13 @@ local function outlived(times, now, idle, max_age)
 end
 """
 
-# KEYS: session, user's index, user agent. ARGV: session id, user id, now, ip, user agent id, user agent, salt,
-# access digest, access until, "1" with a second factor, session ttl, index ttl, user agent ttl. A script, so the
-# login can WAIT on its connection.
+# KEYS: session, user's index. ARGV: session id, now, session ttl, index ttl, then the hash's fields and values.
+# A script, so the login can WAIT on its connection.
 OPEN = """
-redis.call('HSET', KEYS[1], 'user_id', ARGV[2], 'created_at', ARGV[3], 'last_seen_at', ARGV[3], 'auth_at', ARGV[3],
-           'ip', ARGV[4], 'agent', ARGV[5], 'salt', ARGV[7], 'gen', '1', 'access', ARGV[8], 'access_until', ARGV[9])
-if ARGV[10] == '1' then redis.call('HSET', KEYS[1], 'mfa_at', ARGV[3]) end
-redis.call('EXPIRE', KEYS[1], ARGV[11])
-if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[6], 'EX', ARGV[13]) end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-return redis.call('EXPIRE', KEYS[2], ARGV[12])
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return redis.call('EXPIRE', KEYS[2], ARGV[4])
 """
 
 # KEYS: session. ARGV: now, session id, generation, access digest, user snapshot prefix, idle timeout, max age,
@@ -41,11 +37,11 @@ return redis.call('EXPIRE', KEYS[2], ARGV[12])
 # session's, the access token's lifetime, the session's limits (ended if it outlived one), last seen, and the user's
 # cached row (app.services.user_cache). Returns {user id, snapshot, auth_at, mfa_at}, or false.
 AUTHENTICATE = END_SESSION_LUA + """
-local held = redis.call('HMGET', KEYS[1], 'gen', 'access', 'access_until', 'created_at', 'last_seen_at', 'auth_at',
+local held = redis.call('HMGET', KEYS[1], 'gen', 'access', 'expires', 'created_at', 'last_seen_at', 'auth_at',
                         'mfa_at', 'user_id')
 if held[1] ~= ARGV[3] or held[2] ~= ARGV[4] then return false end
 local now = tonumber(ARGV[1])
-if now >= tonumber(held[3]) then return false end
+if now >= tonumber(held[3]) then return false end  -- the access token's expiry (whole seconds)
 if outlived({held[4], held[5]}, now, ARGV[6], ARGV[7]) then
   end_session(KEYS[1], ARGV[2], held[8], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
   return false
@@ -54,29 +50,30 @@ redis.call('HSET', KEYS[1], 'last_seen_at', ARGV[1])
 return {held[8], redis.call('GET', ARGV[5] .. held[8]), held[6] or held[4], held[7] or '0'}
 """
 
-# KEYS: session. ARGV: now, session id, the refresh token's generation (checked as issued by the caller), salt, the
-# next access digest, token ttl, refresh ttl, idle timeout, max age, access, refresh, user set and index prefixes.
-# Starts the next generation: {1, user id, access ttl, refresh ttl} (whole seconds; both capped by what the
-# session's max age leaves, and the session expires to the millisecond with it); {2} when the session is past that
-# generation (the token was retired, maybe a moment ago: theft); {3} when the session outlived a limit (now ended);
-# {0} when the session is gone.
+# KEYS: session. ARGV: now, session id, the refresh token's generation (its mac checked by the caller) and digest,
+# the next access and refresh digests, token ttl, refresh ttl, idle timeout, max age, access, refresh, user set and
+# index prefixes. Starts the next generation: {1, user id, access ttl, refresh ttl} (whole seconds; both capped by
+# what the session's max age leaves, and the session expires to the millisecond with it); {2} for a token of an
+# earlier generation (retired, maybe a moment ago: theft); {3} when the session outlived a limit (now ended); {0}
+# when the session is gone or the token is not its current one (e.g. a refresh lost in a failover).
 ROTATE = END_SESSION_LUA + """
-local held = redis.call('HMGET', KEYS[1], 'user_id', 'gen', 'salt', 'created_at', 'last_seen_at')
-local user_id = held[1]
-if not user_id or held[3] ~= ARGV[4] then return {0} end
-if held[2] ~= ARGV[3] then return {2} end
+local held = redis.call('HMGET', KEYS[1], 'user_id', 'gen', 'refresh', 'created_at', 'last_seen_at')
+local user_id, generation = held[1], tonumber(held[2])
+if not user_id or not generation then return {0} end
+if tonumber(ARGV[3]) < generation then return {2} end
+if tonumber(ARGV[3]) > generation or held[3] ~= ARGV[4] then return {0} end
 local now = tonumber(ARGV[1])
-local left_ms = math.floor((tonumber(ARGV[9]) - (now - tonumber(held[4]))) * 1000)
-if outlived({held[4], held[5]}, now, ARGV[8], ARGV[9]) or left_ms < 1 then
-  end_session(KEYS[1], ARGV[2], user_id, ARGV[10], ARGV[11], ARGV[12], ARGV[13])
+local left_ms = math.floor((tonumber(ARGV[10]) - (now - tonumber(held[4]))) * 1000)
+if outlived({held[4], held[5]}, now, ARGV[9], ARGV[10]) or left_ms < 1 then
+  end_session(KEYS[1], ARGV[2], user_id, ARGV[11], ARGV[12], ARGV[13], ARGV[14])
   return {3}
 end
-local access_ms = math.min(tonumber(ARGV[6]) * 1000, left_ms)
-local refresh_ms = math.min(tonumber(ARGV[7]) * 1000, left_ms)
-redis.call('HSET', KEYS[1], 'gen', tostring(tonumber(ARGV[3]) + 1), 'access', ARGV[5],
-           'access_until', string.format('%.3f', now + access_ms / 1000), 'last_seen_at', ARGV[1])
+local access_ms = math.min(tonumber(ARGV[7]) * 1000, left_ms)
+local refresh_ms = math.min(tonumber(ARGV[8]) * 1000, left_ms)
+redis.call('HSET', KEYS[1], 'gen', tostring(generation + 1), 'access', ARGV[5], 'refresh', ARGV[6],
+           'expires', math.ceil(now + access_ms / 1000), 'last_seen_at', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], refresh_ms)
-redis.call('EXPIRE', ARGV[13] .. user_id, ARGV[7])
+redis.call('EXPIRE', ARGV[14] .. user_id, ARGV[8])
 return {1, user_id, math.floor(access_ms / 1000), math.floor(refresh_ms / 1000)}
 """
 

@@ -1,16 +1,16 @@
 """The tokens of a session: what they look like, and how the server tells one it issued from a guess.
 
-A token is ``<session id>.<generation>.<secret>``. It names its session, so checking it reads the session's own
-hash and no key per token exists. Each refresh starts the next generation of the session's pair.
+An access token is ``<session id>.<generation>.<secret>``, a refresh token ``<session id>.<generation>.<secret>.<mac>``.
+A token names its session, so checking it reads the session's own hash and no key per token exists; each refresh
+starts the next generation of the session's pair. Secrets are 256 random bits; the session hash keeps a digest of
+each current token (the first 128 bits of its SHA-256), never a token.
 
-- The access token's secret is random; the session hash keeps a digest of the whole token (the first 128 bits of
-  its SHA-256) and when it stops being accepted.
-- The refresh token's secret is derived: HMAC-SHA256 of ``<session id>.<generation>.<salt>`` under a key derived
-  from SECRET_KEY (HKDF, as app.services.sealing does), the salt random per session and kept in its hash. So the
-  server recognises every refresh token it ever issued for a session, the current one and each retired one, in
-  constant memory, and a retired one coming back (a theft) ends the session however many refreshes ago it was
-  retired. Forging one needs both SECRET_KEY and the session's salt from Redis; changing SECRET_KEY retires every
-  refresh token.
+The refresh token's mac is an HMAC-SHA256 (128 bits of it) of the rest of the token under a key derived from
+SECRET_KEY (HKDF, as app.services.sealing does). It lets the server recognise every refresh token it ever issued
+for a session, in constant memory: one of an earlier generation coming back is a retired token (a theft), however
+many refreshes ago it was retired, and a guess is told apart from it without touching Redis. Neither Redis nor
+SECRET_KEY alone gives a usable token; with both, one could forge only retired tokens (ending sessions), never a
+current one. Changing SECRET_KEY makes every refresh token unknown (a 401; access tokens run out).
 
 Every part is checked against a strict pattern before any of it reaches a key name. A token of the form issued
 before this layout (43 URL-safe characters, no dots) is ``legacy``: app.services.legacy_sessions serves those until
@@ -32,7 +32,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from app.config import configs
 
-_TOKEN = re.compile(r"([A-Za-z0-9_-]{16})\.([1-9][0-9]{0,8})\.([A-Za-z0-9_-]{43})")
+_PARTS = r"([A-Za-z0-9_-]{16})\.([1-9][0-9]{0,8})\.([A-Za-z0-9_-]{43})"
+_ACCESS = re.compile(_PARTS)
+_REFRESH = re.compile(_PARTS + r"\.([A-Za-z0-9_-]{22})")
 _LEGACY = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
@@ -40,23 +42,27 @@ _LEGACY = re.compile(r"[A-Za-z0-9_-]{43}")
 class TokenParts:
     session_id: str
     generation: int
-    secret: str
+    body: str  # the token without its mac
 
 
 def new_session_id() -> str:
     return secrets.token_urlsafe(12)  # 16 characters
 
 
-def new_salt() -> str:
-    return secrets.token_urlsafe(12)
+def parse_access(token: str) -> TokenParts | None:
+    """The parts of an access token of the current form; None for anything else."""
+    matched = _ACCESS.fullmatch(token)
+    return TokenParts(matched[1], int(matched[2]), token) if matched else None
 
 
-def parse(token: str) -> TokenParts | None:
-    """The parts of a token of the current form; None for anything else."""
-    matched = _TOKEN.fullmatch(token)
+def parse_refresh(token: str) -> TokenParts | None:
+    """The parts of a refresh token of the current form that the server issued; None for anything else (a guess
+    or a forgery included)."""
+    matched = _REFRESH.fullmatch(token)
     if matched is None:
         return None
-    return TokenParts(matched[1], int(matched[2]), matched[3])
+    body = token[:-23]
+    return TokenParts(matched[1], int(matched[2]), body) if hmac.compare_digest(matched[4], _mac(body)) else None
 
 
 def is_legacy(token: str) -> bool:
@@ -65,12 +71,17 @@ def is_legacy(token: str) -> bool:
 
 
 def digest(token: str) -> str:
-    """What the session hash keeps of an access token: 128 bits of its SHA-256, in hex."""
-    return hashlib.sha256(token.encode()).hexdigest()[:32]
+    """What the session hash keeps of a token: 128 bits of its SHA-256, URL-safe base64 (22 characters)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()[:16]).rstrip(b"=").decode()
 
 
 def access_token(session_id: str, generation: int) -> str:
     return f"{session_id}.{generation}.{secrets.token_urlsafe(32)}"
+
+
+def refresh_token(session_id: str, generation: int) -> str:
+    body = f"{session_id}.{generation}.{secrets.token_urlsafe(32)}"
+    return f"{body}.{_mac(body)}"
 
 
 @lru_cache(maxsize=4)
@@ -79,15 +90,6 @@ def _refresh_key(secret_key: str) -> bytes:
                 info=b"session-refresh-tokens").derive(secret_key.encode())
 
 
-def _refresh_secret(session_id: str, generation: int, salt: str) -> str:
-    mac = hmac.digest(_refresh_key(configs.app.secret_key), f"{session_id}.{generation}.{salt}".encode(), "sha256")
+def _mac(body: str) -> str:
+    mac = hmac.digest(_refresh_key(configs.app.secret_key), body.encode(), "sha256")[:16]
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
-
-
-def refresh_token(session_id: str, generation: int, salt: str) -> str:
-    return f"{session_id}.{generation}.{_refresh_secret(session_id, generation, salt)}"
-
-
-def issued(parts: TokenParts, salt: str) -> bool:
-    """Whether the server issued this refresh token (of any generation) for the session with this salt."""
-    return hmac.compare_digest(parts.secret, _refresh_secret(parts.session_id, parts.generation, salt))

@@ -2,15 +2,16 @@
 
 Redis keys (under the configured prefix):
   auth:session:<id>         hash: user_id, created_at, last_seen_at, auth_at (the last proof of the password or
-                            a second factor), mfa_at (the last proof of a second factor), ip, agent (the id of its
-                            User-Agent), salt, gen (the generation of its token pair), access (the digest of its
-                            access token), access_until                TTL auth.refresh_ttl, renewed on refresh
+                            a second factor, when later than created_at), mfa_at (the last proof of a second
+                            factor), ip, ua0, ua1, … (its User-Agent in pieces of at most 64 bytes), gen (the
+                            generation of its token pair), access and refresh (digests of its tokens), expires
+                            (when the access token stops being accepted, whole seconds)
+                                                                TTL auth.refresh_ttl, renewed on refresh
   auth:index:<user id>      sorted set of the user's session ids, by login time   TTL auth.refresh_ttl, renewed
-  auth:agent:<id>           a User-Agent string, kept once for every session that sent it
-                                                                TTL auth.session_max_age, renewed on login
-A token names its session (app.services.session_tokens), so there is no key per token; a session costs three keys,
-a small hash and an index entry (docs/performance.md). Sessions opened before this layout (a key per token, a set
-per user: auth:access, auth:refresh, auth:user) are served by app.services.legacy_sessions until they end.
+A token names its session (app.services.session_tokens), so there is no key per token: a session is a hash small
+enough for Redis's compact encoding (every value at most 64 bytes) and an index entry (docs/performance.md).
+Sessions opened before this layout (a key per token, a set per user: auth:access, auth:refresh, auth:user) are
+served by app.services.legacy_sessions until they end.
 This module names these keys and no other module touches them; its Lua scripts are in
 app.services.session_scripts. The token check also fetches the user's cached row, whose key
 app.services.user_cache names (its prefix comes in as an argument).
@@ -22,7 +23,8 @@ run (no extra round trip), and no token outlives its session's maximum age.
 
 from __future__ import annotations
 
-import hashlib
+import itertools
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -88,8 +90,27 @@ def _end_prefixes() -> list[str]:
     return [_key("access", ""), _key("refresh", ""), _key("user", ""), _key("index", "")]
 
 
-def _agent_id(user_agent: str) -> str:
-    return hashlib.sha256(user_agent.encode()).hexdigest()[:20] if user_agent else ""
+def _user_agent_fields(user_agent: str) -> list[str]:
+    """ua0, ua1, … and their values: the User-Agent (its first 256 characters) in pieces of at most 64 bytes of
+    UTF-8, so that the session's hash keeps Redis's compact encoding."""
+    pieces: list[str] = []
+    for char in user_agent[:256]:
+        if pieces and len((pieces[-1] + char).encode()) <= 64:
+            pieces[-1] += char
+        else:
+            pieces.append(char)
+    return [item for n, piece in enumerate(pieces) for item in (f"ua{n}", piece)]
+
+
+def _user_agent_of(row: dict[str, str]) -> str:
+    if "user_agent" in row:  # the layout before
+        return row["user_agent"]
+    pieces: list[str] = []
+    for n in itertools.count():
+        if f"ua{n}" not in row:
+            return "".join(pieces)
+        pieces.append(row[f"ua{n}"])
+    return ""
 
 
 def open_session(user_id: int, ip: str, user_agent: str, session_id: str | None = None,
@@ -99,15 +120,17 @@ def open_session(user_id: int, ip: str, user_agent: str, session_id: str | None 
     with a replica, once one has it (``redis.replica_wait_ms``)."""
     auth = configs.auth
     session_id = session_id or new_session_id()
-    salt = session_tokens.new_salt()
-    token, refresh = session_tokens.access_token(session_id, 1), session_tokens.refresh_token(session_id, 1, salt)
+    token, refresh = session_tokens.access_token(session_id, 1), session_tokens.refresh_token(session_id, 1)
     access_ttl, refresh_ttl = min(auth.token_ttl, auth.session_max_age), min(auth.refresh_ttl, auth.session_max_age)
-    now, agent = time.time(), user_agent[:256]
-    agent_id = _agent_id(agent)
-    keys = [_key("session", session_id), _key("index", str(user_id)), _key("agent", agent_id)]
-    redis_store.run_script(OPEN, keys, [session_id, user_id, f"{now:.3f}", ip, agent_id, agent, salt,
-                                        session_tokens.digest(token), f"{now + access_ttl:.3f}", int(second_factor),
-                                        refresh_ttl, auth.refresh_ttl, auth.session_max_age], replicated=True)
+    now = time.time()
+    stamp = f"{now:.3f}"
+    fields = ["user_id", user_id, "created_at", stamp, "last_seen_at", stamp, "ip", ip[:64],  # auth_at: created_at
+              "gen", 1, "access", session_tokens.digest(token), "refresh", session_tokens.digest(refresh),
+              "expires", math.ceil(now + access_ttl), *_user_agent_fields(user_agent)]
+    if second_factor:
+        fields += ["mfa_at", stamp]  # auth_at is created_at until the session proves something again
+    redis_store.run_script(OPEN, [_key("session", session_id), _key("index", str(user_id))],
+                           [session_id, stamp, refresh_ttl, auth.refresh_ttl, *fields], replicated=True)
     return TokenPair(session_id, user_id, token, refresh, access_ttl, refresh_ttl)
 
 
@@ -119,7 +142,7 @@ def authenticate(token: str, snapshot_prefix: str) -> LiveToken | None:
     """What a live access token names, with the snapshot stored at ``snapshot_prefix`` + user id, recording
     last-seen; one Redis round trip (none for a token of no known form). None for any other token, and for one
     whose session outlived ``auth.idle_timeout`` or ``auth.session_max_age`` (that session ends)."""
-    parts = session_tokens.parse(token)
+    parts = session_tokens.parse_access(token)
     if parts is None:
         if session_tokens.is_legacy(token):
             found = legacy_sessions.authenticate(token, snapshot_prefix, _now(), _limits(), _prefixes())
@@ -137,26 +160,22 @@ def authenticate(token: str, snapshot_prefix: str) -> LiveToken | None:
 
 def rotate(refresh_token: str) -> Rotation:
     """Trade a refresh token for a new pair. One of an earlier generation ends its session; so does a session past
-    its idle timeout or maximum age (no pair either way)."""
-    parts = session_tokens.parse(refresh_token)
+    its idle timeout or maximum age (no pair either way). One round trip (none for a token the server never issued)."""
+    parts = session_tokens.parse_refresh(refresh_token)
     if parts is None:
         if session_tokens.is_legacy(refresh_token):
             return _rotated(legacy_sessions.rotate(refresh_token, _now(), _limits(), _prefixes()))
         return Rotation()
-    salt, generation = redis_store.hmget(_key("session", parts.session_id), "salt", "gen")
-    if salt is None or generation is None or not session_tokens.issued(parts, salt):
-        return Rotation()
-    if parts.generation != int(generation):
-        return _retired(parts.session_id)
     auth, following = configs.auth, parts.generation + 1
     token = session_tokens.access_token(parts.session_id, following)
+    refresh = session_tokens.refresh_token(parts.session_id, following)
     outcome = redis_store.run_script(
         ROTATE, keys=[_key("session", parts.session_id)],
-        args=[_now(), parts.session_id, parts.generation, salt, session_tokens.digest(token), auth.token_ttl,
-              auth.refresh_ttl, *_limits(), *_end_prefixes()])
+        args=[_now(), parts.session_id, parts.generation, session_tokens.digest(refresh_token),
+              session_tokens.digest(token), session_tokens.digest(refresh), auth.token_ttl, auth.refresh_ttl,
+              *_limits(), *_end_prefixes()])
     if outcome[0] == 1:
         _, user_id, access_ttl, refresh_ttl = outcome
-        refresh = session_tokens.refresh_token(parts.session_id, following, salt)
         return Rotation(TokenPair(parts.session_id, int(user_id), token, refresh, int(access_ttl), int(refresh_ttl)))
     if outcome[0] == 2:
         return _retired(parts.session_id)
@@ -256,7 +275,6 @@ def list_sessions(user_id: int) -> list[dict[str, Any]]:
         for session_id in ids:
             pipe.hgetall(_key("session", session_id))
         rows = pipe.execute()
-    agents = _agents({row["agent"] for row in rows if row.get("agent")})
     now, (idle, max_age) = time.time(), _limits()
     sessions, gone = [], []
     for session_id, row in zip(ids, rows, strict=True):
@@ -267,19 +285,11 @@ def list_sessions(user_id: int) -> list[dict[str, Any]]:
         if now - last_seen_at > idle or now - created_at > max_age:
             end_session(session_id, user_id)
             continue
-        user_agent = agents.get(row.get("agent", ""), row.get("user_agent", ""))
         sessions.append({"id": session_id, "created_at": created_at, "last_seen_at": last_seen_at,
-                         "ip": row.get("ip", ""), "user_agent": user_agent})
+                         "ip": row.get("ip", ""), "user_agent": _user_agent_of(row)})
     if gone:
         with redis_store.pipeline(transaction=False) as pipe:
             pipe.zrem(_key("index", str(user_id)), *gone)
             pipe.srem(_key("user", str(user_id)), *gone)
             pipe.execute()
     return sorted(sessions, key=lambda s: s["created_at"])
-
-
-def _agents(agent_ids: set[str]) -> dict[str, str]:
-    """The User-Agent strings these ids stand for (one round trip)."""
-    ordered = sorted(agent_ids)
-    texts = redis_store.mget([_key("agent", agent_id) for agent_id in ordered]) if ordered else []
-    return {agent_id: text or "" for agent_id, text in zip(ordered, texts, strict=True)}

@@ -1,7 +1,8 @@
 """A snapshot of each signed-in user's row in Redis, fetched by the same script that checks the token, so that a
 signed-in request costs one Redis round trip, no SQL query, and no ORM work until it needs the row.
 
-    auth:profile:<user id>   JSON array of Profile's fields, in order   TTL auth.profile_cache_ttl (0: no cache)
+    auth:profile:<user id>   JSON array: the layout's number, then Profile's fields in order
+                                                           TTL auth.profile_cache_ttl (0: no cache)
 
 This module names that key and is the only one that writes it; the token check (app.services.sessions) reads it
 with the prefix app.auth passes from ``key_prefix()``. app.auth hands the snapshot to handlers as a ``Profile``
@@ -30,7 +31,7 @@ from app.models import User
 
 log = logging.getLogger(__name__)
 _STALE = "stale_user_snapshots"  # Session.info key: ids of users changed in the current transaction
-TIMES = ("created_at", "last_login_at")  # kept in the snapshot as ISO 8601 text
+TIMES = ("created_at", "last_login_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,22 +56,30 @@ class Profile:
         return cls(**{field.name: getattr(user, field.name) for field in fields(cls)})
 
     @classmethod
-    def parse(cls, snapshot: str) -> Profile | None:
-        """The profile a stored snapshot describes; None if it does not parse (a snapshot of an older layout, such
-        as the JSON object of field names that came before the array)."""
+    def parse(cls, snapshot: str, user_id: int) -> Profile | None:
+        """The profile of user ``user_id`` that a stored snapshot describes; None if it is of another layout (such
+        as the JSON object of field names that came before), of another user, or not of the fields' types."""
         try:
-            values = json.loads(snapshot)
-            if not isinstance(values, list) or len(values) != len(_FIELDS):
+            layout, *values = json.loads(snapshot)
+            if layout != LAYOUT or len(values) != len(_TYPES):
                 return None
-            data: dict[str, Any] = dict(zip(_FIELDS, values, strict=True))
+            if not all(type(value) in kinds for value, kinds in zip(values, _TYPES.values(), strict=True)):
+                return None
+            data: dict[str, Any] = dict(zip(_TYPES, values, strict=True))
             for name in TIMES:
                 data[name] = datetime.fromisoformat(data[name]) if data[name] else None
-            return cls(**data)
+            return cls(**data) if data["id"] == user_id else None
         except (ValueError, KeyError, TypeError):
             return None
 
 
-_FIELDS = tuple(field.name for field in fields(Profile))  # a snapshot is their values in this order
+LAYOUT = 2  # the first value of a snapshot; change it with the fields, so that no snapshot is read in another's order
+# A snapshot is LAYOUT and then the values of these fields, in this order, of these JSON types (times as ISO 8601).
+_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (int,), "phone": (str,), "email": (str, type(None)), "nickname": (str,), "role": (str,),
+    "is_active": (bool,), "created_at": (str,), "last_login_at": (str, type(None))}
+if tuple(_TYPES) != tuple(field.name for field in fields(Profile)):
+    raise RuntimeError("user_cache._TYPES must list Profile's fields in order (and LAYOUT change with them)")
 
 
 def key_prefix() -> str:
@@ -105,7 +114,8 @@ def store(profile: Profile) -> None:
         return
     data = asdict(profile)
     data.update({name: data[name].isoformat() if data[name] else None for name in TIMES})
-    redis_store.set(key(profile.id), json.dumps([data[name] for name in _FIELDS], separators=(",", ":")), ex=ttl)
+    snapshot = json.dumps([LAYOUT, *(data[name] for name in _TYPES)], separators=(",", ":"))
+    redis_store.set(key(profile.id), snapshot, ex=ttl)
 
 
 @event.listens_for(User, "after_update")
