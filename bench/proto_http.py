@@ -1,7 +1,7 @@
 """Measurement prototype: serve a WSGI app with httptools (or with Tornado's HTTPServer + WSGIAdapter) on
 asyncio/uvloop, to compare the CPU the server layer costs a request. Not a server to run in production.
 
-python bench/proto_http.py --server proto|tornado --app trivial|real --loop uvloop|asyncio [--inline] --port P
+python bench/proto_http.py --server proto|fast|tornado --app trivial|real --loop uvloop|asyncio [--inline] --port P
 """
 
 from __future__ import annotations
@@ -156,6 +156,17 @@ async def main(args: argparse.Namespace) -> None:
                                           backlog=1024)
         print("ready", flush=True)
         await server.serve_forever()
+    elif args.server == "fast":  # the real module, app/server/fast_http.py
+        from tornado.netutil import bind_sockets
+
+        from app.server.adapter import WSGIAdapter
+        from app.server.bodies import BodyLimits
+        from app.server.fast_http import FastServer
+
+        adapter = WSGIAdapter(app, executor or ThreadPoolExecutor(max_workers=1), BodyLimits(10 << 20, 1 << 20))
+        await FastServer(adapter, None, 10, 75).start(bind_sockets(args.port, "127.0.0.1"))
+        print("ready", flush=True)
+        await asyncio.Event().wait()
     else:
         from tornado.httpserver import HTTPServer
 
