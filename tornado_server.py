@@ -23,6 +23,7 @@ from app.server.lifecycle import make_app, prepare, run_child, serve, share_metr
 from app.server.options import (
     EXIT_STARTUP,
     StartupError,
+    check_http,
     event_loop_factory,
     listen,
     load_factory,
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         processes = args.processes if args.processes > 0 else (os.cpu_count() or 1)
         prepare(app, processes)
         event_loop_factory(settings_of(app))  # uvloop asked for but missing: refused here, before any fork
+        check_http(settings_of(app))  # likewise httptools
         # Bound without SO_REUSEPORT even when children will share the port: a server already on it
         # (another forked instance, whose sockets allow sharing) must be a refusal, not a silent partner.
         sockets = listen(args, reuse_port=False)

@@ -120,6 +120,8 @@ def setting_problems(settings: Settings) -> list[str]:
                         "https://api.pwnedpasswords.com/range/")
     if settings.auth.breached_passwords_timeout <= 0:
         problems.append("auth.breached_passwords_timeout must be a positive number of seconds")
+    if settings.server.header_timeout <= 0 or settings.server.keep_alive_timeout <= 0:
+        problems.append("server.header_timeout and server.keep_alive_timeout must be positive numbers of seconds")
     if settings.jobs.backend == "celery" and settings.redis.url.startswith("memory://"):
         problems.append("jobs.backend is celery, whose broker is Redis, but the Redis URL is memory://; set REDIS_URL "
                         "to a real server, or jobs.backend to thread")

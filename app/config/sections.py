@@ -79,6 +79,9 @@ class ServerSettings(Section):
     cpu_affinity: bool
     max_body_size: int
     event_loop: Literal["auto", "uvloop", "asyncio"]
+    http: Literal["tornado", "httptools"]
+    header_timeout: float
+    keep_alive_timeout: float
 
 
 @dataclass(frozen=True, slots=True)

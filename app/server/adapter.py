@@ -86,7 +86,7 @@ class WSGIAdapter(WSGIContainer, HTTPServerConnectionDelegate):
                 environ["CONTENT_LENGTH"] = str(request.body_size)
         return environ
 
-    def _start(self, environ: dict[str, Any]) -> Answer:
+    def run_app(self, environ: dict[str, Any]) -> Answer:
         """In a request thread: call the app and take the first piece of its body (all of a short one)."""
         started: list[Any] = []
         written: list[bytes] = []  # what the app wrote through start_response's legacy write()
@@ -112,7 +112,7 @@ class WSGIAdapter(WSGIContainer, HTTPServerConnectionDelegate):
         self.in_flight += 1
         try:
             loop = asyncio.get_running_loop()
-            answer = await loop.run_in_executor(self.executor, self._start, self.environ(request))
+            answer = await loop.run_in_executor(self.executor, self.run_app, self.environ(request))
             code, reason = answer.status.split(" ", 1)
             headers = HTTPHeaders()
             for name, value in answer.headers:

@@ -63,17 +63,22 @@ class BodyLimits:
         return self.upload if content_type.lower().startswith("multipart/form-data") else self.other
 
 
-def payload_too_large(request: HTTPServerRequest) -> tuple[HTTPHeaders, bytes]:
-    """The 413 error envelope for ``request``, whose body is not read; logged as the app logs an answer."""
-    request_id = accept_or_make(request.headers.get(HEADER, ""))
+def refusal(method: str, path: str, remote_ip: str | None, request_id: str) -> tuple[dict[str, str], bytes]:
+    """The 413 error envelope's headers and body for a request whose body is not read; logged as the app logs
+    an answer. ``request_id`` is the X-Request-ID the client sent ("" for none)."""
+    request_id = accept_or_make(request_id)
     body = json.dumps({**PayloadTooLarge().body(), "request_id": request_id}, ensure_ascii=False).encode()
-    headers = HTTPHeaders({
-        "Content-Type": "application/json", "Content-Length": str(len(body)), HEADER: request_id,
-        "X-Content-Type-Options": "nosniff", "Connection": "close",
-    })
-    access_log.info("%s %s 413 0.0ms user=- ip=%s (body over the limit, not read)", request.method,
-                    request.path[:200], request.remote_ip, extra={"request_id": request_id})
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(body)), HEADER: request_id,
+               "X-Content-Type-Options": "nosniff", "Connection": "close"}
+    access_log.info("%s %s 413 0.0ms user=- ip=%s (body over the limit, not read)", method, path[:200], remote_ip,
+                    extra={"request_id": request_id})
     return headers, body
+
+
+def payload_too_large(request: HTTPServerRequest) -> tuple[HTTPHeaders, bytes]:
+    """The 413 answer for a Tornado ``request``."""
+    headers, body = refusal(request.method or "", request.path, request.remote_ip, request.headers.get(HEADER, ""))
+    return HTTPHeaders(headers), body
 
 
 class BodyReader(HTTPMessageDelegate):

@@ -12,7 +12,7 @@ import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flask_migrate
 from tornado.httpserver import HTTPServer
@@ -25,6 +25,9 @@ from app.server.adapter import WSGIAdapter
 from app.server.bodies import BodyLimits
 from app.server.options import StartupError, listen, pin_to_cpu, run_on_loop
 from app.server.tornado_logs import hide_client_values
+
+if TYPE_CHECKING:
+    from app.server.fast_http import FastServer
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +74,15 @@ async def serve(app: Any, sockets: list[socket.socket], tls: ssl.SSLContext | No
     executor = ThreadPoolExecutor(max_workers=settings.server.threads, thread_name_prefix="request")
     limits = BodyLimits.of(app)
     container = WSGIAdapter(app, executor, limits)
-    server = HTTPServer(container, ssl_options=tls, xheaders=False, max_body_size=limits.upload)
-    server.add_sockets(sockets)
+    server: HTTPServer | FastServer
+    if settings.server.http == "httptools":
+        from app.server.fast_http import FastServer  # httptools is optional: imported only when chosen
+
+        server = FastServer(container, tls, settings.server.header_timeout, settings.server.keep_alive_timeout)
+        await server.start(sockets)
+    else:
+        server = HTTPServer(container, ssl_options=tls, xheaders=False, max_body_size=limits.upload)
+        server.add_sockets(sockets)
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -100,8 +110,10 @@ async def serve(app: Any, sockets: list[socket.socket], tls: ssl.SSLContext | No
     return requests_done and drained
 
 
-def _writing(server: HTTPServer) -> bool:
+def _writing(server: HTTPServer | FastServer) -> bool:
     """Whether any connection still has response bytes to flush."""
+    if not isinstance(server, HTTPServer):
+        return server.writing()
     return any(conn.stream.writing() for conn in getattr(server, "_connections", ()))
 
 

@@ -82,6 +82,16 @@ def event_loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEvent
     return uvloop.new_event_loop
 
 
+def check_http(settings: Settings) -> None:
+    """Refuse ``server.http = "httptools"`` when httptools is not installed (before any fork)."""
+    if settings.server.http != "httptools":
+        return
+    try:
+        import httptools  # noqa: F401  optional: only this choice needs it
+    except ImportError:
+        raise StartupError("server.http is httptools, which is not installed: pip install httptools") from None
+
+
 def run_on_loop(main: Coroutine[Any, Any, Any], settings: Settings) -> Any:
     """``asyncio.run(main)`` on the loop ``server.event_loop`` chooses."""
     with asyncio.Runner(loop_factory=event_loop_factory(settings)) as runner:

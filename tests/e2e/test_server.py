@@ -28,7 +28,7 @@ from sqlalchemy import create_engine, inspect, text
 from tests.fixtures.live_servers import LiveServer
 from tests.support import PROJECT_DIR, free_port, process_alive, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("each_http")]
 
 PROBE_APP = ("--app", "probe_api:create_probe_app")
 SERVER = PROJECT_DIR / "tornado_server.py"

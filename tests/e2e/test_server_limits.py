@@ -23,7 +23,7 @@ import requests
 from tests.fixtures.accounts import signed_in
 from tests.support import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60), pytest.mark.usefixtures("each_http")]
 MiB = 1024 * 1024
 
 

@@ -9,15 +9,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from wsgi_served import Served, WSGIApp, serving
+from wsgi_served import HTTP, Served, WSGIApp, serving
 
 from app.server.adapter import PIECE
 from tests.support import wait_until
 
 
-@pytest.fixture
-def serve() -> Iterator[Callable[[WSGIApp], Served]]:
-    yield from serving()
+@pytest.fixture(params=HTTP)
+def serve(request: pytest.FixtureRequest) -> Iterator[Callable[..., Served]]:
+    yield from serving(request.param)
 
 def answering(status: str, body: list[bytes], headers: list[tuple[str, str]] | None = None) -> WSGIApp:
     def wsgi_app(environ: dict, start_response: Callable) -> list[bytes]:

@@ -9,14 +9,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from wsgi_served import LIMITS, Served, WSGIApp, serving
+from wsgi_served import HTTP, LIMITS, Served, serving
 
 from app.server.bodies import BodyLimits
 
 
-@pytest.fixture
-def serve() -> Iterator[Callable[[WSGIApp], Served]]:
-    yield from serving()
+@pytest.fixture(params=HTTP)
+def serve(request: pytest.FixtureRequest) -> Iterator[Callable[..., Served]]:
+    yield from serving(request.param)
 
 
 @pytest.fixture

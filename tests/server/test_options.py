@@ -148,3 +148,12 @@ def test_a_server_asked_for_uvloop_without_it_exits_2(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
     assert "server.event_loop is uvloop, which is not installed" in result.stderr
+
+
+def test_a_server_asked_for_httptools_without_it_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "httptools.py").write_text("raise ImportError('hidden for this test')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "APP_SERVER__HTTP": "httptools"}
+    result = subprocess.run([sys.executable, "tornado_server.py", "--port", "0"], cwd=PROJECT_DIR, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "server.http is httptools, which is not installed" in result.stderr

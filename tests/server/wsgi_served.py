@@ -1,4 +1,4 @@
-"""A WSGIAdapter serving a tiny WSGI app from an IOLoop in a thread of the test."""
+"""A WSGIAdapter serving a tiny WSGI app from an IOLoop in a thread of the test, over Tornado's HTTP/1 or httptools."""
 
 from __future__ import annotations
 
@@ -14,29 +14,36 @@ from tornado.netutil import bind_sockets
 
 from app.server.adapter import WSGIAdapter
 from app.server.bodies import BodyLimits
+from app.server.fast_http import FastServer
 
 LIMITS = BodyLimits(upload=64 * 1024, other=1024)
+HTTP = ("tornado", "httptools")  # server.http's choices, for fixtures' params
 WSGIApp = Callable[[dict, Callable], Any]
 
 
 class Served:
-    """An adapter serving a WSGI app on 127.0.0.1:``port`` from an IOLoop in a thread of its own."""
+    """An adapter serving a WSGI app on 127.0.0.1:``port`` from an IOLoop in a thread of its own; ``http`` as
+    server.http, and for httptools ``timeouts`` as server.header_timeout and server.keep_alive_timeout."""
 
-    def __init__(self, wsgi_app: WSGIApp) -> None:
+    def __init__(self, wsgi_app: WSGIApp, http: str = "tornado", timeouts: tuple[float, float] = (10, 75)) -> None:
         self.executor = ThreadPoolExecutor(max_workers=2)
         self.adapter = WSGIAdapter(wsgi_app, self.executor, LIMITS)
         sockets = bind_sockets(0, "127.0.0.1")
         self.port = sockets[0].getsockname()[1]
         self.loop = asyncio.new_event_loop()
-        self.server: HTTPServer | None = None
+        self.server: HTTPServer | FastServer | None = None
         started = threading.Event()
 
         def run() -> None:
             asyncio.set_event_loop(self.loop)
 
             async def start() -> None:
-                self.server = HTTPServer(self.adapter)
-                self.server.add_sockets(sockets)
+                if http == "httptools":
+                    self.server = FastServer(self.adapter, None, *timeouts)
+                    await self.server.start(sockets)
+                else:
+                    self.server = HTTPServer(self.adapter)
+                    self.server.add_sockets(sockets)
 
             self.loop.run_until_complete(start())
             started.set()
@@ -62,12 +69,13 @@ class Served:
         self.executor.shutdown()
 
 
-def serving() -> Iterator[Callable[[WSGIApp], Served]]:
-    """For a fixture: ``yield from serving()`` gives ``serve(wsgi_app)``; every server is stopped afterwards."""
+def serving(http: str = "tornado") -> Iterator[Callable[..., Served]]:
+    """For a fixture: ``yield from serving(http)`` gives ``serve(wsgi_app, **options)``; every server is stopped
+    afterwards."""
     started: list[Served] = []
 
-    def start(wsgi_app: WSGIApp) -> Served:
-        started.append(Served(wsgi_app))
+    def start(wsgi_app: WSGIApp, **options: Any) -> Served:
+        started.append(Served(wsgi_app, http, **options))
         return started[-1]
 
     yield start
