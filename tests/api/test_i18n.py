@@ -10,7 +10,7 @@ import re
 import pytest
 
 from app.extensions import db
-from app.i18n import requested_tag
+from app.i18n import CACHED_HEADERS, requested_tag, tag_of_header
 from app.models import User
 from app.negotiation import bounded
 from tests.fixtures.accounts import login, sms_outbox
@@ -72,6 +72,19 @@ def test_a_huge_accept_or_accept_language_is_read_only_as_far_as_its_bounds(clie
                                                      "Accept-Language": one_range})
     assert answer.status_code == 200 and answer.headers["Content-Language"] == "zh-CN"
     assert bounded("a," * 30 + "b") == ",".join(["a"] * 20) and len(bounded("a" * 5000)) == 1024
+
+
+def test_the_language_choice_remembers_a_bounded_number_of_headers_each_within_the_bound(app, client):
+    """Each distinct Accept-Language is parsed once; at most CACHED_HEADERS are kept, and one longer than the
+    1 KB bound (possible only where app.negotiation did not bound it) is read but never kept."""
+    for n in range(CACHED_HEADERS + 10):
+        answer = client.get("/api/no-such-route", headers={"Accept-Language": f"x-{n}, zh;q=0.5"})
+        assert answer.headers["Content-Language"] == "zh-CN"
+    assert tag_of_header.cache_info().currsize == CACHED_HEADERS
+    kept = tag_of_header.cache_info()
+    with app.test_request_context(headers={"Accept-Language": "fr;q=0.9, " * 200 + "zh"}):
+        assert requested_tag() == "zh-CN"
+    assert tag_of_header.cache_info() == kept
 
 
 def test_framework_errors_are_translated_too(client):
