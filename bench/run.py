@@ -131,6 +131,8 @@ def main() -> int:
     parser.add_argument("--servers", default=",".join(SERVERS), help="tornado first (default: %(default)s)")
     parser.add_argument("--scenarios", default="all", help="comma-separated: live,me,login,under-logins")
     parser.add_argument("--threads", type=int, default=0, help="tornado_server.py's server.threads (default: its own)")
+    parser.add_argument("--http", choices=("tornado", "httptools"), default="",
+                        help="tornado_server.py's server.http (default: its own)")
     args = parser.parse_args()
     short = {"live": LIVE, "me": ME, "login": LOGIN, "under-logins": UNDER_LOGINS}
     scenarios = list(short.values()) if args.scenarios == "all" else [short[s] for s in args.scenarios.split(",")]
@@ -156,6 +158,8 @@ def main() -> int:
                         PASSWORD], cwd=PROJECT_DIR, env=env, check=True, capture_output=True)
         if args.threads:
             env["APP_SERVER__THREADS"] = str(args.threads)
+        if args.http:
+            env["APP_SERVER__HTTP"] = args.http
         ports = {name: free_port() for name in names}
         print(f"load: {'wrk' if LOAD is wrk else 'python'}, {args.connections} connections, {args.seconds} s x "
               f"{args.rounds} rounds; {args.processes} processes per server: {', '.join(names)}", flush=True)
@@ -178,7 +182,8 @@ def main() -> int:
     header = (f"# Benchmark {when}\n\n{os.cpu_count()} cores; {args.processes} processes per server; load: "
               f"{'wrk' if LOAD is wrk else 'python'} with {args.connections} connections (4 for login), "
               f"{args.seconds:g} s per scenario, median of {args.rounds} rounds, each starting with the next server; "
-              f"PostgreSQL + Redis; APP_ENV=production.\n\n")
+              f"PostgreSQL + Redis; APP_ENV=production; tornado_server.py's server.http: {args.http or 'default'}."
+              "\n\n")
     report = header + table(results, names) + "\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{when}.md").write_text(report)
