@@ -3,7 +3,9 @@
 Runs tornado_server.py as a child, passing every option it does not know itself (--port, --address, --app, …),
 and restarts it once per burst of saved changes (quiet for 0.3 s) to a .py file (config_default.py and
 config_override.py included) or logging.ini anywhere under the watched directory, the project by default.
-Virtual environments, caches, instance/, .git and editor temp files are ignored. A child that died, say on a
+Virtual environments, caches, instance/, .git and editor temp files are ignored, and not even watched: only the
+watched directory itself and its other subdirectories are (a .venv holds thousands of directories, and watching
+them overflows inotify's queue). A child that died, say on a
 syntax error, starts again on the next save. Ctrl-C or SIGTERM stops both.
 
 Not yet: if hot_deploy itself is killed with SIGKILL, its server is left running.
@@ -16,11 +18,20 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -28,6 +39,7 @@ IGNORED_DIRS = {".venv", "venv", "__pycache__", "instance", ".git", ".mypy_cache
                 ".pytest_cache", ".hypothesis", ".schemathesis", "htmlcov", "dist", "node_modules"}
 WATCHED = ("*.py", "logging.ini")
 TEMPORARY = ("*.swp", "*.swx", "*~", ".#*", "#*#", "*.tmp", "4913")  # 4913: vim's write test
+CHANGES = [FileModifiedEvent, FileCreatedEvent, FileDeletedEvent, FileMovedEvent, DirCreatedEvent]  # not opens
 QUIET_PERIOD = 0.3  # seconds without changes before restarting
 STOP_TIMEOUT = 25  # seconds to wait for a graceful stop (server.shutdown_timeout is 10 s by default)
 
@@ -56,6 +68,7 @@ class Reloader(FileSystemEventHandler):
         self.lock = threading.Lock()
         self.timer: threading.Timer | None = None
         self.closed = False
+        self.on_new_directory: Callable[[Path], None] | None = None
 
     def start(self) -> None:
         self.child = subprocess.Popen(self.command, cwd=PROJECT_DIR)
@@ -79,7 +92,9 @@ class Reloader(FileSystemEventHandler):
                 print(f"hot_deploy: server exited with {self.child.returncode}; waiting for a change", flush=True)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory or event.event_type in ("opened", "closed_no_write"):
+        if event.is_directory:
+            if event.event_type == "created" and self.on_new_directory:
+                self.on_new_directory(Path(str(event.src_path)))
             return
         paths = [str(event.src_path), str(getattr(event, "dest_path", "") or "")]
         relevant = [p for p in paths if p and is_watched(p, self.root)]
@@ -114,6 +129,21 @@ class Reloader(FileSystemEventHandler):
             self.stop_child()
 
 
+def watch_tree(observer: Any, handler: Reloader, root: Path) -> None:
+    """Watch ``root`` itself and, recursively, each subdirectory of it that is not ignored, also those made later;
+    only changes, not opens and reads."""
+
+    def watch(directory: Path) -> None:
+        if directory.parent == root and directory.name not in IGNORED_DIRS and not directory.is_symlink():
+            observer.schedule(handler, str(directory), recursive=True, event_filter=CHANGES)
+
+    observer.schedule(handler, str(root), event_filter=CHANGES)
+    for child in sorted(root.iterdir()):
+        if child.is_dir():
+            watch(child)
+    handler.on_new_directory = watch
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--watch", default=str(PROJECT_DIR), help="directory to watch (default: the project)")
@@ -130,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
     reloader = Reloader([sys.executable, str(PROJECT_DIR / "tornado_server.py"), *server_args], root)
     observer = Observer()
-    observer.schedule(reloader, str(root), recursive=True)
+    watch_tree(observer, reloader, root)
     observer.start()
     reloader.start()
     print(f"hot_deploy: watching {root} for changes to *.py and logging.ini", flush=True)

@@ -134,3 +134,28 @@ def test_a_server_that_died_on_a_syntax_error_comes_back_on_the_next_save(start_
     factory.write_text(good)
     wait_until(hot.serving, timeout=20)
     assert len(hot.server_pids()) == 3
+
+
+def test_a_project_with_a_large_venv_restarts_on_saves_in_old_and_new_subdirectories(start_hot_deploy, tmp_path):
+    """A real .venv holds thousands of directories: watched, their events overflowed inotify's queue and no save
+    ever restarted the server. Ignored directories are not watched at all, and a package made after the start is."""
+    watched = tmp_path / "project"
+    for n in range(12000):
+        (watched / ".venv" / "lib" / f"package{n}").mkdir(parents=True)
+    (watched / "app").mkdir()
+    hot = start_hot_deploy()
+    wait_until(hot.serving, timeout=20)
+
+    (watched / "app" / "models.py").write_text("X = 1\n")
+    wait_until(lambda: len(hot.server_pids()) == 2, timeout=10)
+    wait_until(hot.serving, timeout=20)
+
+    (watched / "newpkg").mkdir()
+    module = watched / "newpkg" / "mod.py"
+
+    def saved_and_restarted() -> bool:  # the new directory's watch starts a moment after it appears
+        module.write_text(f"X = {time.monotonic()}\n")
+        return len(hot.server_pids()) >= 3
+
+    wait_until(saved_and_restarted, timeout=15, interval=0.5)
+    assert "overflow" not in hot.output().lower()
