@@ -1,5 +1,5 @@
-"""bench/sessions.py and bench/transfers.py at a tiny size, so that they cannot rot: each runs and writes its
-table (the full-size figures are in docs/performance.md)."""
+"""bench/sessions.py, bench/transfers.py and bench/syscalls.py at a tiny size, so that they cannot rot: each runs
+and writes its table (the full-size figures are in docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -47,3 +47,15 @@ def test_bench_transfers_py_checks_every_download(tmp_path: Path) -> None:
     text = report.read_text()
     assert "| 3 uploads | " in text and "| 3 downloads (SHA-256 checked) | " in text
     assert re.search(r"\| peak RSS growth, both phases \| [\d.]+ MB \| < 64 MB \(met\) \|", text), text
+
+
+def test_bench_syscalls_py_counts_both_http_paths(tmp_path: Path) -> None:
+    try:
+        psycopg.connect(SERVER.replace("+psycopg", ""), connect_timeout=2).close()
+    except psycopg.Error as exc:
+        service_missing("PostgreSQL for bench/syscalls.py", exc)
+    result = run_bench("syscalls.py", "--requests", "100", "--results", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    [report] = tmp_path.glob("syscalls-*.md")
+    rows = dict(re.findall(r"^\| (context switches|system calls) \| ([\d.]+) \| [\d.]+ \|$", report.read_text(), re.M))
+    assert float(rows["context switches"]) > 0 and float(rows["system calls"]) > 0
