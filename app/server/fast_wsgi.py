@@ -81,6 +81,19 @@ class Request:
         return environ
 
 
+def head_problem(request: Request) -> str | None:
+    """What makes a parsed head one to refuse with a 400, or None: a transfer coding other than chunked alone
+    (llhttp decodes the chunks and would drop the rest, RFC 9112 6.1), or an HTTP/1.1 request without exactly one
+    Host of one token (RFC 9112 3.2; repeated headers are joined with ",")."""
+    coding = request.header("Transfer-Encoding")
+    if coding and coding.lower() != "chunked":
+        return "a transfer coding other than chunked"
+    host = request.headers.get("Host")
+    if request.version == "HTTP/1.1" and (host is None or any(c in host for c in ", \t")):
+        return "not exactly one Host"
+    return None
+
+
 def has_length(headers: list[tuple[str, str]]) -> bool:
     return any(name.lower() == "content-length" for name, _ in headers)
 
