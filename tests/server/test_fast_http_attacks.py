@@ -1,5 +1,5 @@
-"""An outside review of the httptools path, in process: response framing of a streamed (long) body for answers
-that carry none. Findings: /work/notes/attack-http.md (L4)."""
+"""From an outside review of the httptools path, in process: response framing of a streamed (long) body for
+answers that carry none (L4)."""
 
 from __future__ import annotations
 
