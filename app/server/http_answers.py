@@ -44,6 +44,12 @@ class Answering:
     def refuse(self, answer: bytes) -> None:
         raise NotImplementedError
 
+    def continue_body(self) -> None:
+        """Say 100 Continue to the request being read, which asked for it (once)."""
+        assert self.request is not None
+        self.request.expect = ""
+        self.transport.write(b"HTTP/1.1 100 (Continue)\r\n\r\n")
+
     def data_received(self, data: bytes) -> None:
         raise NotImplementedError
 
@@ -165,6 +171,8 @@ class Answering:
             if not self.busy and not self.queue:
                 self.carry_on()
         else:
+            if self.request is not None and self.request.expect:  # its head came while the one before was answered
+                self.continue_body()
             if self.paused:
                 self.paused = False
                 self.transport.resume_reading()

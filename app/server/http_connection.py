@@ -3,8 +3,8 @@
 Requests are answered one at a time in the order they came; pipelined ones wait, at most PIPELINED of them parsed
 (the rest of what came stays unparsed, reading paused), and the next answer starts only once the client has taken
 the one before (the transport's write buffer below its limit). Bytes are fed to the parser a SLICE at a time and
-counted: a request's head, and all its bytes that are not body (chunk sizes and extensions, trailers), are limited
-to HEAD_LIMIT (431 for a head, 400 after it) and the head to its server's ``header_timeout`` once it began (408);
+counted: a request's bytes that are not body, in a row (its head, a trailer, a chunk extension) or in all beyond
+its body's size (chunk framing), are limited to HEAD_LIMIT (431 for a head, 400 after it) and the head to its server's ``header_timeout`` once it began (408);
 llhttp's strict mode refuses what request smuggling needs with a 400. Either way the connection closes.
 """
 
@@ -44,7 +44,8 @@ class Connection(Answering, asyncio.Protocol):
         self.queue: deque[Request] = deque()  # parsed, waiting for the one before to be answered
         self.busy = self.done = self.paused = False  # done: no more requests on this connection
         self.in_head, self.deadline = False, 0.0
-        self.framing = self.body_bytes = 0  # of the request being parsed: bytes that are not body, and body bytes
+        # of the request being parsed: bytes that are not body, those since its last body byte, and body bytes
+        self.framing = self.since_body = self.body_bytes = 0
         self.unparsed = b""  # what came after PIPELINED waiting requests, fed once they are answered
         self.drained: asyncio.Future[None] | None = None
         self.last_word = b""  # what to write before closing, when a request is refused after others
@@ -91,11 +92,18 @@ class Connection(Answering, asyncio.Protocol):
                 log.info("Malformed HTTP message from %s: %s", self.remote_ip, exc)
                 self.refuse(BAD_REQUEST)
                 return
-            if self.request is not None:  # within a request: count what was not body (a slice of slack)
-                self.framing += len(piece) - max(0, self.body_bytes - body_before)
-                if self.framing > HEAD_LIMIT + self.body_bytes:
-                    self.refuse(TOO_LARGE_HEAD if self.in_head else BAD_REQUEST)
-                    return
+            if self.request is not None and self.over_limit(len(piece), self.body_bytes - body_before):
+                self.refuse(TOO_LARGE_HEAD if self.in_head else BAD_REQUEST)
+                return
+
+    def over_limit(self, fed: int, body: int) -> bool:
+        """Count a slice of the request being parsed (``body`` of its ``fed`` bytes were body; a slice of slack):
+        whether its bytes that are not body passed HEAD_LIMIT in a row (the head, a trailer, a chunk extension) or
+        HEAD_LIMIT more than its body in all (chunk framing)."""
+        framing = fed - max(0, body)
+        self.framing += framing
+        self.since_body = framing if body > 0 else self.since_body + framing
+        return self.since_body > HEAD_LIMIT or self.framing > HEAD_LIMIT + self.body_bytes
 
     def refuse(self, answer: bytes) -> None:
         """Answer a request that cannot be served, then close; after the answers before it when they are due."""
@@ -119,7 +127,7 @@ class Connection(Answering, asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.request = Request()
-        self.in_head, self.framing, self.body_bytes = True, 0, 0
+        self.in_head, self.framing, self.since_body, self.body_bytes = True, 0, 0, 0
         self.deadline = self.loop.time() + self.server.header_timeout
 
     def on_url(self, url: bytes) -> None:
@@ -147,8 +155,10 @@ class Connection(Answering, asyncio.Protocol):
         declared = request.header("Content-Length")
         if declared and int(declared) > request.limit:
             self.too_large(request)
-        elif request.header("Expect").lower() == "100-continue" and version == "1.1" and not self.busy:
-            self.transport.write(b"HTTP/1.1 100 (Continue)\r\n\r\n")
+        elif request.header("Expect").lower() == "100-continue" and version == "1.1":
+            request.expect = "100-continue"
+            if not self.busy:  # else when its turn comes (carry_on)
+                self.continue_body()
 
     def on_body(self, body: bytes) -> None:
         self.body_bytes += len(body)
