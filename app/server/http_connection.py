@@ -4,8 +4,9 @@ Requests are answered one at a time in the order they came; pipelined ones wait,
 (the rest of what came stays unparsed, reading paused), and the next answer starts only once the client has taken
 the one before (the transport's write buffer below its limit). Bytes are fed to the parser a SLICE at a time and
 counted: a request's bytes that are not body, in a row (its head, a trailer, a chunk extension) or in all beyond
-its body's size (chunk framing), are limited to HEAD_LIMIT (431 for a head, 400 after it) and the head to its server's ``header_timeout`` once it began (408);
-llhttp's strict mode refuses what request smuggling needs with a 400. Either way the connection closes.
+its body's size (chunk framing), are limited to HEAD_LIMIT (431 for a head, 400 after it), and the head to its
+server's ``header_timeout`` once it began (408); llhttp's strict mode refuses what request smuggling needs with a
+400. Either way the connection closes.
 """
 
 from __future__ import annotations
