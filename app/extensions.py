@@ -135,6 +135,12 @@ class RedisStore:
         if getattr(own, "connection", None) is not None:
             own.connection.disconnect()
 
+    def close(self) -> None:
+        """Close this app's connections: this thread's own and the pool's (an app made and dropped in a running
+        process, as tests do; a process that ends closes them anyway)."""
+        self._drop_own_connection()
+        self.client.connection_pool.disconnect()
+
     def key(self, *parts: str) -> str:
         """A key name under the configured prefix: ``key("sms", phone)`` → ``app:sms:+86…``."""
         return configs.redis.prefix + ":".join(parts)

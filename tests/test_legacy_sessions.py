@@ -54,7 +54,9 @@ def app(make_app, accounts_settings, real_redis_settings):
 
 @pytest.fixture
 def store(real_redis_url):
-    return redis.Redis.from_url(real_redis_url, decode_responses=True)
+    client = redis.Redis.from_url(real_redis_url, decode_responses=True)
+    yield client
+    client.close()
 
 
 def me(client, token: str) -> int:

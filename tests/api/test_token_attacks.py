@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -27,7 +27,9 @@ def app(make_app, accounts_settings, real_redis_settings):
 
 @pytest.fixture
 def store(real_redis_url):
-    return redis.Redis.from_url(real_redis_url, decode_responses=True)
+    client = redis.Redis.from_url(real_redis_url, decode_responses=True)
+    yield client
+    client.close()
 
 
 @pytest.fixture
@@ -129,17 +131,13 @@ def test_a_refresh_racing_logout_all_leaves_no_live_pair_and_no_partial_session(
     """Probe that held: a thief's refresh racing the owner's logout-all never yields a pair that still works, nor
     a session hash without its fields (the refresh keeps the session id, so ending it catches the new pair)."""
     make_user(PHONE)
-    for _ in range(10):
-        owner, thief = login(client, PHONE), login(client, PHONE)
-        answers: dict = {}
-        racers = [threading.Thread(target=lambda: answers.update(r=refresh(app.test_client(), thief["refresh_token"]))),
-                  threading.Thread(target=lambda: answers.update(l=app.test_client().post(
-                      "/api/auth/logout-all", headers=bearer(owner["token"]))))]
-        for racer in racers:
-            racer.start()
-        for racer in racers:
-            racer.join()
-        assert answers["l"].status_code == 200
-        if answers["r"].status_code == 200:
-            assert client.get("/api/users/me", headers=bearer(answers["r"].get_json()["data"]["token"])).status_code == 401
-        assert list(store.scan_iter(match=f"{prefix}auth:session:*")) == []
+    with ThreadPoolExecutor(2) as racers:  # the same two threads every round: each keeps one Redis connection
+        for _ in range(10):
+            owner, thief = login(client, PHONE), login(client, PHONE)
+            refreshed = racers.submit(lambda: refresh(app.test_client(), thief["refresh_token"]))
+            ended = racers.submit(lambda: app.test_client().post("/api/auth/logout-all", headers=bearer(owner["token"])))
+            assert ended.result().status_code == 200
+            if refreshed.result().status_code == 200:
+                token = refreshed.result().get_json()["data"]["token"]
+                assert client.get("/api/users/me", headers=bearer(token)).status_code == 401
+            assert list(store.scan_iter(match=f"{prefix}auth:session:*")) == []
