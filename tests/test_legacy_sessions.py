@@ -10,11 +10,10 @@ import secrets
 import time
 
 import pytest
-import redis
 
 from app.extensions import redis_store
 from app.services.sessions import prune_session_index
-from tests.fixtures.accounts import bearer, login
+from tests.fixtures.accounts import bearer, login, refresh
 from tests.support import deep_merge, wait_until
 
 PHONE = "+8613800138000"
@@ -52,19 +51,8 @@ def app(make_app, accounts_settings, real_redis_settings):
     return make_app(deep_merge(accounts_settings, real_redis_settings))
 
 
-@pytest.fixture
-def store(real_redis_url):
-    client = redis.Redis.from_url(real_redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
 def me(client, token: str) -> int:
     return client.get("/api/users/me", headers=bearer(token)).status_code
-
-
-def refresh(client, refresh_token: str):
-    return client.post("/api/auth/refresh", json={"refresh_token": refresh_token})
 
 
 def test_a_session_of_the_release_before_authorizes_refreshes_and_is_listed(app, client, make_user):
@@ -81,17 +69,17 @@ def test_a_session_of_the_release_before_authorizes_refreshes_and_is_listed(app,
     assert refresh(client, pair["refresh_token"]).status_code == 200
 
 
-def test_a_retired_refresh_token_of_the_release_before_ends_its_session(app, client, make_user, store,
+def test_a_retired_refresh_token_of_the_release_before_ends_its_session(app, client, make_user, redis_client,
                                                                          real_redis_settings):
     old = open_legacy_session(app, make_user(PHONE))
     pair = refresh(client, old["refresh_token"]).get_json()["data"]
     assert refresh(client, old["refresh_token"]).status_code == 401
     assert me(client, pair["token"]) == 401
     prefix = real_redis_settings["redis"]["prefix"]
-    assert not store.exists(f"{prefix}auth:session:{old['id']}", f"{prefix}auth:access:{digest(pair['token'])}")
+    assert not redis_client.exists(f"{prefix}auth:session:{old['id']}", f"{prefix}auth:access:{digest(pair['token'])}")
 
 
-def test_ending_every_session_ends_both_kinds_and_their_token_keys(app, client, make_user, store,
+def test_ending_every_session_ends_both_kinds_and_their_token_keys(app, client, make_user, redis_client,
                                                                     real_redis_settings):
     user_id = make_user(PHONE)
     old = open_legacy_session(app, user_id)
@@ -99,19 +87,19 @@ def test_ending_every_session_ends_both_kinds_and_their_token_keys(app, client, 
     assert client.post("/api/auth/logout-all", headers=bearer(new["token"])).status_code == 200
     assert me(client, old["token"]) == 401 and me(client, new["token"]) == 401
     prefix = real_redis_settings["redis"]["prefix"]
-    left = [key for key in store.scan_iter(match=f"{prefix}auth:*")
+    left = [key for key in redis_client.scan_iter(match=f"{prefix}auth:*")
             if key.split(":")[-2] in ("access", "refresh", "session", "user", "index")]
     assert left == []
 
 
-def test_the_prune_removes_expired_ids_from_sets_of_the_release_before(app, client, make_user, store,
+def test_the_prune_removes_expired_ids_from_sets_of_the_release_before(app, client, make_user, redis_client,
                                                                         real_redis_settings):
     user_id = make_user(PHONE)
     gone, kept = open_legacy_session(app, user_id), open_legacy_session(app, user_id)
     prefix = real_redis_settings["redis"]["prefix"]
-    store.pexpire(f"{prefix}auth:session:{gone['id']}", 1)
-    wait_until(lambda: not store.exists(f"{prefix}auth:session:{gone['id']}"))
+    redis_client.pexpire(f"{prefix}auth:session:{gone['id']}", 1)
+    wait_until(lambda: not redis_client.exists(f"{prefix}auth:session:{gone['id']}"))
     with app.app_context():
         assert prune_session_index() == 1
-    assert store.smembers(f"{prefix}auth:user:{user_id}") == {kept["id"]}
+    assert redis_client.smembers(f"{prefix}auth:user:{user_id}") == {kept["id"]}
     assert me(client, kept["token"]) == 200

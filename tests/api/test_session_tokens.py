@@ -6,10 +6,9 @@ from __future__ import annotations
 import secrets
 
 import pytest
-import redis
 
 from app.services.users import create_user
-from tests.fixtures.accounts import PASSWORD, bearer, login
+from tests.fixtures.accounts import PASSWORD, bearer, login, refresh
 from tests.support import deep_merge, wait_until
 
 PHONE = "+8613800138000"
@@ -22,19 +21,8 @@ def app(make_app, accounts_settings, real_redis_settings):
     return make_app(deep_merge(accounts_settings, real_redis_settings))
 
 
-@pytest.fixture
-def store(real_redis_url):
-    client = redis.Redis.from_url(real_redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
 def me(client, token: str) -> int:
     return client.get("/api/users/me", headers=bearer(token)).status_code
-
-
-def refresh(client, refresh_token: str):
-    return client.post("/api/auth/refresh", json={"refresh_token": refresh_token})
 
 
 def with_secret(token: str, secret: str) -> str:
@@ -43,16 +31,16 @@ def with_secret(token: str, secret: str) -> str:
     return ".".join([session_id, generation, secret, *(secrets.token_urlsafe(16) for _ in rest[1:])])
 
 
-def test_a_session_is_a_compact_hash_and_an_index_entry(app, client, make_user, store, real_redis_settings):
+def test_a_session_is_a_compact_hash_and_an_index_entry(app, client, make_user, redis_client, real_redis_settings):
     prefix = real_redis_settings["redis"]["prefix"]
     user_id = make_user(PHONE)
     tokens = [login(client, PHONE, headers={"User-Agent": agent}) for agent in (BROWSER, "短" * 200)]
     assert me(client, tokens[0]["token"]) == 200  # caches the profile
-    kinds = {key[len(prefix):].rsplit(":", 1)[0] for key in store.scan_iter(match=prefix + "auth:*")}
+    kinds = {key[len(prefix):].rsplit(":", 1)[0] for key in redis_client.scan_iter(match=prefix + "auth:*")}
     assert kinds - {"auth:fail:ip", "auth:fail:account"} == {"auth:index", "auth:profile", "auth:session"}
     for pair in tokens:
-        assert store.object("encoding", f"{prefix}auth:session:{pair['token'].split('.')[0]}") == "listpack"
-    assert store.object("encoding", f"{prefix}auth:index:{user_id}") == "listpack"
+        assert redis_client.object("encoding", f"{prefix}auth:session:{pair['token'].split('.')[0]}") == "listpack"
+    assert redis_client.object("encoding", f"{prefix}auth:index:{user_id}") == "listpack"
     sessions = client.get("/api/auth/sessions", headers=bearer(tokens[1]["token"])).get_json()["data"]
     assert [s["user_agent"] for s in sessions] == [BROWSER, "短" * 200]  # whole, from its pieces
 

@@ -10,11 +10,10 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from tests.fixtures.accounts import bearer, login
+from tests.fixtures.accounts import bearer, login, refresh
 from tests.support import SECRET, deep_merge
 
 PHONE, OTHER = "+8613800138000", "+8613800138001"
@@ -26,31 +25,20 @@ def app(make_app, accounts_settings, real_redis_settings):
 
 
 @pytest.fixture
-def store(real_redis_url):
-    client = redis.Redis.from_url(real_redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def prefix(real_redis_settings) -> str:
     return real_redis_settings["redis"]["prefix"]
 
 
-def refresh(client, refresh_token: str):
-    return client.post("/api/auth/refresh", json={"refresh_token": refresh_token})
-
-
-def test_user_agents_of_ended_sessions_do_not_stay_in_redis(app, client, make_user, store, prefix):
+def test_user_agents_of_ended_sessions_do_not_stay_in_redis(app, client, make_user, redis_client, prefix):
     """One account logging in with a new User-Agent each time (its oldest sessions end past max_sessions) leaves
     nothing of the ended ones: a User-Agent lives in its session's hash."""
     user_id = make_user(PHONE)
     for n in range(20):
         login(client, PHONE, headers={"User-Agent": f"{n:04d}" + "é" * 252})
-    keys = sorted(key[len(prefix):] for key in store.scan_iter(match=f"{prefix}auth:*")
+    keys = sorted(key[len(prefix):] for key in redis_client.scan_iter(match=f"{prefix}auth:*")
                   if not key.startswith(f"{prefix}auth:fail"))
     assert len(keys) == 3 and keys[0] == f"auth:index:{user_id}" and keys[1].startswith("auth:session:"), keys
-    assert store.object("encoding", prefix + keys[1]) == "listpack"  # every piece of it at most 64 bytes
+    assert redis_client.object("encoding", prefix + keys[1]) == "listpack"  # every piece of it at most 64 bytes
 
 
 def mac_under(secret_key: str, body: str) -> str:
@@ -72,22 +60,22 @@ def test_with_the_secret_key_but_not_the_token_no_current_refresh_token_can_be_m
     assert refresh(client, pair["refresh_token"]).status_code == 200
 
 
-def test_a_cached_profile_speaks_only_for_the_user_of_its_key(app, client, make_user, store, prefix):
+def test_a_cached_profile_speaks_only_for_the_user_of_its_key(app, client, make_user, redis_client, prefix):
     """The profile snapshot is a bare JSON array; one whose id is not the user of its key (a snapshot written by
     another release's field order, or by anything that can write to Redis) becomes the caller's identity: GET
     /users/me answers with the other user, and PATCH /users/me writes the other user's row."""
     mine, other_id = make_user(PHONE), make_user(OTHER)
     pair = login(client, PHONE)
     assert client.get("/api/users/me", headers=bearer(pair["token"])).status_code == 200  # caches the snapshot
-    snapshot = json.loads(store.get(f"{prefix}auth:profile:{mine}"))
+    snapshot = json.loads(redis_client.get(f"{prefix}auth:profile:{mine}"))
     snapshot[1] = other_id  # [layout, id, …]
-    store.set(f"{prefix}auth:profile:{mine}", json.dumps(snapshot))
+    redis_client.set(f"{prefix}auth:profile:{mine}", json.dumps(snapshot))
     changed = client.patch("/api/users/me", json={"nickname": "renamed"}, headers=bearer(pair["token"]))
     assert changed.status_code == 200
     assert changed.get_json()["data"]["id"] == mine, "PATCH /users/me changed another user's row"
 
 
-def test_a_refresh_token_of_a_generation_redis_lost_is_no_theft(app, client, make_user, store, prefix):
+def test_a_refresh_token_of_a_generation_redis_lost_is_no_theft(app, client, make_user, redis_client, prefix):
     """A refresh is not waited for on a replica (only a login is), so a failover, or a restore from a backup, can
     lose the last refresh of a session while its client holds the pair it gave. That client's refresh token is one
     the server issued, of a generation the session has not reached: the refresh takes it for a retired one, ends
@@ -95,11 +83,11 @@ def test_a_refresh_token_of_a_generation_redis_lost_is_no_theft(app, client, mak
     make_user(PHONE)
     first = login(client, PHONE)
     session = f"{prefix}auth:session:{first['token'].split('.')[0]}"
-    before, ttl = store.hgetall(session), store.pttl(session)
+    before, ttl = redis_client.hgetall(session), redis_client.pttl(session)
     second = refresh(client, first["refresh_token"]).get_json()["data"]
-    store.delete(session)  # the replica that is now the primary never saw that refresh
-    store.hset(session, mapping=before)
-    store.pexpire(session, ttl)
+    redis_client.delete(session)  # the replica that is now the primary never saw that refresh
+    redis_client.hset(session, mapping=before)
+    redis_client.pexpire(session, ttl)
     assert refresh(client, second["refresh_token"]).status_code == 401
     events = client.get("/api/auth/events", headers=bearer(first["token"]))
     assert events.status_code == 200, "the session the lost write left was ended as a theft"
@@ -126,7 +114,7 @@ def test_bent_tokens_are_refused_and_end_nothing(app, client, make_user, bend):
     assert refresh(client, pair["refresh_token"]).status_code == 200
 
 
-def test_a_refresh_racing_logout_all_leaves_no_live_pair_and_no_partial_session(app, client, make_user, store,
+def test_a_refresh_racing_logout_all_leaves_no_live_pair_and_no_partial_session(app, client, make_user, redis_client,
                                                                                prefix):
     """Probe that held: a thief's refresh racing the owner's logout-all never yields a pair that still works, nor
     a session hash without its fields (the refresh keeps the session id, so ending it catches the new pair)."""
@@ -140,4 +128,4 @@ def test_a_refresh_racing_logout_all_leaves_no_live_pair_and_no_partial_session(
             if refreshed.result().status_code == 200:
                 token = refreshed.result().get_json()["data"]["token"]
                 assert client.get("/api/users/me", headers=bearer(token)).status_code == 401
-            assert list(store.scan_iter(match=f"{prefix}auth:session:*")) == []
+            assert list(redis_client.scan_iter(match=f"{prefix}auth:session:*")) == []
