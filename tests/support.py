@@ -123,3 +123,15 @@ def commit(repository: Path, message: str) -> str:
         subprocess.run(command, cwd=repository, check=True, capture_output=True, env=env, timeout=30)
     return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repository, check=True, capture_output=True, text=True,
                           timeout=30).stdout.strip()
+
+
+def read_until_closed(sock: socket.socket, timeout: float = 5) -> bytes:
+    """What a server sends on ``sock`` until it closes the connection (or ``timeout`` passes in silence)."""
+    sock.settimeout(timeout)
+    answer = b""
+    try:
+        while data := sock.recv(65536):
+            answer += data
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return answer

@@ -42,7 +42,6 @@ _LEGACY = re.compile(r"[A-Za-z0-9_-]{43}")
 class TokenParts:
     session_id: str
     generation: int
-    body: str  # the token without its mac
 
 
 def new_session_id() -> str:
@@ -52,7 +51,7 @@ def new_session_id() -> str:
 def parse_access(token: str) -> TokenParts | None:
     """The parts of an access token of the current form; None for anything else."""
     matched = _ACCESS.fullmatch(token)
-    return TokenParts(matched[1], int(matched[2]), token) if matched else None
+    return TokenParts(matched[1], int(matched[2])) if matched else None
 
 
 def parse_refresh(token: str) -> TokenParts | None:
@@ -62,7 +61,7 @@ def parse_refresh(token: str) -> TokenParts | None:
     if matched is None:
         return None
     body = token[:-23]
-    return TokenParts(matched[1], int(matched[2]), body) if hmac.compare_digest(matched[4], _mac(body)) else None
+    return TokenParts(matched[1], int(matched[2])) if hmac.compare_digest(matched[4], _mac(body)) else None
 
 
 def is_legacy(token: str) -> bool:

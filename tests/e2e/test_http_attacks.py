@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import read_until_closed
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90), pytest.mark.usefixtures("each_http")]
 
 PROBE_APP = ("--app", "probe_api:create_probe_app")
@@ -27,18 +29,6 @@ def rss(pid: int) -> int:
         return int(re.search(r"VmRSS:\s+(\d+) kB", status.read()).group(1)) * 1024  # type: ignore[union-attr]
 
 
-def read_all(sock: socket.socket, timeout: float = 5) -> bytes:
-    """What the server sends until it closes the connection (or ``timeout`` passes in silence)."""
-    sock.settimeout(timeout)
-    answer = b""
-    try:
-        while data := sock.recv(65536):
-            answer += data
-    except (TimeoutError, ConnectionResetError):
-        pass
-    return answer
-
-
 def statuses(answer: bytes) -> list[int]:
     return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)]
 
@@ -46,7 +36,7 @@ def statuses(answer: bytes) -> list[int]:
 def send(port: int, raw: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(raw)
-        return read_all(sock)
+        return read_until_closed(sock)
 
 
 def test_a_chunked_trailer_is_limited_like_a_head(live_server: Any) -> None:
@@ -96,7 +86,7 @@ def test_the_head_limit_holds_for_the_read_that_starts_a_head(live_server: Any) 
         time.sleep(0.3)  # both parsed: the second waits, reading paused, so the next head waits whole
         sock.sendall(b"GET /api/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                      + b"X-Filler: 123456789\r\n" * 5_000 + b"\r\n")
-        answer = read_all(sock, timeout=10)
+        answer = read_until_closed(sock, timeout=10)
     assert statuses(answer)[:2] == [200, 200], answer[:300]
     assert statuses(answer)[2:] in ([], [431]), f"a 105 KB head was answered {statuses(answer)[2:]}"
 

@@ -9,7 +9,9 @@ import time
 from typing import Any
 
 import pytest
-from test_http_attacks import MiB, read_all, statuses
+from test_http_attacks import MiB, statuses
+
+from tests.support import read_until_closed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90), pytest.mark.usefixtures("each_http")]
 
@@ -31,6 +33,6 @@ def test_framing_after_a_large_body_is_still_limited_like_a_head(live_server: An
         started = time.monotonic()
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(framing)
-        answer = read_all(sock, timeout=10)
+        answer = read_until_closed(sock, timeout=10)
     took = time.monotonic() - started
     assert statuses(answer) in ([], [400], [431]), f"2 MiB of framing were answered {statuses(answer)} ({took:.2f} s)"

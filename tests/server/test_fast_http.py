@@ -12,6 +12,7 @@ import pytest
 from wsgi_served import Served, serving
 
 from app.server.fast_http import HEAD_LIMIT
+from tests.support import read_until_closed
 
 
 @pytest.fixture
@@ -35,22 +36,10 @@ def seen(serve: Any) -> Served:
     return served
 
 
-def read_all(sock: socket.socket, timeout: float = 5) -> bytes:
-    """What the server sends until it closes the connection."""
-    sock.settimeout(timeout)
-    answer = b""
-    try:
-        while data := sock.recv(65536):
-            answer += data
-    except ConnectionResetError:
-        pass
-    return answer
-
-
 def send(port: int, raw: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(raw)
-        return read_all(sock)
+        return read_until_closed(sock)
 
 
 SMUGGLING = {
@@ -105,7 +94,7 @@ def test_a_head_over_the_limit_is_431(seen: Served) -> None:
                 sock.sendall(filler)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        assert read_all(sock).startswith(b"HTTP/1.1 431 ")
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 431 ")
     assert seen.calls == []  # type: ignore[attr-defined]
 
 
@@ -117,7 +106,7 @@ def test_a_head_sent_too_slowly_is_408_after_the_header_timeout(serve: Any) -> N
         for _ in range(3):
             time.sleep(0.1)
             sock.sendall(b"X-Slow: 1\r\n")
-        assert read_all(sock).startswith(b"HTTP/1.1 408 ")
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 408 ")
         assert 0.5 <= time.monotonic() - started < 3
 
 
@@ -130,7 +119,7 @@ def test_an_idle_keep_alive_connection_closes_after_the_keep_alive_timeout(serve
     with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
         sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
         started = time.monotonic()
-        assert read_all(sock).endswith(b"\r\n\r\nok")  # the answer, then the close once idle
+        assert read_until_closed(sock).endswith(b"\r\n\r\nok")  # the answer, then the close once idle
         assert 0.5 <= time.monotonic() - started < 3
 
 
@@ -140,7 +129,7 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent(seen: Served) -
                      b"Connection: close\r\n\r\n")
         assert sock.recv(1024) == b"HTTP/1.1 100 (Continue)\r\n\r\n"
         sock.sendall(b"body")
-        assert read_all(sock).endswith(b"\r\n\r\nbody")
+        assert read_until_closed(sock).endswith(b"\r\n\r\nbody")
 
 
 def test_expect_100_continue_over_the_limit_is_413_without_a_100(seen: Served) -> None:
@@ -158,12 +147,12 @@ def test_pipelined_requests_are_answered_in_order(seen: Served) -> None:
 
 
 def test_http_1_0_closes_unless_it_asks_for_keep_alive(seen: Served) -> None:
-    assert b"connection:" not in send(seen.port, b"GET /a HTTP/1.0\r\n\r\n").lower()  # closed: read_all ended
+    assert b"connection:" not in send(seen.port, b"GET /a HTTP/1.0\r\n\r\n").lower()  # closed: read_until_closed ended
     with socket.create_connection(("127.0.0.1", seen.port), timeout=5) as sock:
         sock.sendall(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         assert b"\r\nConnection: Keep-Alive\r\n" in sock.recv(4096)
         sock.sendall(b"GET /b HTTP/1.0\r\n\r\n")
-        assert read_all(sock).endswith(b"-")
+        assert read_until_closed(sock).endswith(b"-")
 
 
 def test_the_app_sees_the_environ_tornado_gives_it() -> None:

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from wsgi_served import Served, serving
 
+from tests.support import read_until_closed
+
 
 @pytest.fixture
 def served() -> Iterator[Served]:
@@ -31,13 +33,7 @@ def test_an_answer_without_a_body_writes_none_even_when_the_app_streams_one(serv
     with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
         sock.sendall(f"{method} /{status} HTTP/1.1\r\nHost: x\r\n\r\nGET /200_OK HTTP/1.1\r\nHost: x\r\n"
                      f"Connection: close\r\n\r\n".encode())
-        sock.settimeout(5)
-        answer = b""
-        try:
-            while data := sock.recv(65536):
-                answer += data
-        except (TimeoutError, ConnectionResetError):
-            pass
+        answer = read_until_closed(sock)
     head, _, rest = answer.partition(b"\r\n\r\n")
     assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), f"{len(rest)} bytes after the {status} head: {rest[:40]!r}"
 
