@@ -51,8 +51,9 @@ configs = {
         # uploads may have files.max_size + 64 KiB. tornado_server.py answers 413 over it before reading the body
         "event_loop": "auto",  # the IOLoop under Tornado: uvloop (libuv, C) where installed, else asyncio's own;
         # "uvloop" refuses to start without it, "asyncio" never uses it (docs/performance.md)
-        "http": "tornado",  # who parses HTTP/1.1: "tornado" (its Python code) or "httptools" (llhttp, in C: about a
-        # quarter of the CPU a request; pip install httptools). Both keep TLS, body limits and the graceful stop
+        "http": "auto",  # who parses HTTP/1.1: httptools (llhttp, in C: a quarter of Tornado's CPU a request) where
+        # installed, else Tornado's Python code; "httptools" refuses to start without it, "tornado" never uses it.
+        # Both keep TLS, body limits and the graceful stop (docs/operations.md#serving)
         "header_timeout": 10,  # httptools: seconds a request's head may take once it began (slow clients: 408)
         "keep_alive_timeout": 75,  # httptools: seconds an idle keep-alive connection is kept open
     },

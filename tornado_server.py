@@ -23,8 +23,8 @@ from app.server.lifecycle import make_app, prepare, run_child, serve, share_metr
 from app.server.options import (
     EXIT_STARTUP,
     StartupError,
-    check_http,
     event_loop_factory,
+    http_parser,
     listen,
     load_factory,
     parse_args,
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         processes = args.processes if args.processes > 0 else (os.cpu_count() or 1)
         prepare(app, processes)
         event_loop_factory(settings_of(app))  # uvloop asked for but missing: refused here, before any fork
-        check_http(settings_of(app))  # likewise httptools
+        parser = http_parser(settings_of(app))  # likewise httptools
         # Bound without SO_REUSEPORT even when children will share the port: a server already on it
         # (another forked instance, whose sockets allow sharing) must be a refusal, not a silent partner.
         sockets = listen(args, reuse_port=False)
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     first_cpu = args.cpu if args.cpu is not None else 0
 
     scheme = "https" if tls else "http"
-    print(f"Serving on {scheme}://{url_host(args.address)}:{args.port} with {processes} process(es); "
+    print(f"Serving on {scheme}://{url_host(args.address)}:{args.port} with {processes} process(es), HTTP/1.1 "
+          f"parsed by {parser}; "
           f"Swagger UI: {scheme}://{url_host(args.address, browsable=True)}:{args.port}/api/", flush=True)
     if processes == 1:
         if pinned and args.cpu is not None:

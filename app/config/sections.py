@@ -79,7 +79,7 @@ class ServerSettings(Section):
     cpu_affinity: bool
     max_body_size: int
     event_loop: Literal["auto", "uvloop", "asyncio"]
-    http: Literal["tornado", "httptools"]
+    http: Literal["auto", "tornado", "httptools"]
     header_timeout: float
     keep_alive_timeout: float
 

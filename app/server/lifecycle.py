@@ -23,7 +23,7 @@ from app.log_output import log_as_child
 from app.metrics import use_directory_for
 from app.server.adapter import WSGIAdapter
 from app.server.bodies import BodyLimits
-from app.server.options import StartupError, listen, pin_to_cpu, run_on_loop
+from app.server.options import StartupError, http_parser, listen, pin_to_cpu, run_on_loop
 from app.server.tornado_logs import hide_client_values
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ async def serve(app: Any, sockets: list[socket.socket], tls: ssl.SSLContext | No
     limits = BodyLimits.of(app)
     container = WSGIAdapter(app, executor, limits)
     server: HTTPServer | FastServer
-    if settings.server.http == "httptools":
+    if http_parser(settings) == "httptools":
         from app.server.fast_http import FastServer  # httptools is optional: imported only when chosen
 
         server = FastServer(container, tls, settings.server.header_timeout, settings.server.keep_alive_timeout)

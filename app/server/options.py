@@ -82,14 +82,19 @@ def event_loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEvent
     return uvloop.new_event_loop
 
 
-def check_http(settings: Settings) -> None:
-    """Refuse ``server.http = "httptools"`` when httptools is not installed (before any fork)."""
-    if settings.server.http != "httptools":
-        return
+def http_parser(settings: Settings) -> str:
+    """Who parses HTTP/1.1 by ``server.http``: "httptools" (llhttp, in C) when asked for or, for ``auto``,
+    installed; else "tornado". Refuses ``httptools`` when it is not installed (called before any fork)."""
+    choice = settings.server.http
+    if choice == "tornado":
+        return choice
     try:
-        import httptools  # noqa: F401  optional: only this choice needs it
+        import httptools  # noqa: F401  optional: pip install httptools
     except ImportError:
-        raise StartupError("server.http is httptools, which is not installed: pip install httptools") from None
+        if choice == "httptools":
+            raise StartupError("server.http is httptools, which is not installed: pip install httptools") from None
+        return "tornado"
+    return "httptools"
 
 
 def run_on_loop(main: Coroutine[Any, Any, Any], settings: Settings) -> Any:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from certificates import make_certificate
@@ -157,3 +158,16 @@ def test_a_server_asked_for_httptools_without_it_exits_2(tmp_path: Path) -> None
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
     assert "server.http is httptools, which is not installed" in result.stderr
+
+
+@pytest.mark.parametrize(("hidden", "parser"), [(False, "httptools"), (True, "tornado")])
+def test_server_http_auto_uses_httptools_where_installed(live_server: Any, server_env: dict[str, str],
+                                                         tmp_path: Path, hidden: bool, parser: str) -> None:
+    """The default (``auto``) parses with httptools; with httptools hidden it falls back to Tornado and serves."""
+    server_env.pop("APP_SERVER__HTTP", None)
+    if hidden:
+        (tmp_path / "hidden").mkdir()
+        (tmp_path / "hidden" / "httptools.py").write_text("raise ImportError('hidden for this test')\n")
+        server_env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "hidden"), server_env["PYTHONPATH"]])
+    server = live_server()
+    assert f"HTTP/1.1 parsed by {parser};" in server.output()
