@@ -14,9 +14,11 @@ renamed file, and rotate it again. So each file has one writer, the process that
 from __future__ import annotations
 
 import configparser
+import contextlib
 import copy
 import logging
 import logging.config
+import logging.handlers
 import os
 import threading
 import weakref
@@ -145,11 +147,11 @@ class BackgroundHandler(logging.Handler):
 
     def _write_pending(self) -> None:
         with self.writing:
+            batch = []
             while self.pending:
-                record = self.pending.popleft()
-                for handler in self.handlers:
-                    if record.levelno >= handler.level:
-                        handler.handle(record)
+                batch.append(self.pending.popleft())
+            for handler in self.handlers:
+                write_batch(handler, [record for record in batch if record.levelno >= handler.level])
 
     def flush(self) -> None:
         """Return once every record logged so far is written."""
@@ -166,6 +168,37 @@ class BackgroundHandler(logging.Handler):
         for handler in self.handlers:
             handler.close()
         super().close()
+
+
+BATCHED = (logging.StreamHandler, logging.FileHandler, logging.handlers.RotatingFileHandler)
+
+
+def write_batch(handler: logging.Handler, records: list[logging.LogRecord]) -> None:
+    """``records`` through ``handler``: the console and (size-rotating) files get them in one write and one flush
+    where the standard handlers write, flush and (rotating) stat the file twice per record, each a moment without
+    the GIL that request threads then queue to take back; any other handler gets them one by one."""
+    if not records:
+        return
+    stream = getattr(handler, "stream", None)
+    if type(handler) not in BATCHED or stream is None:  # another kind, or a file opened on its first record
+        for record in records:
+            handler.handle(record)
+        return
+    assert isinstance(handler, logging.StreamHandler)
+    try:
+        text = "".join(handler.format(r) + handler.terminator for r in records if handler.filter(r))
+        with handler.lock or contextlib.nullcontext():
+            if isinstance(handler, logging.handlers.RotatingFileHandler) and handler.maxBytes > 0:
+                size = stream.seek(0, os.SEEK_END)  # as shouldRollover: a non-empty file this batch would overfill
+                if size and size + len(text) >= handler.maxBytes and os.path.isfile(handler.baseFilename):
+                    handler.doRollover()
+                    if handler.stream is None:  # a file that opens lazily (delay=True) stays closed after it
+                        handler.stream = handler._open()
+                    stream = handler.stream
+            stream.write(text)
+            handler.flush()
+    except Exception:
+        handler.handleError(records[0])
 
 
 def configure_logging(settings: Settings) -> None:
