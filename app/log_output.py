@@ -185,8 +185,17 @@ def write_batch(handler: logging.Handler, records: list[logging.LogRecord]) -> N
             handler.handle(record)
         return
     assert isinstance(handler, logging.StreamHandler)
+    lines = []
+    for record in records:
+        try:
+            if handler.filter(record):
+                lines.append(handler.format(record) + handler.terminator)
+        except Exception:  # one record that cannot be formatted costs its own line, as in emit()
+            handler.handleError(record)
+    if not lines:
+        return
+    text = "".join(lines)
     try:
-        text = "".join(handler.format(r) + handler.terminator for r in records if handler.filter(r))
         with handler.lock or contextlib.nullcontext():
             if isinstance(handler, logging.handlers.RotatingFileHandler) and handler.maxBytes > 0:
                 size = stream.seek(0, os.SEEK_END)  # as shouldRollover: a non-empty file this batch would overfill

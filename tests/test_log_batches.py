@@ -84,3 +84,23 @@ def test_request_ids_are_random_uuids_and_differ_in_forked_children() -> None:
                          env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)}).stdout.split()
     assert len(out) == 2 and out[0] != out[1]
     assert all(re.fullmatch(r"[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}", made) for made in out)
+
+
+def test_a_record_that_cannot_be_formatted_costs_only_its_own_line() -> None:
+    stream = CountingStream()
+    console = logging.StreamHandler(stream)
+    background = BackgroundHandler([console])
+    try:
+        background.handle(logging.LogRecord("probe", logging.INFO, __file__, 1, "before", None, None))
+        broken = logging.LogRecord("probe", logging.INFO, __file__, 1, "x", None, None)
+        background.pending.append(broken)  # as if prepare() had let through a message that breaks %-formatting
+        broken.msg, broken.args = "%d", ("not a number",)
+        background.handle(logging.LogRecord("probe", logging.INFO, __file__, 1, "after", None, None))
+        logging.raiseExceptions, raised = False, logging.raiseExceptions
+        try:
+            background.flush()
+        finally:
+            logging.raiseExceptions = raised
+    finally:
+        background.close()
+    assert stream.getvalue().splitlines() == ["before", "after"]
