@@ -194,20 +194,34 @@ def write_batch(handler: logging.Handler, records: list[logging.LogRecord]) -> N
             handler.handleError(record)
     if not lines:
         return
-    text = "".join(lines)
     try:
         with handler.lock or contextlib.nullcontext():
             if isinstance(handler, logging.handlers.RotatingFileHandler) and handler.maxBytes > 0:
-                size = stream.seek(0, os.SEEK_END)  # as shouldRollover: a non-empty file this batch would overfill
-                if size and size + len(text) >= handler.maxBytes and os.path.isfile(handler.baseFilename):
-                    handler.doRollover()
-                    if handler.stream is None:  # a file that opens lazily (delay=True) stays closed after it
-                        handler.stream = handler._open()
-                    stream = handler.stream
-            stream.write(text)
+                _write_rotating(handler, lines)
+            else:
+                stream.write("".join(lines))
             handler.flush()
     except Exception:
         handler.handleError(records[0])
+
+
+def _write_rotating(handler: logging.handlers.RotatingFileHandler, lines: list[str]) -> None:
+    """``lines`` in as few writes as ``maxBytes`` allows, rotating before the line that would fill a non-empty file,
+    as shouldRollover does: also when the file was deleted (a fresh one starts), never when the path is something
+    other than a regular file (/dev/null)."""
+    path = handler.baseFilename
+    rotates = not (os.path.exists(path) and not os.path.isfile(path))
+    assert handler.stream is not None
+    size, start = handler.stream.seek(0, os.SEEK_END), 0
+    for index, line in enumerate(lines):
+        if rotates and size and size + len(line) >= handler.maxBytes:
+            handler.stream.write("".join(lines[start:index]))
+            handler.doRollover()
+            if handler.stream is None:  # a file that opens lazily (delay=True) stays closed after it
+                handler.stream = handler._open()
+            size, start = 0, index
+        size += len(line)
+    handler.stream.write("".join(lines[start:]))
 
 
 def configure_logging(settings: Settings) -> None:

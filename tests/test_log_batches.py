@@ -58,7 +58,22 @@ def test_a_rotating_file_rotates_between_batches_and_loses_no_line(tmp_path: Pat
     lines = [line for f in files for line in f.read_text().splitlines()]
     assert lines == [f"batch {b} line {n:03} " + "x" * 60 for b in range(10) for n in range(20)]
     assert len(files) > 3
-    assert all(f.stat().st_size < 4000 for f in files)  # a batch never straddles two files
+    assert all(f.stat().st_size < 4000 for f in files)
+
+
+def test_a_batch_larger_than_max_bytes_is_spread_over_files_and_a_deleted_file_comes_back(tmp_path: Path) -> None:
+    """As the standard handler: rotation before the line that would fill the file, within one batch too; a file
+    deleted under the server is rotated away at the next limit and a new one starts (found by an outside review)."""
+    path = tmp_path / "app.log"
+    rotating = logging.handlers.RotatingFileHandler(path, maxBytes=1000, backupCount=50, encoding="utf-8")
+    logged([rotating], [f"first {n:03} " + "x" * 80 for n in range(5)])
+    path.unlink()
+    logged([rotating], [f"second {n:03} " + "x" * 80 for n in range(60)])  # ~5.5 KB in one batch
+    rotating.close()
+    assert path.exists()
+    assert all(f.stat().st_size < 1000 for f in tmp_path.glob("app.log*"))
+    kept = sorted(line for f in tmp_path.glob("app.log*") for line in f.read_text().splitlines())
+    assert kept[-1] == "second 059 " + "x" * 80 and len(kept) >= 50
 
 
 def test_another_kind_of_handler_gets_each_record() -> None:
