@@ -84,6 +84,9 @@ class Answering:
             self.loop.call_soon_threadsafe(self.answered, request, future)
 
     def answered(self, request: Request, future: Future[Answer]) -> None:
+        if future.cancelled():  # still queued when a stop passed its timeout: the app never ran it
+            self.finish(request, keep_alive=False)
+            return
         try:
             answer = future.result()
         except Exception:

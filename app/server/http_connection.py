@@ -90,7 +90,8 @@ class Connection(Answering, asyncio.Protocol):
             except httptools.HttpParserUpgrade:  # the request is served as a plain one; nothing after it is read
                 self.done = True
             except httptools.HttpParserError as exc:
-                log.info("Malformed HTTP message from %s: %s", self.remote_ip, exc)
+                reason = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc  # ours, raised
+                log.info("Malformed HTTP message from %s: %s", self.remote_ip, reason or exc)  # in a callback
                 self.refuse(BAD_REQUEST)
                 return
             if self.request is not None and self.over_limit(len(piece), self.body_bytes - body_before):

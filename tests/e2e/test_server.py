@@ -7,6 +7,7 @@ request id that the response returns in ``X-Request-ID``. Forked children are fo
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -291,6 +292,28 @@ def test_a_request_running_past_the_shutdown_timeout_does_not_hold_the_process(l
     assert "still running after 1s" in server.output()
     thread.join(5)
     assert outcome, "the hung request got an answer"
+
+
+def test_requests_still_queued_at_the_shutdown_timeout_are_dropped_without_an_error(live_server: Any) -> None:
+    """One request thread, held by a slow request: the others wait in the pool's queue, which the stop past its
+    timeout cancels. The app never ran them, so nothing says it failed (found by an outside review)."""
+    server = live_server(*PROBE_APP, env={"APP_SERVER__SHUTDOWN_TIMEOUT": "1", "APP_SERVER__THREADS": "1"})
+
+    def hung_request() -> None:
+        with contextlib.suppress(requests.ConnectionError):  # cut when the process exits: expected
+            requests.get(f"{server.url}/api/probe/slow?seconds=30", timeout=40)
+
+    threads = [threading.Thread(target=hung_request, daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: "slow request started" in server.output(), timeout=5)
+    connections = Path(f"/proc/{server.process.pid}/net/tcp")  # the three are in (state 01: established)
+    wait_until(lambda: sum(1 for line in connections.read_text().splitlines()
+                           if f":{server.port:04X} " in line and line.split()[3] == "01") >= 3, timeout=5)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(15) == 0
+    assert "still running after 1s" in server.output()
+    assert "the WSGI app failed" not in server.output() and "CancelledError" not in server.output()
 
 
 # --- several processes -------------------------------------------------------------------------
