@@ -182,7 +182,8 @@ def main() -> int:
     header = (f"# Benchmark {when}\n\n{os.cpu_count()} cores; {args.processes} processes per server; load: "
               f"{'wrk' if LOAD is wrk else 'python'} with {args.connections} connections (4 for login), "
               f"{args.seconds:g} s per scenario, median of {args.rounds} rounds, each starting with the next server; "
-              f"PostgreSQL + Redis; APP_ENV=production; tornado_server.py's server.http: {args.http or 'default'}."
+              f"PostgreSQL + Redis; APP_ENV=production; tornado_server.py's server.http: "
+              f"{args.http or 'default (auto: httptools where installed)'}."
               "\n\n")
     report = header + table(results, names) + "\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
