@@ -52,9 +52,10 @@ LIVE, ME, LOGIN, UNDER_LOGINS = ("GET /api/health/live", "GET /api/users/me", "P
                                  "GET /api/health/live while 4 clients log in")
 
 
-def measure(ports: dict[str, int], rounds: int, seconds: float, connections: int,
-            scenarios: list[str]) -> dict[tuple[str, str], Result]:
-    """Every scenario on every server, each round starting with the next server; the median round of each."""
+def measure(ports: dict[str, int], rounds: int, seconds: float, connections: int, scenarios: list[str],
+            round_lines: list[str]) -> dict[tuple[str, str], Result]:
+    """Every scenario on every server, each round starting with the next server; the median round of each.
+    Each round's line is printed and added to ``round_lines``."""
     login_body = json.dumps({"account": PHONE, "password": PASSWORD})
     json_headers = {"Content-Type": "application/json"}
     runs: dict[tuple[str, str], list[Result]] = {}
@@ -74,9 +75,11 @@ def measure(ports: dict[str, int], rounds: int, seconds: float, connections: int
             for scenario in scenarios:
                 result = runners[scenario]()
                 runs.setdefault((scenario, name), []).append(result)
-                print(f"round {round_number + 1} {name:9} {scenario:45} {result.rps:8.0f} req/s  "
-                      f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  "
-                      f"errors {result.errors}  non-2xx {result.non_2xx}", flush=True)
+                line = (f"round {round_number + 1} {name:9} {scenario:45} {result.rps:8.0f} req/s  "
+                        f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  "
+                        f"errors {result.errors}  non-2xx {result.non_2xx}")
+                round_lines.append(line)
+                print(line, flush=True)
     return {key: sorted(results, key=lambda r: r.rps)[len(results) // 2] for key, results in runs.items()}
 
 
@@ -161,6 +164,7 @@ def main() -> int:
         if args.http:
             env["APP_SERVER__HTTP"] = args.http
         ports = {name: free_port() for name in names}
+        round_lines: list[str] = []
         print(f"load: {'wrk' if LOAD is wrk else 'python'}, {args.connections} connections, {args.seconds} s x "
               f"{args.rounds} rounds; {args.processes} processes per server: {', '.join(names)}", flush=True)
         try:
@@ -168,7 +172,7 @@ def main() -> int:
                 for name, port in ports.items():
                     running.enter_context(server(command(name, python, port, args.processes), env, port,
                                                  work / f"{name}.log"))
-                results = measure(ports, args.rounds, args.seconds, args.connections, scenarios)
+                results = measure(ports, args.rounds, args.seconds, args.connections, scenarios, round_lines)
         finally:
             client = redis.Redis.from_url(redis_url)
             for key in client.scan_iter(f"{prefix}*"):
@@ -185,7 +189,8 @@ def main() -> int:
               f"PostgreSQL + Redis; APP_ENV=production; tornado_server.py's server.http: "
               f"{args.http or 'default (auto: httptools where installed)'}."
               "\n\n")
-    report = header + table(results, names) + "\n"
+    rounds = "\n".join(round_lines)
+    report = f"{header}{table(results, names)}\n\nEvery round, in the order run:\n\n```\n{rounds}\n```\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{when}.md").write_text(report)
     print("\n" + report)

@@ -478,3 +478,4 @@ def test_make_bench_runs_as_documented(tmp_path: Path) -> None:
     [report] = set((clone / "bench" / "results").glob("*.md")) - before
     for other in ("gunicorn", "uwsgi", "granian"):  # every server of bench/requirements.txt took part
         assert f"| tornado / {other}, `GET /api/users/me` |" in report.read_text(), result.stdout
+    assert "round 1 tornado   GET /api/users/me" in report.read_text()  # every round is kept, not only the median
