@@ -90,8 +90,9 @@ class Connection(Answering, asyncio.Protocol):
             except httptools.HttpParserUpgrade:  # the request is served as a plain one; nothing after it is read
                 self.done = True
             except httptools.HttpParserError as exc:
-                reason = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc  # ours, raised
-                log.info("Malformed HTTP message from %s: %s", self.remote_ip, reason or exc)  # in a callback
+                # A head_problem raised in a callback comes back as llhttp's "User callback error": log ours.
+                reason = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else None
+                log.info("Malformed HTTP message from %s: %s", self.remote_ip, reason or exc)
                 self.refuse(BAD_REQUEST)
                 return
             if self.request is not None and self.over_limit(len(piece), self.body_bytes - body_before):
