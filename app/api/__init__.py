@@ -142,6 +142,9 @@ def create_api(app: Flask, extra_namespaces: Iterable[tuple[Namespace, str]] = (
     api.models[error_model.name] = error_model
     for namespace, path in (*NAMESPACES, *extra_namespaces):
         api.add_namespace(namespace, path=path)
+        # A namespace lists every Api it joined, to pass on resources added later; as ours are module-level, that
+        # list would keep each app made in this process alive (every test's), so it keeps only the newest.
+        namespace.apis[:] = [api]
     app.register_blueprint(blueprint)
     app.extensions["restx_api"] = api
     return api
