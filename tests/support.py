@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import os
 import shutil
 import socket
@@ -88,6 +89,19 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: fl
             last_error = exc
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last error: {last_error!r})")
+
+
+def timed(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """``call(*args, **kwargs)`` and the seconds it took, the garbage collector paused meanwhile: a full collection
+    of this process's heap (the suite's, far larger than a served app's) can outlast the deadline being checked."""
+    enabled = gc.isenabled()
+    gc.disable()
+    started = time.monotonic()
+    try:
+        return call(*args, **kwargs), time.monotonic() - started
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # What a build packs, copied by copy_project (tests of fab build and deploy work on a copy, never on this tree).

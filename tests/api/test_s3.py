@@ -7,7 +7,6 @@ import hashlib
 import io
 import os
 import threading
-import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -16,7 +15,7 @@ import requests
 from app.extensions import db
 from app.models import File
 from tests.fixtures.accounts import bearer, login
-from tests.support import deep_merge, free_port
+from tests.support import deep_merge, free_port, timed
 
 OWNER, STRANGER = "+8613800138000", "+8613900139000"
 MiB = 1024 * 1024
@@ -193,14 +192,6 @@ def test_without_a_bucket_uploads_and_direct_uploads_are_501(make_app, accounts_
     for answer in answers:
         assert (answer.status_code, answer.get_json()["status"]) == (501, "STORAGE_NOT_CONFIGURED")
     assert rows(app) == 0
-
-
-def timed(call):
-    started = time.monotonic()
-    answer = call()
-    seconds = time.monotonic() - started
-    print(f"answered {answer.status_code} in {seconds:.3f} s")
-    return answer, seconds
 
 
 def test_a_store_on_a_closed_port_is_503_within_2_seconds(s3_app):

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from app.extensions import db
 from tests.fixtures.accounts import signed_in
 from tests.fixtures.databases import fresh_database
-from tests.support import PROJECT_DIR, wait_until
+from tests.support import PROJECT_DIR, timed, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.own_services]  # PostgreSQL and MariaDB, on every run
 
@@ -142,9 +142,3 @@ def test_migrations_and_manage_py_commands_run_without_the_deadline(make_app, ba
     done = subprocess.run([sys.executable, "manage.py", "shell"], input=script, cwd=PROJECT_DIR, env=server_env,
                           capture_output=True, text=True, timeout=60)
     assert "slept" in done.stdout, done.stdout + done.stderr
-
-
-def timed(call, *args, **kwargs):
-    started = time.monotonic()
-    result = call(*args, **kwargs)
-    return result, time.monotonic() - started
