@@ -20,6 +20,7 @@ from app import (
 )
 from app.api import create_api
 from app.api.validation import RequestJSONProvider
+from app.auth import TokenOnlySessions
 from app.cli import register_commands
 from app.config import PROJECT_DIR, load_configs, use_settings
 from app.errors import error_response
@@ -53,6 +54,7 @@ def create_app(
     app = Flask(__name__, instance_path=str(PROJECT_DIR / "instance"))
     use_settings(app, settings)
     app.json = RequestJSONProvider(app)  # keys in order, UTF-8 as is; JSON nested too deep to parse is a 400
+    app.session_interface = TokenOnlySessions()  # callers sign in with tokens: no cookie session is opened
     configure_logging(settings)
 
     request_id.init_app(app)

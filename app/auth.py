@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import NoReturn
 
-from flask import g, request
+from flask import Flask, g, request
+from flask.sessions import NullSession, SessionInterface
 
 from app.config import configs
 from app.errors import Forbidden, NotAuthorized, ReauthRequired
@@ -119,3 +121,26 @@ def signed_in_user_id() -> int | None:
     """The id of the user this request is from, or None; never touches the ORM (log lines use it)."""
     identity: Identity | None = g.get("auth_identity")
     return identity.user_id if identity is not None else g.get("auth_signed_in")
+
+
+class NoCookieSession(NullSession):
+    """What ``flask.session`` is here: reading finds it empty, writing raises saying why."""
+
+    def _fail(self, *args: object, **kwargs: object) -> NoReturn:
+        raise RuntimeError("Flask's cookie session is off: this API signs callers in with tokens (app/auth.py). To "
+                           "have it back, set app.session_interface = flask.sessions.SecureCookieSessionInterface().")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = update = setdefault = _fail
+
+
+class TokenOnlySessions(SessionInterface):
+    """No cookie session is opened: nothing here uses one, and opening Flask's signed cookie costs about 20 µs a
+    request (docs/performance.md)."""
+
+    null_session_class = NoCookieSession
+
+    def open_session(self, app: Flask, request: object) -> None:
+        return None  # Flask then uses null_session_class
+
+    def save_session(self, app: Flask, session: object, response: object) -> None:
+        return None

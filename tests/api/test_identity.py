@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import flask
 import pytest
 from flask_restx import Namespace, Resource
 
@@ -65,3 +66,14 @@ def test_each_request_checks_its_own_token(app, client):
     assert client.get("/api/probe/identity", headers={"token": first}).get_json()["user_id"] == first_id
     assert client.get("/api/probe/identity", headers={"token": second}).get_json()["user_id"] == second_id
     assert client.get("/api/probe/identity").status_code == 401
+
+
+def test_no_cookie_session_is_opened_and_writing_one_says_why(app, client):
+    """Callers sign in with tokens: Flask's cookie session is never opened (nor its cookie set)."""
+    signed_in(app, client, "+8613800138007")
+    answer = client.post("/api/auth/login", json={"account": "+8613800138007", "password": SECRET})
+    assert answer.status_code == 200 and "Set-Cookie" not in answer.headers
+    with app.test_request_context("/", headers={"Cookie": "session=eyJ4IjoxfQ.forged"}):
+        assert dict(flask.session) == {}
+        with pytest.raises(RuntimeError, match="signs callers in with tokens"):
+            flask.session["user_id"] = 1
