@@ -5,6 +5,7 @@ It is also how a project adds a namespace: a module with `ns`, models, resources
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 
@@ -114,6 +115,15 @@ class TaskProbe(Resource):
         _slow_task(float(request.args.get("seconds", "0")), request.args.get("path", "/dev/null"),
                    request.args.get("fail") == "1")
         return "accepted"
+
+
+@ns.route("/gc")
+class GarbageCollectorProbe(Resource):
+    @public
+    @returns(ns)
+    def get(self) -> dict:
+        """How many objects the collector leaves alone (gc.freeze) and how many it tracks."""
+        return {"frozen": gc.get_freeze_count(), "tracked": len(gc.get_objects())}
 
 
 PROBE = (ns, "/probe")

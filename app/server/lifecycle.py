@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -84,6 +85,7 @@ async def serve(app: Any, sockets: list[socket.socket], tls: ssl.SSLContext | No
         server = HTTPServer(container, ssl_options=tls, xheaders=False, max_body_size=limits.upload)
         server.add_sockets(sockets)
 
+    freeze_startup_objects()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -108,6 +110,14 @@ async def serve(app: Any, sockets: list[socket.socket], tls: ssl.SSLContext | No
     if not drained:
         log.warning("shutdown: background tasks still running after %ss", settings.server.shutdown_timeout)
     return requests_done and drained
+
+
+def freeze_startup_objects() -> None:
+    """Put what start-up made (modules, the app, its routes, models and spec: ~170,000 objects) out of the
+    collector's reach, the garbage first. A full collection then walks only what requests made since: under load
+    it took 40-135 ms with every thread held, the tail of the p99 (docs/performance.md)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _writing(server: HTTPServer | FastServer) -> bool:

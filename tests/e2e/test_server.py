@@ -156,6 +156,13 @@ def test_health_answers_200_with_the_success_envelope(live_server: Any) -> None:
     assert body["data"]["database"] == "ok" and body["data"]["redis"] == "ok" and body["data"]["version"]
 
 
+def test_what_start_up_made_is_left_out_of_garbage_collections(live_server: Any) -> None:
+    """A full collection walks only what requests made: start-up's objects are frozen (gc.freeze)."""
+    server = live_server(*PROBE_APP)
+    counts = requests.get(f"{server.url}/api/probe/gc", timeout=5).json()["data"]
+    assert counts["frozen"] > 50_000 and counts["tracked"] < counts["frozen"] / 4, counts
+
+
 def test_a_204_has_no_content_length_and_the_connection_serves_on(live_server: Any, test_settings: dict) -> None:
     server = live_server()
     from app import create_app
