@@ -3,7 +3,10 @@
 Hashing is slow on purpose (about 0.3 s of CPU with the defaults), so it runs on a small pool of threads per
 process whose scheduling priority is lowered (nice 19; on Linux niceness is per thread, and Argon2's own lane
 threads inherit it): a burst of logins then takes spare CPU only, and every other request keeps its latency.
-At most ``HASH_THREADS`` hashes run at once per process; more wait their turn without using CPU.
+At most ``HASH_THREADS`` hashes run at once per process; more wait their turn without using CPU. The hashing
+threads may run on any CPU, even in a server process pinned to one (``server.cpu_affinity``): a hash lets go of
+the GIL, and pinned, the logins that one process took waited for each other while another CPU had room (half the
+logins a second in `make bench` when the connections fell unevenly).
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ _pool: tuple[int, ThreadPoolExecutor] | None = None  # (the pid that made it, th
 _pool_lock = threading.Lock()
 
 
-def _lower_priority() -> None:
+def _start_hashing_thread() -> None:
     with contextlib.suppress(OSError, AttributeError):  # not Linux, or not allowed: hash at normal priority
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or a container forbids it: stay where it is
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))  # the kernel keeps those the process may use
 
 
 def _in_pool(work: Callable[..., T], *args: object) -> T:
@@ -37,7 +42,7 @@ def _in_pool(work: Callable[..., T], *args: object) -> T:
     global _pool
     with _pool_lock:
         if _pool is None or _pool[0] != os.getpid():
-            _pool = (os.getpid(), ThreadPoolExecutor(HASH_THREADS, "argon2", initializer=_lower_priority))
+            _pool = (os.getpid(), ThreadPoolExecutor(HASH_THREADS, "argon2", initializer=_start_hashing_thread))
         pool = _pool[1]
     return pool.submit(work, *args).result()
 
