@@ -108,7 +108,8 @@ def pin_to_cpu(index: int) -> None:
 
     The GIL lets one thread run at a time anyway; on one CPU the hand-offs between the IOLoop and the
     request threads (at every Redis or database call) are cheap switches instead of cross-CPU wake-ups,
-    which halves what a Redis round trip costs a busy server (README, Performance).
+    which halves what a Redis round trip costs a busy server (README, Performance). Password hashing threads
+    leave it for any CPU (app/services/passwords.py): a hash lets go of the GIL for 0.3 s.
     """
     cpus = sorted(os.sched_getaffinity(0))
     cpu = cpus[index % len(cpus)]
