@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import importlib
 import logging
 import os
@@ -49,7 +50,9 @@ def listen(args: argparse.Namespace, reuse_port: bool) -> list[socket.socket]:
     try:
         return bind_sockets(args.port, args.address, reuse_port=reuse_port)
     except OSError as exc:
-        raise StartupError(f"cannot listen on {args.address}:{args.port}: {exc.strerror}") from None
+        hint = " (another server has it? choose a port: --port N, or make run SERVER_ARGS=\"--port N\")" \
+            if exc.errno == errno.EADDRINUSE else ""
+        raise StartupError(f"cannot listen on {args.address}:{args.port}: {exc.strerror}{hint}") from None
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

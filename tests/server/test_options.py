@@ -102,7 +102,7 @@ def test_a_port_in_use_is_a_startup_error() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(StartupError, match=f"cannot listen on 127.0.0.1:{port}"):
+        with pytest.raises(StartupError, match=f"cannot listen on 127.0.0.1:{port}: .*choose a port: --port N"):
             listen(parse_args(["--port", str(port)]), reuse_port=False)
 
 
