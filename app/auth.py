@@ -130,7 +130,7 @@ class NoCookieSession(NullSession):
         raise RuntimeError("Flask's cookie session is off: this API signs callers in with tokens (app/auth.py). To "
                            "have it back, set app.session_interface = flask.sessions.SecureCookieSessionInterface().")
 
-    __setitem__ = __delitem__ = clear = pop = popitem = update = setdefault = _fail
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = update = setdefault = _fail
 
 
 class TokenOnlySessions(SessionInterface):

@@ -16,6 +16,7 @@ from typing import Any
 from tornado.netutil import bind_sockets
 
 from app.config import Settings, project_path
+from app.cpus import note_before_pinning
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ def pin_to_cpu(index: int) -> None:
     which halves what a Redis round trip costs a busy server (README, Performance). Password hashing threads
     leave it for any CPU (app/services/passwords.py): a hash lets go of the GIL for 0.3 s.
     """
+    note_before_pinning()
     cpus = sorted(os.sched_getaffinity(0))
     cpu = cpus[index % len(cpus)]
     for thread_id in os.listdir("/proc/self/task"):  # threads already started, and through them later ones

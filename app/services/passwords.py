@@ -23,6 +23,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from app.config import configs
+from app.cpus import unpinned
 
 HASH_THREADS = 2
 T = TypeVar("T")
@@ -34,7 +35,7 @@ def _start_hashing_thread() -> None:
     with contextlib.suppress(OSError, AttributeError):  # not Linux, or not allowed: hash at normal priority
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     with contextlib.suppress(OSError, AttributeError):  # not Linux, or a container forbids it: stay where it is
-        os.sched_setaffinity(0, range(os.cpu_count() or 1))  # the kernel keeps those the process may use
+        os.sched_setaffinity(0, unpinned())
 
 
 def _in_pool(work: Callable[..., T], *args: object) -> T:

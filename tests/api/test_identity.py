@@ -77,3 +77,5 @@ def test_no_cookie_session_is_opened_and_writing_one_says_why(app, client):
         assert dict(flask.session) == {}
         with pytest.raises(RuntimeError, match="signs callers in with tokens"):
             flask.session["user_id"] = 1
+        with pytest.raises(RuntimeError, match="signs callers in with tokens"):
+            flask.session |= {"user_id": 1}
