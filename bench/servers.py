@@ -3,6 +3,7 @@ database. Each non-Tornado server loads the app in every worker (never before a 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -84,9 +85,11 @@ def database(server_url: str) -> Iterator[str]:
 
 @contextmanager
 def server(argv: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[int]:
-    """The server running until the block ends; yields its process id."""
+    """The server running until the block ends; yields its process id. It runs in a process group of its own, and
+    the whole group is ended: granian's workers outlived their master when only the master was signalled."""
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
     try:
         wait_ready(port, process)
         yield process.pid
@@ -97,6 +100,8 @@ def server(argv: list[str], env: dict[str, str], port: int, log: Path) -> Iterat
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        with contextlib.suppress(ProcessLookupError):  # a worker still there once its master is gone
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def bench_env(db_url: str, redis_url: str, prefix: str, work: Path) -> dict[str, str]:
